@@ -1,0 +1,272 @@
+import {
+  ConnState, CONN_F_INACTIVE, COUNTER_COUNT, Counter, Drop, DROP_REASONS, ETH_DST, IPPROTO_TCP, SLOT_EMPTY,
+  TCP_ACK, TCP_RST, TCP_SYN, Verdict,
+} from './contract';
+import { ConnTable, connPort } from './conntable';
+import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
+import { DestTable, RealServer, ServiceTable, VirtualService } from './services';
+import { nextTcpState, tcpTimeouts } from './tcpstate';
+import { DEST_F_DOWN, FlowInfo } from '../scheduler/index';
+
+/** Where forwarded frames go: the egress interface (or a test's memory). */
+export interface FrameSink {
+  /** Sends len bytes of buf; false when the interface refused the frame. */
+  send(buf: Buffer, len: number): boolean;
+}
+
+export interface ForwarderOptions {
+  connTableSize: number;
+  timeouts: { tcp: number; tcpfin: number; udp: number };
+  /** MAC of the capture interface: frames addressed elsewhere are not ours. */
+  captureMac: Uint8Array;
+  /** MAC of the egress interface: the source MAC of every forwarded frame. */
+  egressMac: Uint8Array;
+  egress: FrameSink;
+  /** ARP frames seen on the capture interface go to the control plane. */
+  onArp?: (buf: Buffer, len: number) => void;
+}
+
+/**
+ * The TypeScript data plane: parse → lookup → schedule (new flows only) → track → rewrite →
+ * send, one frame at a time, synchronously, on the capture's shared buffer. Nothing here
+ * allocates per frame; counters are plain numbers read by metrics at scrape time.
+ */
+export class Forwarder {
+  readonly conns: ConnTable;
+  /** Persistence templates (client network → real server), like IPVS's templates. */
+  readonly templates: ConnTable;
+  readonly dests = new DestTable();
+  readonly services = new ServiceTable();
+  readonly drops = new Float64Array(DROP_REASONS.length);
+  readonly counters = new Float64Array(COUNTER_COUNT);
+  /** Coarse clock in whole seconds, advanced by the control plane. */
+  now = 1;
+  captureMac: Uint8Array;
+  egressMac: Uint8Array;
+  egress: FrameSink;
+  onArp: (buf: Buffer, len: number) => void;
+
+  private tcpTimeout: Uint32Array;
+  private udpTimeout: number;
+  private readonly frame = new ParsedFrame();
+  private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
+  private sweepCursor = 0;
+
+  constructor(opts: ForwarderOptions) {
+    this.conns = new ConnTable(opts.connTableSize);
+    // One template per client network at most, and usually far fewer than flows.
+    this.templates = new ConnTable(Math.max(1024, opts.connTableSize >>> 2));
+    this.captureMac = opts.captureMac;
+    this.egressMac = opts.egressMac;
+    this.egress = opts.egress;
+    this.onArp = opts.onArp ?? (() => {});
+    this.tcpTimeout = tcpTimeouts(1, 1);
+    this.udpTimeout = 1;
+    this.setTimeouts(opts.timeouts);
+  }
+
+  setTimeouts(t: { tcp: number; tcpfin: number; udp: number }): void {
+    // The clock ticks in whole seconds: round up so that no timeout becomes zero.
+    this.tcpTimeout = tcpTimeouts(Math.max(1, Math.ceil(t.tcp)), Math.max(1, Math.ceil(t.tcpfin)));
+    this.udpTimeout = Math.max(1, Math.ceil(t.udp));
+  }
+
+  /** Handles one frame; the frame is rewritten in place when forwarded. */
+  process(buf: Buffer, len: number): Verdict {
+    const c = this.counters;
+    c[Counter.RxFrames]++;
+    c[Counter.RxBytes] += len;
+    const f = this.frame;
+    const parsed = parse(buf, len, f);
+    if (parsed !== PARSED_L4) {
+      if (parsed === PARSED_ARP) {
+        c[Counter.ArpFrames]++;
+        this.onArp(buf, len);
+        return Verdict.Arp;
+      }
+      return this.drop(parsed);
+    }
+    if (!macEquals(buf, ETH_DST, this.captureMac)) return this.drop(Drop.NotOurMac);
+    const svc = this.services.lookup(f.dstAddr, f.dstPort, f.proto);
+    if (svc === null) return this.drop(Drop.Unsupported);
+
+    let slot = this.lookup(svc, f);
+    if (slot < 0) {
+      slot = this.schedule(svc, f);
+      if (slot < 0) return this.drop(~slot);
+    }
+    this.track(slot, f);
+    const dest = this.conns.dest[slot];
+    if (this.dests.macKnown[dest] === 0) return this.drop(Drop.NoMac);
+    rewriteMacs(buf, this.dests.mac, dest * 6, this.egressMac);
+    if (!this.egress.send(buf, len)) return this.drop(Drop.SendFailed);
+    this.dests.packets[dest]++;
+    this.dests.bytes[dest] += len;
+    svc.packets++;
+    svc.bytes += len;
+    c[Counter.TxFrames]++;
+    c[Counter.TxBytes] += len;
+    return Verdict.Forward;
+  }
+
+  private drop(reason: number): Verdict {
+    this.drops[reason]++;
+    return Verdict.Drop;
+  }
+
+  /** The flow's connection entry, or -1. */
+  private lookup(svc: VirtualService, f: ParsedFrame): number {
+    return this.conns.find(f.srcAddr, connPort(svc.index, f.srcPort));
+  }
+
+  /**
+   * A table miss: only a TCP SYN (no ACK, no RST) or a UDP datagram may open a connection
+   * (IPVS with sloppy_tcp=0). Returns the new slot, or ~reason when the frame is dropped.
+   */
+  private schedule(svc: VirtualService, f: ParsedFrame): number {
+    if (f.proto === IPPROTO_TCP && (f.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) {
+      return ~Drop.NoConnection;
+    }
+    this.flow.srcAddr = f.srcAddr;
+    this.flow.srcPort = f.srcPort;
+    let template = -1;
+    let dest: RealServer | null;
+    if (svc.persistence > 0) {
+      template = this.persistentDest(svc, f.srcAddr);
+      if (template < 0) return template;
+      dest = this.dests.views[this.templates.dest[template]];
+    } else {
+      dest = svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null;
+      if (dest === null) return ~Drop.NoRealServer;
+    }
+    const state = f.proto === IPPROTO_TCP ? ConnState.None : ConnState.Udp;
+    const slot = this.conns.insert(f.srcAddr, connPort(svc.index, f.srcPort), dest.index, state, CONN_F_INACTIVE, this.now + 2);
+    if (slot < 0) return ~Drop.TableFull;
+    if (template >= 0) this.templates.refs[template]++;
+    // IPVS counts a new connection as inactive until it reaches ESTABLISHED.
+    const d = this.dests;
+    d.inactive[dest.index]++;
+    d.conns[dest.index]++;
+    svc.conns++;
+    this.counters[Counter.NewConns]++;
+    return slot;
+  }
+
+  /**
+   * Persistence: the client's network keeps its real server while its template lives, as long
+   * as that server is still in the service and up. Returns the template slot or ~reason.
+   */
+  private persistentDest(svc: VirtualService, srcAddr: number): number {
+    const t = this.templates;
+    const client = (srcAddr & svc.persistenceMask) >>> 0;
+    const key = connPort(svc.index, 0);
+    let slot = t.find(client, key);
+    if (slot >= 0) {
+      const current = this.dests.views[t.dest[slot]];
+      if (current.removed || (current.flags & DEST_F_DOWN) !== 0) {
+        const dest = svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null;
+        if (dest === null) return ~Drop.NoRealServer;
+        this.dests.persistent[current.index]--;
+        this.dests.persistent[dest.index]++;
+        t.dest[slot] = dest.index;
+      }
+    } else {
+      const dest = svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null;
+      if (dest === null) return ~Drop.NoRealServer;
+      slot = t.insert(client, key, dest.index, ConnState.Template, 0, 0);
+      if (slot < 0) return ~Drop.TableFull;
+      this.dests.persistent[dest.index]++;
+    }
+    t.expires[slot] = this.now + svc.persistence;
+    return slot;
+  }
+
+  /** Input-only TCP state tracking and the entry's new expiry. */
+  private track(slot: number, f: ParsedFrame): void {
+    const conns = this.conns;
+    if (f.proto !== IPPROTO_TCP) {
+      conns.expires[slot] = this.now + this.udpTimeout;
+      return;
+    }
+    const old = conns.state[slot];
+    const next = nextTcpState(old, f.tcpFlags);
+    if (next !== old) {
+      conns.state[slot] = next;
+      const dest = conns.dest[slot];
+      const inactive = (conns.flags[slot] & CONN_F_INACTIVE) !== 0;
+      // ActiveConn counts ESTABLISHED entries only; every move across that line is counted.
+      if (inactive && next === ConnState.Established) {
+        conns.flags[slot] &= ~CONN_F_INACTIVE;
+        this.dests.active[dest]++;
+        this.dests.inactive[dest]--;
+      } else if (!inactive && next !== ConnState.Established) {
+        conns.flags[slot] |= CONN_F_INACTIVE;
+        this.dests.active[dest]--;
+        this.dests.inactive[dest]++;
+      }
+    }
+    conns.expires[slot] = this.now + this.tcpTimeout[next];
+  }
+
+  /**
+   * Expires entries in the next `budget` slots of the connection table and the template
+   * table. Called on a coarse timer; a whole pass takes slots/budget calls.
+   */
+  sweep(budget: number): number {
+    const conns = this.conns;
+    const now = this.now;
+    let expired = 0;
+    let i = this.sweepCursor;
+    for (let n = 0; n < budget; n++) {
+      if (conns.dest[i] !== SLOT_EMPTY && conns.expires[i] <= now) {
+        this.expire(i);
+        expired++;
+        // Removal may shift a later entry into this slot: look at it again.
+        if (conns.dest[i] !== SLOT_EMPTY) continue;
+      }
+      i = (i + 1) & conns.mask;
+      if (i === 0) this.sweepTemplates();
+    }
+    this.sweepCursor = i;
+    this.counters[Counter.ExpiredConns] += expired;
+    return expired;
+  }
+
+  /** Expires every entry whose time has come, in one pass (tests, shutdown). */
+  sweepAll(): number {
+    const n = this.sweep(this.conns.slots);
+    this.sweepTemplates();
+    return n;
+  }
+
+  private expire(slot: number): void {
+    const conns = this.conns;
+    const dest = conns.dest[slot];
+    if ((conns.flags[slot] & CONN_F_INACTIVE) !== 0) this.dests.inactive[dest]--;
+    else this.dests.active[dest]--;
+    const svc = this.services.all[conns.keyPort[slot] >>> 16];
+    if (svc !== undefined && svc.persistence > 0) {
+      const t = this.templates.find((conns.keyAddr[slot] & svc.persistenceMask) >>> 0, connPort(svc.index, 0));
+      if (t >= 0 && this.templates.refs[t] > 0) this.templates.refs[t]--;
+    }
+    conns.remove(slot);
+  }
+
+  /** A template outlives its timeout while connections still rely on it, as in IPVS. */
+  private sweepTemplates(): void {
+    const t = this.templates;
+    const now = this.now;
+    for (let i = 0; i < t.slots; ) {
+      if (t.dest[i] !== SLOT_EMPTY && t.expires[i] <= now) {
+        if (t.refs[i] > 0) {
+          const svc = this.services.all[t.keyPort[i] >>> 16];
+          t.expires[i] = now + (svc ? svc.persistence : 1);
+        } else {
+          this.dests.persistent[t.dest[i]]--;
+          if (t.remove(i)) continue;
+        }
+      }
+      i++;
+    }
+  }
+}

@@ -1,0 +1,180 @@
+import http from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CONN_STATE_NAMES, Counter as C, DROP_REASONS } from '../dataplane/contract';
+import type { Forwarder } from '../dataplane/forwarder';
+import { intToIp } from '../dataplane/packet';
+
+export interface MetricsSource {
+  forwarder: Forwarder;
+  /** 'ts' or 'native': which data-plane path forwards frames. */
+  dataplanePath: string;
+  version: string;
+}
+
+/**
+ * Prometheus metrics. Nothing here runs per packet: every value is read from the data
+ * plane's plain counters inside collect(), at scrape time.
+ */
+export function createRegistry(src: MetricsSource): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const f = () => src.forwarder;
+
+  const realLabels = ['service', 'real'] as const;
+  // Each per-real-server metric reads one typed array of the dest table.
+  const perReal = (
+    make: (cfg: any) => Counter<string> | Gauge<string>,
+    name: string,
+    help: string,
+    read: (fw: Forwarder, index: number) => number,
+  ) =>
+    make({
+      name,
+      help,
+      labelNames: realLabels,
+      registers: [registry],
+      collect(this: any) {
+        this.reset();
+        const fw = f();
+        for (const rs of fw.dests.views) {
+          const labels = { service: rs.service.name, real: `${intToIp(rs.addr)}:${rs.port}` };
+          if (this instanceof Counter) this.inc(labels, read(fw, rs.index));
+          else this.set(labels, read(fw, rs.index));
+        }
+      },
+    });
+  const counter = (cfg: any) => new Counter(cfg);
+  const gauge = (cfg: any) => new Gauge(cfg);
+
+  perReal(counter, 'lbd_real_server_connections_total', 'Connections scheduled to the real server (ipvsadm --stats Conns).', (fw, i) => fw.dests.conns[i]);
+  perReal(gauge, 'lbd_real_server_active_connections', 'ESTABLISHED connections on the real server (ipvsadm ActiveConn).', (fw, i) => fw.dests.active[i]);
+  perReal(gauge, 'lbd_real_server_inactive_connections', 'Other connection entries on the real server, UDP included (ipvsadm InActConn).', (fw, i) => fw.dests.inactive[i]);
+  perReal(gauge, 'lbd_real_server_persistent_clients', 'Persistence templates pointing at the real server.', (fw, i) => fw.dests.persistent[i]);
+  perReal(counter, 'lbd_real_server_packets_total', 'Frames forwarded to the real server.', (fw, i) => fw.dests.packets[i]);
+  perReal(counter, 'lbd_real_server_bytes_total', 'Bytes (Ethernet frames) forwarded to the real server.', (fw, i) => fw.dests.bytes[i]);
+  perReal(gauge, 'lbd_real_server_weight', 'Current weight of the real server; 0 = quiesced.', (fw, i) => fw.dests.views[i].weight);
+  perReal(gauge, 'lbd_real_server_mac_resolved', '1 when the real server\'s MAC address is known.', (fw, i) => fw.dests.macKnown[i]);
+
+  const perService = (name: string, help: string, read: (s: { conns: number; packets: number; bytes: number }) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['service', 'vip'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of f().services.all) {
+          if (s) this.inc({ service: s.name, vip: `${intToIp(s.vip)}:${s.port}/${s.proto === 17 ? 'udp' : 'tcp'}` }, read(s));
+        }
+      },
+    });
+  perService('lbd_service_connections_total', 'Connections scheduled for the virtual service.', (s) => s.conns);
+  perService('lbd_service_packets_total', 'Frames forwarded for the virtual service.', (s) => s.packets);
+  perService('lbd_service_bytes_total', 'Bytes forwarded for the virtual service.', (s) => s.bytes);
+
+  new Counter({
+    name: 'lbd_dropped_packets_total',
+    help: 'Frames dropped by the data plane, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const drops = f().drops;
+      DROP_REASONS.forEach((reason, i) => this.inc({ reason }, drops[i]));
+    },
+  });
+  const globalCounter = (name: string, help: string, index: C) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(f().counters[index]);
+      },
+    });
+  globalCounter('lbd_received_packets_total', 'Frames the capture delivered to the data plane.', C.RxFrames);
+  globalCounter('lbd_received_bytes_total', 'Bytes the capture delivered to the data plane.', C.RxBytes);
+  globalCounter('lbd_forwarded_packets_total', 'Frames forwarded to real servers.', C.TxFrames);
+  globalCounter('lbd_forwarded_bytes_total', 'Bytes forwarded to real servers.', C.TxBytes);
+  globalCounter('lbd_arp_packets_total', 'ARP frames handled by the control plane.', C.ArpFrames);
+  globalCounter('lbd_expired_connections_total', 'Connection entries removed by timeout.', C.ExpiredConns);
+
+  new Gauge({
+    name: 'lbd_conn_table_entries',
+    help: 'Entries in the connection table.',
+    registers: [registry],
+    collect() {
+      this.set(f().conns.size);
+    },
+  });
+  new Gauge({
+    name: 'lbd_conn_table_capacity',
+    help: 'Capacity of the connection table (connection_table.size).',
+    registers: [registry],
+    collect() {
+      this.set(f().conns.capacity);
+    },
+  });
+  new Gauge({
+    name: 'lbd_connections_by_state',
+    help: 'Connection entries by IPVS state.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const counts = new Array<number>(CONN_STATE_NAMES.length).fill(0);
+      const t = f().conns;
+      for (let i = 0; i < t.slots; i++) if (t.dest[i] >= 0) counts[t.state[i]]++;
+      counts.forEach((n, s) => {
+        if (n > 0) this.set({ state: CONN_STATE_NAMES[s] }, n);
+      });
+    },
+  });
+  new Gauge({
+    name: 'lbd_dataplane_info',
+    help: 'The data-plane path forwarding frames (ts or native); the value is always 1.',
+    labelNames: ['path'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.set({ path: src.dataplanePath }, 1);
+    },
+  });
+  new Gauge({
+    name: 'lbd_build_info',
+    help: 'lbd version; the value is always 1.',
+    labelNames: ['version'],
+    registers: [registry],
+    collect() {
+      this.set({ version: src.version }, 1);
+    },
+  });
+  return registry;
+}
+
+/** Serves /metrics on host:port; resolves once listening. */
+export function serveMetrics(registry: Registry, host: string, port: number): Promise<http.Server> {
+  const server = http.createServer(async (req, res) => {
+    if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
+      try {
+        const body = await registry.metrics();
+        res.writeHead(200, { 'Content-Type': registry.contentType });
+        res.end(body);
+      } catch (e) {
+        res.writeHead(500, { 'Content-Type': 'text/plain' });
+        res.end(String((e as Error).message));
+      }
+      return;
+    }
+    res.writeHead(req.url === '/' ? 200 : 404, { 'Content-Type': 'text/plain' });
+    res.end(req.url === '/' ? 'lbd: metrics at /metrics\n' : 'not found\n');
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

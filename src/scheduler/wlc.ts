@@ -1,0 +1,42 @@
+/**
+ * Weighted least-connection scheduling, as IPVS's ip_vs_wlc.c: the available real server
+ * with the smallest overhead/weight ratio gets the new flow, so that connections spread in
+ * proportion to the weights. This is IPVS's (and lbd's) default scheduler.
+ */
+import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { connOverhead } from './lc';
+
+class WeightedLeastConnection implements Scheduler {
+  readonly name = 'wlc';
+
+  schedule(dests: readonly Dest[], _flow: FlowInfo): Dest | null {
+    const n = dests.length;
+    // The first available dest is the one to beat.
+    let i = 0;
+    while (i < n && !isAvailable(dests[i])) i++;
+    if (i === n) return null;
+    let least = dests[i];
+    let loh = connOverhead(least);
+    for (i++; i < n; i++) {
+      const d = dests[i];
+      if (!isAvailable(d)) continue;
+      const doh = connOverhead(d);
+      // d is less loaded when doh/d.weight < loh/least.weight. Both weights are > 0, so
+      // multiplying out gives loh*d.weight > doh*least.weight: exact integer arithmetic,
+      // no division and no rounding. The products stay far below 2^53 (overheads of a few
+      // billion times weights up to 65535), so they are exact in a JS number, as the
+      // kernel's 64-bit products are. Strictly greater: ties keep the earlier dest.
+      if (loh * d.weight > doh * least.weight) {
+        least = d;
+        loh = doh;
+      }
+    }
+    return least;
+  }
+}
+
+registerScheduler({
+  name: 'wlc',
+  description: 'weighted least connection: the fewest connections per unit of weight',
+  create: () => new WeightedLeastConnection(),
+});

@@ -408,6 +408,8 @@ class LabImpl implements Lab {
   private readonly opts: LabOptions;
   private readonly log: (msg: string) => void;
   private readonly tracked = new Map<number, Tracked>();
+  /** PIDs we started and already stopped (kill() on them again is a no-op) */
+  private readonly retired = new Set<number>();
   private readonly servers: RealServer[];
   private readonly createdNs: string[] = [];
   private spawnCounter = 0;
@@ -894,7 +896,10 @@ class LabImpl implements Lab {
   kill(proc: ChildProcess | number, opts: KillOptions = {}): void {
     const pid = typeof proc === 'number' ? proc : proc.pid;
     const t = pid === undefined ? undefined : this.tracked.get(pid);
-    if (!t) throw new Error(`process ${pid} was not started by lab ${this.prefix}`);
+    if (!t) {
+      if (pid !== undefined && this.retired.has(pid)) return; // already stopped (or the lab is down)
+      throw new Error(`process ${pid} was not started by lab ${this.prefix}`);
+    }
     this.killTracked(t, opts);
   }
 
@@ -915,6 +920,7 @@ class LabImpl implements Lab {
     const left = members();
     if (left.length > 0) throw new Error(`could not stop process group ${t.pid} (${t.cmd.join(' ')}): ${left.join(' ')} left`);
     this.tracked.delete(t.pid);
+    this.retired.add(t.pid);
     this.log(`stopped ${t.pid}: ${t.cmd.join(' ')}`);
   }
 
@@ -954,6 +960,7 @@ class LabImpl implements Lab {
       signalPids(groups(), 'SIGKILL');
       if (!waitUntil(() => groups().length === 0, 2000)) problems.push(`processes survived SIGKILL: ${groups().join(' ')}`);
     }
+    for (const t of ts) this.retired.add(t.pid);
     this.tracked.clear();
     // 2. anything else still living in our namespaces (e.g. a daemon a test started itself):
     //    a process keeps a deleted namespace — and its interfaces — alive

@@ -73,8 +73,11 @@ export class Daemon {
     });
     const local = opts.localAddresses ?? localAddresses();
     const announced = [...new Set(cfg.services.map((s) => s.vip))].filter((v) => !local.has(v)).map(ipToInt);
+    // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
+    // silent, so when the egress address is a VIP (the seed's setup) ask with an ARP probe (0.0.0.0).
     const egressIp = interfaceAddress(cfg.interfaces.egress);
-    this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, announced, egressIp ? ipToInt(egressIp) : 0, opts.log);
+    const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
+    this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, announced, arpSource, opts.log);
     this.forwarder.onArp = (buf, len) => this.arp.handle(buf, len, this.capture);
     cfg.services.forEach((s, i) => this.addService(i, s));
     this.guard = opts.hostGuard === false ? null : new HostGuard(cfg.interfaces.capture);

@@ -18,6 +18,10 @@ export interface MetricsSource {
 export function createRegistry(src: MetricsSource): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client names three gauges *_total, which promtool (rightly) rejects for non-counters.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
   const f = () => src.forwarder;
 
   const realLabels = ['service', 'real'] as const;

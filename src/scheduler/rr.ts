@@ -17,9 +17,9 @@ class RoundRobin implements Scheduler {
     if (n === 0) return null;
     let last = this.last;
     if (last >= 0 && (last >= n || dests[last] !== this.lastDest)) {
-      // The list changed under us. Continue after the same dest if it is still there; if it
-      // was removed, the dest that slid into its slot comes next (IPVS's rr_del_dest also
-      // steps its cursor back by one for this reason).
+      // The list changed (rr needs no update(): this check is all it takes). Continue after
+      // the same dest if it is still there; if it was removed, the dest that slid into its
+      // slot comes next (IPVS's rr_del_dest steps its cursor back by one for this reason).
       const at = this.lastDest === null ? -1 : dests.indexOf(this.lastDest);
       last = at >= 0 ? at : Math.min(last, n) - 1;
     }
@@ -35,13 +35,6 @@ class RoundRobin implements Scheduler {
       }
     }
     return null;
-  }
-
-  update(dests: readonly Dest[]): void {
-    // Keep the rotation where it was, re-anchored on the dest picked last.
-    if (this.lastDest === null) return;
-    const at = dests.indexOf(this.lastDest);
-    if (at >= 0) this.last = at;
   }
 }
 

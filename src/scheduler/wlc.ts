@@ -23,9 +23,10 @@ class WeightedLeastConnection implements Scheduler {
       const doh = connOverhead(d);
       // d is less loaded when doh/d.weight < loh/least.weight. Both weights are > 0, so
       // multiplying out gives loh*d.weight > doh*least.weight: exact integer arithmetic,
-      // no division and no rounding. The products stay far below 2^53 (overheads of a few
-      // billion times weights up to 65535), so they are exact in a JS number, as the
-      // kernel's 64-bit products are. Strictly greater: ties keep the earlier dest.
+      // no division and no rounding. A JS number holds integers exactly up to 2^53, and
+      // with weights up to 65535 that allows overheads past 10^11 (some 500 million
+      // active connections per server), so the products are exact, as the kernel's 64-bit
+      // ones are. Strictly greater: ties keep the earlier dest.
       if (loh * d.weight > doh * least.weight) {
         least = d;
         loh = doh;

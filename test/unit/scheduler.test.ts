@@ -193,6 +193,16 @@ test('rr: removing the dest picked last hands the next flow to its successor', (
   assert.deepEqual(run(s2, l2, 3), ['a', 'b', 'c']);
   l2.splice(0, 1); // a removed in front: [b, c, d], c still was the last pick
   assert.deepEqual(run(s2, l2, 3), ['d', 'b', 'c']);
+  // A dest added in front: the rotation goes on after c, not after whatever is now in c's slot.
+  const e = dest('e', 1);
+  l2.unshift(e); // [e, b, c, d]
+  assert.deepEqual(run(s2, l2, 5), ['d', 'e', 'b', 'c', 'd']);
+  const l3 = [a, b, c];
+  const s3 = make('rr', l3);
+  assert.deepEqual(run(s3, l3, 2), ['a', 'b']);
+  l3.unshift(e, d); // [e, d, a, b, c], told this time
+  s3.update?.(l3);
+  assert.deepEqual(run(s3, l3, 5), ['c', 'e', 'd', 'a', 'b']);
 });
 
 // ---------------------------------------------------------------- wrr
@@ -252,12 +262,14 @@ test('wrr: update() after a weight change restarts from the head with the new we
 });
 
 test('wrr: a new list (dest added) is picked up even without update()', () => {
-  const a = dest('a', 2), b = dest('b', 1), c = dest('c', 1);
+  const a = dest('a', 2), b = dest('b', 1), c = dest('c', 3);
   const s = make('wrr', [a, b]);
   assert.deepEqual(run(s, [a, b], 3), ['a', 'a', 'b']);
+  // c's weight 3 is above the old max: the levels must be recomputed for it to get its share.
   const bigger = [a, b, c];
-  const seq = run(s, bigger, 400);
-  assert.deepEqual(counts(seq), { a: 200, b: 100, c: 100 });
+  const seq = run(s, bigger, 600);
+  assert.deepEqual(seq.slice(0, 9), ['a', 'b', 'c', 'c', 'a', 'c', 'a', 'b', 'c']);
+  assert.deepEqual(counts(seq), { a: 200, b: 100, c: 300 });
 });
 
 test('wrr: everything overloaded mid-cycle gives null, then a fresh cycle starts', () => {
@@ -270,6 +282,13 @@ test('wrr: everything overloaded mid-cycle gives null, then a fresh cycle starts
   for (const d of dests) d.flags = 0;
   // As in IPVS, giving up leaves the walk at the head and at the top level: a whole new cycle.
   assert.deepEqual(run(s, dests, 9), ['a', 'a', 'b', 'a', 'b', 'c', 'a', 'b', 'c']);
+  // Overloaded while at the lowest level, after a: the walk wraps to the top level, comes back
+  // down, tries the dests up to a at level 1 and gives up there, so it resumes after a.
+  assert.deepEqual(run(s, dests, 7), ['a', 'a', 'b', 'a', 'b', 'c', 'a']);
+  for (const d of dests) d.flags = DEST_F_OVERLOAD;
+  assert.equal(pick(s, dests), null);
+  for (const d of dests) d.flags = 0;
+  assert.deepEqual(run(s, dests, 11), ['b', 'c', 'a', 'a', 'b', 'a', 'b', 'c', 'a', 'b', 'c']);
 });
 
 test('wrr: update() mid-cycle keeps the level on the gcd grid and restarts from the head', () => {

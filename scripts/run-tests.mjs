@@ -1,0 +1,21 @@
+// The test command: unit tests, then the end-to-end tests in network namespaces (root only).
+// One node --test run per group so the summary lines say what ran.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+
+const groups = [['unit', 'dist/test/unit']];
+if (process.getuid?.() === 0) groups.push(['e2e', 'dist/test/e2e']);
+else console.error('run-tests: not root: skipping the end-to-end tests (they build network namespaces)');
+
+let failed = false;
+for (const [name, dir] of groups) {
+  if (!existsSync(dir)) continue;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort().map((f) => `${dir}/${f}`);
+  if (!files.length) continue;
+  console.log(`\n=== ${name} tests (${files.length} files) ===`);
+  // e2e files share the machine's namespaces and CPU: run them one at a time.
+  const args = ['--test', '--test-reporter=spec', ...(name === 'e2e' ? ['--test-concurrency=1'] : []), ...files];
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  if (r.status !== 0) failed = true;
+}
+process.exit(failed ? 1 : 0);

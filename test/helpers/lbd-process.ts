@@ -1,0 +1,122 @@
+import { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Lab } from '../../lab/lab';
+
+export const LBD_BIN = path.resolve(__dirname, '../../../bin/lbd');
+let seq = 0;
+
+export interface LbdProcess {
+  proc: ChildProcess;
+  configFile: string;
+  /** Every log line so far, parsed. */
+  logs(): any[];
+  /** /metrics, fetched inside the balancer namespace. */
+  metrics(): string;
+  /** The value of one sample, e.g. metric('lbd_service_connections_total', { service: 'web' }). */
+  metric(name: string, labels?: Record<string, string>): number;
+  /** SIGTERM; resolves with the exit code and how long it took. */
+  stop(): Promise<{ code: number | null; ms: number }>;
+}
+
+/** Starts `lbd --config` in the lab's balancer namespace and waits for its startup line. */
+export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; timeoutMs?: number } = {}): Promise<LbdProcess> {
+  const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
+  writeFileSync(configFile, yaml);
+  const proc = lab.spawn(lab.ns.balancer, [process.execPath, LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ref: true,
+  });
+  const lines: any[] = [];
+  let stderr = '';
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        lines.push(JSON.parse(line));
+      } catch {
+        lines.push({ msg: line });
+      }
+    }
+  });
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + (opts.timeoutMs ?? 15000);
+  while (!lines.some((l) => l.msg === 'lbd started')) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      if (proc.exitCode === null) lab.kill(proc);
+      throw new Error(`lbd did not start (exit ${proc.exitCode}):\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const metrics = () => lab.exec(lab.ns.balancer, ['curl', '-sf', '--max-time', '5', 'http://127.0.0.1:9469/metrics']);
+  return {
+    proc,
+    configFile,
+    logs: () => lines,
+    metrics,
+    metric: (name, labels = {}) => sampleValue(metrics(), name, labels),
+    async stop() {
+      const t0 = Date.now();
+      if (proc.exitCode !== null) return { code: proc.exitCode, ms: 0 };
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => lab.kill(proc, { signal: 'SIGKILL', graceMs: 0 }), 5000);
+      const code = await exited;
+      clearTimeout(timer);
+      return { code, ms: Date.now() - t0 };
+    },
+  };
+}
+
+/** Finds one sample in Prometheus text; every given label must match. NaN when absent. */
+export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have: Record<string, string> = {};
+    for (const kv of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have[kv[1]] = kv[2];
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[4]);
+  }
+  return NaN;
+}
+
+/** curl from the lab's client; returns the body, or throws. */
+export function curl(lab: Lab, url: string, maxTime = 5): string {
+  return lab.exec(lab.ns.client, ['curl', '-sS', '--max-time', String(maxTime), url]).trim();
+}
+
+/** Parses wrk's summary. */
+export function parseWrk(out: string): { requests: number; socketErrors: number; non2xx: number; rps: number } {
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  return { requests, socketErrors, non2xx, rps };
+}
+
+export function lbdConfig(lab: Lab, o: { scheduler?: string; vip?: string; extraServices?: string; persistence?: string; egress?: string } = {}): string {
+  return `
+interfaces:
+  capture: ${lab.ifaces.balancerCapture}
+  egress: ${o.egress ?? lab.ifaces.balancerEgress}
+metrics:
+  listen: 127.0.0.1:9469
+log:
+  level: info
+services:
+  - name: web
+    vip: ${o.vip ?? lab.addr.vip}
+    port: 80
+    protocol: tcp
+    scheduler: ${o.scheduler ?? 'rr'}
+    persistence: ${o.persistence ?? 0}
+    real_servers:
+${lab.addr.rs.map((a) => `      - address: ${a}\n        weight: 1`).join('\n')}
+${o.extraServices ?? ''}`;
+}

@@ -21,8 +21,8 @@ export class ArpAgent {
 
   constructor(
     private readonly fw: Forwarder,
-    private readonly capture: Port,
-    private readonly egress: Port,
+    private capture: Port,
+    private egress: Port,
     announcedVips: number[],
     private readonly egressIp: number,
     private readonly log: Logger,
@@ -43,6 +43,12 @@ export class ArpAgent {
     const rest = list.filter((x) => x !== rs);
     if (rest.length) this.byAddr.set(rs.addr, rest);
     else this.byAddr.delete(rs.addr);
+  }
+
+  /** The capture handle was reopened (new filter). */
+  setPorts(capture: Port, egress: Port): void {
+    this.capture = capture;
+    this.egress = egress;
   }
 
   setAnnounced(vips: number[]): void {

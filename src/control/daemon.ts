@@ -1,14 +1,16 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Config, ServiceConfig } from '../config/types';
+import type { Config, RealServerConfig, ServiceConfig } from '../config/types';
+import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
 import { HostGuard, interfaceAddress, localAddresses } from '../dataplane/host';
 import { CapPort, Port } from '../dataplane/io';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
-import { VirtualService, protoNumber } from '../dataplane/services';
+import { RealServer, VirtualService, protoNumber } from '../dataplane/services';
 import { createScheduler } from '../scheduler/index';
 import { createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
+import { Action, describeAction, plan, serviceKey } from './reconcile';
 import { VERSION } from '../version';
 
 export interface DaemonOptions {
@@ -24,6 +26,12 @@ export interface DaemonOptions {
   localAddresses?: Set<string>;
 }
 
+export class ReloadError extends LbdError {
+  constructor(message: string) {
+    super('E_RELOAD', message);
+  }
+}
+
 /** How often the coarse clock advances and a slice of the connection table is swept. */
 const TICK_MS = 100;
 /** A full sweep of the table takes this many ticks (one second). */
@@ -32,34 +40,48 @@ const SWEEP_TICKS = 10;
 const ARP_REFRESH_S = 30;
 
 /** The capture filter: inbound VIP traffic of every service, and ARP. */
-export function captureFilter(services: ServiceConfig[]): string {
+export function captureFilter(services: { vip: string; port: number; protocol: string }[]): string {
   const vipTerms = services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`);
-  return `inbound and (arp or ${vipTerms.join(' or ')})`;
+  return vipTerms.length ? `inbound and (arp or ${vipTerms.join(' or ')})` : 'inbound and arp';
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
 }
 
 /**
  * The daemon: wires the config to a forwarder, the capture and egress ports, ARP, the
- * host guard and metrics; owns the timers; undoes every host change on stop().
+ * host guard and metrics; owns the timers; applies config changes by reconciling; undoes
+ * every host change on stop().
  */
 export class Daemon {
   readonly forwarder: Forwarder;
-  readonly capture: Port;
-  readonly egress: Port;
+  capture: Port;
+  egress: Port;
   readonly arp: ArpAgent;
   readonly dataplanePath = 'ts';
+  /** The config the daemon runs now (after every applied change). */
+  running: Config;
+  /** Live services by VIP:port/protocol, including removed ones still draining. */
+  readonly services = new Map<string, VirtualService>();
   private readonly guard: HostGuard | null;
+  private readonly openPort: (iface: string, filter: string) => Port;
   private metricsServer: Server | null = null;
   private timers: NodeJS.Timeout[] = [];
   private readonly startedAt = Date.now();
   private ticks = 0;
+  private nextServiceIndex = 0;
   private stopped = false;
+  private readonly local: Set<string>;
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
-    const open = opts.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter));
-    this.capture = open(cfg.interfaces.capture, captureFilter(cfg.services));
+    this.running = cfg;
+    this.openPort = opts.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter));
+    this.capture = this.openPort(cfg.interfaces.capture, captureFilter(cfg.services));
     try {
-      this.egress = cfg.interfaces.egress === cfg.interfaces.capture ? this.capture : open(cfg.interfaces.egress, 'inbound and arp');
+      this.egress = cfg.interfaces.egress === cfg.interfaces.capture ? this.capture : this.openPort(cfg.interfaces.egress, 'inbound and arp');
     } catch (e) {
       this.capture.close();
       throw e;
@@ -71,21 +93,28 @@ export class Daemon {
       egressMac: this.egress.mac,
       egress: this.egress,
     });
-    const local = opts.localAddresses ?? localAddresses();
-    const announced = [...new Set(cfg.services.map((s) => s.vip))].filter((v) => !local.has(v)).map(ipToInt);
+    this.local = opts.localAddresses ?? localAddresses();
     // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
     // silent, so when the egress address is a VIP (the seed's setup) ask with an ARP probe (0.0.0.0).
     const egressIp = interfaceAddress(cfg.interfaces.egress);
     const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
-    this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, announced, arpSource, opts.log);
+    this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, this.announcedVips(cfg.services), arpSource, opts.log);
     this.forwarder.onArp = (buf, len) => this.arp.handle(buf, len, this.capture);
-    cfg.services.forEach((s, i) => this.addService(i, s));
+    for (const s of cfg.services) this.addService(s);
     this.guard = opts.hostGuard === false ? null : new HostGuard(cfg.interfaces.capture);
   }
 
-  private addService(index: number, s: ServiceConfig): void {
+  get log(): Logger {
+    return this.opts.log;
+  }
+
+  private announcedVips(services: ServiceConfig[]): number[] {
+    return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v)).map(ipToInt);
+  }
+
+  private addService(s: ServiceConfig): VirtualService {
     const svc = new VirtualService(
-      index,
+      this.nextServiceIndex++,
       s.name,
       ipToInt(s.vip),
       s.port,
@@ -94,20 +123,46 @@ export class Daemon {
       Math.ceil(s.persistence),
       ipToInt(s.persistence_netmask),
     );
-    for (const r of s.real_servers) {
-      const rs = this.forwarder.dests.add(svc, ipToInt(r.address), r.port, r.weight);
-      if (r.mac) this.forwarder.dests.setMac(rs.index, macFromString(r.mac));
-      else this.arp.track(rs);
-      svc.dests.push(rs);
-    }
+    for (const r of s.real_servers) this.addReal(svc, r);
     svc.changed();
     this.forwarder.services.add(svc);
+    this.services.set(serviceKey(s), svc);
+    return svc;
+  }
+
+  private addReal(svc: VirtualService, r: RealServerConfig): RealServer {
+    const addr = ipToInt(r.address);
+    // A server removed a moment ago and still draining comes back as it was, like IPVS's trash.
+    let rs = svc.reals.find((x) => x.addr === addr && x.removed);
+    if (rs) {
+      rs.removed = false;
+      rs.weight = r.weight;
+    } else {
+      rs = this.forwarder.dests.add(svc, addr, r.port, r.weight);
+      svc.reals.push(rs);
+      if (!r.mac) this.arp.track(rs);
+    }
+    if (r.mac) this.forwarder.dests.setMac(rs.index, macFromString(r.mac));
+    svc.dests.push(rs);
+    return rs;
+  }
+
+  /** Takes a real server out of scheduling; its flows continue until they end (drain). */
+  private removeReal(svc: VirtualService, rs: RealServer): void {
+    rs.removed = true;
+    svc.dests = svc.dests.filter((d) => d !== rs);
+    svc.changed();
+  }
+
+  findService(key: string): VirtualService | undefined {
+    const svc = this.services.get(key);
+    return svc && !svc.removed ? svc : undefined;
   }
 
   async start(): Promise<void> {
     const { config: cfg, log } = this.opts;
     this.guard?.install(cfg.services);
-    this.capture.start((buf, len) => this.forwarder.process(buf, len));
+    this.startCapture(this.capture);
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
     this.arp.announce();
     this.arp.resolve(true);
@@ -115,10 +170,7 @@ export class Daemon {
     for (const rs of this.arp.unresolved()) {
       log.warn({ service: rs.service.name, real: intToIp(rs.addr), interface: cfg.interfaces.egress }, 'real server MAC not resolved yet: its flows are dropped until it answers ARP');
     }
-    if (this.opts.metrics !== false) {
-      const registry = createRegistry({ forwarder: this.forwarder, dataplanePath: this.dataplanePath, version: VERSION });
-      this.metricsServer = await serveMetrics(registry, cfg.metrics.host, cfg.metrics.port);
-    }
+    if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
     this.timers.push(setInterval(() => this.tick(), TICK_MS));
     // A second announcement a moment later covers a neighbour that missed the first.
     this.timers.push(setTimeout(() => this.arp.announce(), 1000));
@@ -133,7 +185,7 @@ export class Daemon {
         connTableSize: cfg.connection_table.size,
         services: cfg.services.map((s) => ({
           name: s.name,
-          vip: `${s.vip}:${s.port}/${s.protocol}`,
+          vip: serviceKey(s),
           scheduler: s.scheduler,
           persistence: s.persistence,
           real_servers: s.real_servers.map((r) => `${r.address}:${r.port} w${r.weight}`),
@@ -143,11 +195,25 @@ export class Daemon {
     );
   }
 
+  private startCapture(port: Port): void {
+    port.start((buf, len) => this.forwarder.process(buf, len));
+  }
+
+  private async listenMetrics(listen: string): Promise<void> {
+    const { host, port } = splitListen(listen);
+    const registry = createRegistry({ forwarder: this.forwarder, dataplanePath: this.dataplanePath, version: VERSION });
+    try {
+      this.metricsServer = await serveMetrics(registry, host, port);
+    } catch (e) {
+      throw new LbdError('E_METRICS', `cannot serve metrics on ${listen}: ${(e as Error).message}`);
+    }
+  }
+
   private waitForMacs(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const deadline = Date.now() + ms;
       const check = () => {
-        if (this.arp.unresolved().length === 0 || Date.now() >= deadline) return resolve();
+        if (this.stopped || this.arp.unresolved().length === 0 || Date.now() >= deadline) return resolve();
         this.arp.resolve(false);
         setTimeout(check, 50);
       };
@@ -155,13 +221,164 @@ export class Daemon {
     });
   }
 
-  /** Advances the coarse clock, sweeps a slice of the table, keeps MACs fresh. */
+  /** Advances the coarse clock, sweeps a slice of the table, keeps MACs fresh, finishes drains. */
   tick(): void {
     const fw = this.forwarder;
     fw.now = 1 + Math.floor((Date.now() - this.startedAt) / 1000);
     fw.sweep(Math.ceil(fw.conns.slots / SWEEP_TICKS));
     this.ticks++;
-    if (this.ticks % SWEEP_TICKS === 0) this.arp.resolve(this.ticks % (SWEEP_TICKS * ARP_REFRESH_S) === 0);
+    if (this.ticks % SWEEP_TICKS === 0) {
+      this.arp.resolve(this.ticks % (SWEEP_TICKS * ARP_REFRESH_S) === 0);
+      this.finishDrains();
+    }
+  }
+
+  /** Removed real servers and services with no flow left are let go. */
+  private finishDrains(): void {
+    let servicesGone = false;
+    for (const [key, svc] of this.services) {
+      for (const rs of svc.reals) {
+        if (rs.removed && !rs.gone && rs.references === 0) {
+          rs.gone = true;
+          this.arp.untrack(rs);
+          svc.reals = svc.reals.filter((x) => x !== rs);
+          this.log.info({ service: svc.name, real: intToIp(rs.addr) }, 'real server drained and removed');
+        }
+      }
+      if (svc.removed && svc.reals.length === 0) {
+        svc.gone = true;
+        this.forwarder.services.remove(svc);
+        this.services.delete(key);
+        servicesGone = true;
+        this.log.info({ service: svc.name, vip: key }, 'service drained and removed');
+      }
+    }
+    if (servicesGone) this.refreshHost();
+  }
+
+  /**
+   * Applies a new config by reconciliation: only the differences change, the connection
+   * table and every established flow survive. Throws ReloadError (and changes nothing)
+   * when the change needs a restart.
+   */
+  async apply(desired: Config): Promise<Action[]> {
+    const actions = plan(this.running, desired);
+    const restart = actions.filter((a) => a.kind === 'restart-required');
+    if (restart.length) throw new ReloadError(`not applied, restart lbd for: ${restart.map(describeAction).join('; ')}`);
+    let servicesChanged = false;
+    for (const a of actions) {
+      switch (a.kind) {
+        case 'log-level':
+          this.log.level = a.level;
+          break;
+        case 'timeouts':
+          this.forwarder.setTimeouts(a.timeouts);
+          break;
+        case 'metrics-listen':
+          if (this.metricsServer) {
+            const old = this.metricsServer;
+            await this.listenMetrics(a.listen);
+            old.closeAllConnections?.();
+            old.close();
+          }
+          break;
+        case 'service-add': {
+          const existing = this.services.get(serviceKey(a.service));
+          if (existing) {
+            // Re-added while still draining: it comes back with the new settings.
+            existing.removed = false;
+            this.updateService(existing, a.service);
+            for (const r of a.service.real_servers) {
+              const rs = existing.reals.find((x) => x.addr === ipToInt(r.address));
+              if (!rs || rs.removed) this.addReal(existing, r);
+            }
+            existing.changed();
+          } else {
+            this.addService(a.service);
+          }
+          servicesChanged = true;
+          break;
+        }
+        case 'service-remove': {
+          const svc = this.services.get(a.key);
+          if (svc) {
+            svc.removed = true;
+            for (const rs of [...svc.dests]) this.removeReal(svc, rs);
+          }
+          break;
+        }
+        case 'service-update':
+          this.updateService(this.services.get(a.key)!, a.service);
+          break;
+        case 'real-add': {
+          const svc = this.services.get(a.key)!;
+          this.addReal(svc, a.real);
+          svc.changed();
+          break;
+        }
+        case 'real-remove': {
+          const svc = this.services.get(a.key)!;
+          const rs = svc.dests.find((x) => x.addr === ipToInt(a.address));
+          if (rs) this.removeReal(svc, rs);
+          break;
+        }
+        case 'real-update': {
+          const svc = this.services.get(a.key)!;
+          const rs = svc.dests.find((x) => x.addr === ipToInt(a.real.address))!;
+          rs.weight = a.real.weight;
+          if (a.fields.includes('mac')) {
+            if (a.real.mac) {
+              this.arp.untrack(rs);
+              this.forwarder.dests.setMac(rs.index, macFromString(a.real.mac));
+            } else {
+              this.arp.track(rs);
+              this.arp.resolve(false);
+            }
+          }
+          svc.changed();
+          break;
+        }
+      }
+      this.log.info({ change: describeAction(a) }, 'config change applied');
+    }
+    this.running = desired;
+    if (servicesChanged) this.refreshHost();
+    return actions;
+  }
+
+  private updateService(svc: VirtualService, s: ServiceConfig): void {
+    svc.name = s.name;
+    if (svc.scheduler.name !== s.scheduler) svc.scheduler = createScheduler(s.scheduler);
+    svc.persistence = Math.ceil(s.persistence);
+    svc.persistenceMask = ipToInt(s.persistence_netmask);
+    svc.changed();
+  }
+
+  /** Every service whose frames lbd must still see: configured ones and those still draining. */
+  private liveServices(): { vip: string; port: number; protocol: 'tcp' | 'udp' }[] {
+    return [...this.services.values()].map((s) => ({ vip: intToIp(s.vip), port: s.port, protocol: s.proto === 17 ? 'udp' : 'tcp' }));
+  }
+
+  /**
+   * The set of VIPs changed: new guard rules, ARP announcements and capture filter. The new
+   * capture handle opens before the old one closes, so no frame is missed (a frame seen by
+   * both is forwarded twice, which TCP and UDP applications tolerate).
+   */
+  private refreshHost(): void {
+    const live = this.liveServices();
+    this.guard?.install(live);
+    this.arp.setAnnounced(this.announcedVips(this.running.services));
+    const old = this.capture;
+    const next = this.openPort(this.running.interfaces.capture, captureFilter(live));
+    this.startCapture(next);
+    this.capture = next;
+    if (old === this.egress) {
+      this.egress = next;
+      this.forwarder.egress = next;
+    }
+    this.arp.setPorts(this.capture, this.egress);
+    if (old !== next) old.close();
+    this.arp.announce();
   }
 
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */
@@ -175,7 +392,7 @@ export class Daemon {
     try {
       this.guard?.remove();
     } catch (e) {
-      this.opts.log.error({ err: (e as Error).message }, 'could not remove the nftables guard');
+      this.log.error({ err: (e as Error).message }, 'could not remove the nftables guard');
     }
     if (this.metricsServer) {
       const srv = this.metricsServer;
@@ -183,6 +400,6 @@ export class Daemon {
       srv.closeAllConnections?.();
       await new Promise<void>((r) => srv.close(() => r()));
     }
-    this.opts.log.info('lbd stopped');
+    this.log.info('lbd stopped');
   }
 }

@@ -127,6 +127,7 @@ export class Forwarder {
     if (f.proto === IPPROTO_TCP && (f.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) {
       return ~Drop.NoConnection;
     }
+    if (svc.removed) return ~Drop.NoRealServer;
     this.flow.srcAddr = f.srcAddr;
     this.flow.srcPort = f.srcPort;
     let template = -1;

@@ -39,8 +39,10 @@ export class DestTable {
 /** A real server as schedulers and the control plane see it. */
 export class RealServer implements Dest {
   flags = 0;
-  /** Set when removed from its service: existing flows finish, no new ones. */
+  /** Removed from its service: existing flows finish (drain), no new ones. */
   removed = false;
+  /** Removed and drained: no flow points at it any more; kept only so its index is never reused. */
+  gone = false;
   constructor(
     private readonly table: DestTable,
     readonly index: number,
@@ -55,6 +57,10 @@ export class RealServer implements Dest {
   get inactConns(): number {
     return this.table.inactive[this.index];
   }
+  /** Connection entries and persistence templates that still point at this server. */
+  get references(): number {
+    return this.table.active[this.index] + this.table.inactive[this.index] + this.table.persistent[this.index];
+  }
 }
 
 export function protoNumber(p: Protocol): number {
@@ -63,8 +69,14 @@ export function protoNumber(p: Protocol): number {
 
 /** A virtual service: VIP:port/protocol with its scheduler and real servers. */
 export class VirtualService {
-  /** The real servers currently offered to the scheduler (removed ones are not in it). */
+  /** The real servers offered to the scheduler (removed ones are not in it). */
   dests: RealServer[] = [];
+  /** Every real server flows may still point at: dests plus removed ones still draining. */
+  reals: RealServer[] = [];
+  /** Removed from the config: existing flows finish, new ones are refused. */
+  removed = false;
+  /** Removed and drained: out of the lookup table. */
+  gone = false;
   conns = 0;
   packets = 0;
   bytes = 0;
@@ -103,6 +115,18 @@ export class ServiceTable {
     this.slots[this.count] = svc;
     this.count++;
     this.all[svc.index] = svc;
+  }
+
+  remove(svc: VirtualService): void {
+    const i = this.slots.indexOf(svc);
+    if (i < 0) return;
+    // Keep the arrays dense: the last service moves into the hole.
+    const last = this.count - 1;
+    this.vip[i] = this.vip[last];
+    this.portProto[i] = this.portProto[last];
+    this.slots[i] = this.slots[last];
+    this.slots.length = last;
+    this.count = last;
   }
 
   lookup(addr: number, port: number, proto: number): VirtualService | null {

@@ -41,6 +41,7 @@ export function createRegistry(src: MetricsSource): Registry {
         this.reset();
         const fw = f();
         for (const rs of fw.dests.views) {
+          if (rs.gone) continue;
           const labels = { service: rs.service.name, real: `${intToIp(rs.addr)}:${rs.port}` };
           if (this instanceof Counter) this.inc(labels, read(fw, rs.index));
           else this.set(labels, read(fw, rs.index));
@@ -68,7 +69,7 @@ export function createRegistry(src: MetricsSource): Registry {
       collect() {
         this.reset();
         for (const s of f().services.all) {
-          if (s) this.inc({ service: s.name, vip: `${intToIp(s.vip)}:${s.port}/${s.proto === 17 ? 'udp' : 'tcp'}` }, read(s));
+          if (s && !s.gone) this.inc({ service: s.name, vip: `${intToIp(s.vip)}:${s.port}/${s.proto === 17 ? 'udp' : 'tcp'}` }, read(s));
         }
       },
     });

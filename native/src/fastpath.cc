@@ -1,0 +1,235 @@
+#include "fastpath.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace lbd {
+
+uint32_t toUint32(double v) {
+  if (!std::isfinite(v)) return 0;
+  double m = std::fmod(std::trunc(v), 4294967296.0);
+  if (m < 0) m += 4294967296.0;
+  return static_cast<uint32_t>(m);
+}
+
+static inline uint32_t be16(const uint8_t* p) { return (uint32_t(p[0]) << 8) | p[1]; }
+static inline uint32_t be32(const uint8_t* p) {
+  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+}
+
+// Int32Array arithmetic wraps; signed overflow in C++ must not happen.
+static inline void addI32(int32_t* a, uint32_t i, int32_t d) {
+  a[i] = static_cast<int32_t>(static_cast<uint32_t>(a[i]) + static_cast<uint32_t>(d));
+}
+
+void completeL4Checksum(uint8_t* p, uint32_t l4, uint32_t ipEnd, uint8_t proto) {
+  uint32_t end = ipEnd;
+  uint32_t csumOff;
+  if (proto == IPPROTO_TCP_) {
+    csumOff = l4 + 16;
+  } else {
+    csumOff = l4 + 6;
+    // UDP's own length, when it is consistent, is what the sender summed.
+    uint32_t ulen = be16(p + l4 + 4);
+    if (ulen >= UDP_HLEN && l4 + ulen <= ipEnd) end = l4 + ulen;
+  }
+  uint32_t l4len = end - l4;
+  p[csumOff] = 0;
+  p[csumOff + 1] = 0;
+  uint64_t sum = be16(p + IP_SRC) + be16(p + IP_SRC + 2) + be16(p + IP_DST) + be16(p + IP_DST + 2);
+  sum += proto;
+  sum += l4len;
+  uint32_t i = l4;
+  for (; i + 1 < end; i += 2) sum += be16(p + i);
+  if (i < end) sum += uint32_t(p[i]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  uint16_t cs = static_cast<uint16_t>(~sum & 0xffff);
+  if (proto == IPPROTO_UDP_ && cs == 0) cs = 0xffff;
+  p[csumOff] = static_cast<uint8_t>(cs >> 8);
+  p[csumOff + 1] = static_cast<uint8_t>(cs & 0xff);
+}
+
+int32_t FastPath::find(uint32_t addr, uint32_t port) const {
+  const uint32_t mask = t.connMask;
+  uint32_t i = flowHash(addr, port) & mask;
+  for (uint32_t n = 0; n <= mask; n++) {
+    if (t.dest[i] == SLOT_EMPTY) return -1;
+    if (t.keyAddr[i] == addr && t.keyPort[i] == port) return static_cast<int32_t>(i);
+    i = (i + 1) & mask;
+  }
+  return -1;  // a full table without the key (the table is kept at most half full)
+}
+
+// Forwarder.track(): input-only TCP state tracking and the entry's new expiry.
+void FastPath::track(uint32_t slot, uint8_t proto, uint8_t tcpFlags) {
+  const double now = t.clock[0];
+  if (proto != IPPROTO_TCP_) {
+    t.expires[slot] = toUint32(now + t.timeouts[kUdpTimeoutIndex]);
+    return;
+  }
+  const uint8_t old = t.state[slot];
+  const uint32_t bits = (tcpFlags & (TCP_FIN | TCP_SYN | TCP_RST)) | ((tcpFlags & TCP_ACK) >> 1);
+  const uint8_t next = t.tcpNext[uint32_t(old) * kTcpNextFlags + bits];
+  const bool undef = next == kUndefinedState;
+  if (undef || next != old) {
+    t.state[slot] = undef ? 0 : next;
+    const int32_t dest = t.dest[slot];
+    const bool inRange = static_cast<uint32_t>(dest) < t.nDests;
+    const bool inactive = (t.flags[slot] & CONN_F_INACTIVE) != 0;
+    if (inactive && !undef && next == state::Established) {
+      t.flags[slot] &= static_cast<uint8_t>(~CONN_F_INACTIVE);
+      if (inRange) {
+        addI32(t.active, dest, 1);
+        addI32(t.inactive, dest, -1);
+      }
+    } else if (!inactive && (undef || next != state::Established)) {
+      t.flags[slot] |= CONN_F_INACTIVE;
+      if (inRange) {
+        addI32(t.active, dest, -1);
+        addI32(t.inactive, dest, 1);
+      }
+    }
+  }
+  // tcpTimeout[next]: undefined (→ NaN → 0) beyond the table, as in TypeScript.
+  t.expires[slot] = (!undef && next < kTcpTimeoutCount) ? toUint32(now + t.timeouts[next]) : 0;
+}
+
+int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
+  stats.frames += 1;
+  double* c = t.counters;
+  // A VLAN tag the kernel stripped: libpcap puts it back, so the TypeScript path sees an
+  // 802.1Q frame 4 bytes longer, which it does not handle.
+  if (status & kStatusVlan) {
+    c[ctr::RxFrames] += 1;
+    c[ctr::RxBytes] += double(len) + 4;
+    return dropFrame(len + 4 < ETH_HLEN ? drop::Truncated : drop::NotIpv4);
+  }
+  // ARP goes to the TypeScript path whole: Forwarder.process() counts it and calls onArp.
+  if (len >= ETH_HLEN && be16(p + ETH_TYPE) == ETHERTYPE_ARP) {
+    stats.slowPath += 1;
+    return host->slowPath(p, len) ? kArp : -1;
+  }
+  c[ctr::RxFrames] += 1;
+  c[ctr::RxBytes] += len;
+
+  // ---- parse (packet.ts parse()), every read bounds-checked against len ----
+  if (len < ETH_HLEN) return dropFrame(drop::Truncated);
+  if (be16(p + ETH_TYPE) != ETHERTYPE_IPV4) return dropFrame(drop::NotIpv4);
+  if (len < ETH_HLEN + IP_MIN_HLEN) return dropFrame(drop::Truncated);
+  const uint8_t verIhl = p[IP_VER_IHL];
+  const uint32_t ihl = uint32_t(verIhl & 0x0f) << 2;
+  if ((verIhl >> 4) != 4 || ihl < IP_MIN_HLEN) return dropFrame(drop::BadIpHeader);
+  const uint32_t totalLen = be16(p + IP_TOTAL_LEN);
+  if (totalLen < ihl) return dropFrame(drop::BadIpHeader);
+  const uint32_t ipEnd = ETH_HLEN + totalLen;
+  if (ipEnd > len) return dropFrame(drop::Truncated);
+  if (be16(p + IP_FRAG) & (IP_MF | IP_OFFSET_MASK)) return dropFrame(drop::Fragment);
+  const uint8_t proto = p[IP_PROTO];
+  const uint32_t l4 = ETH_HLEN + ihl;
+  uint8_t tcpFlags;
+  if (proto == IPPROTO_TCP_) {
+    if (l4 + TCP_MIN_HLEN > ipEnd) return dropFrame(drop::Truncated);
+    const uint32_t dataOff = uint32_t(p[l4 + 12] >> 4) << 2;
+    if (dataOff < TCP_MIN_HLEN) return dropFrame(drop::BadIpHeader);
+    if (l4 + dataOff > ipEnd) return dropFrame(drop::Truncated);
+    tcpFlags = p[l4 + TCP_FLAGS];
+  } else if (proto == IPPROTO_UDP_) {
+    if (l4 + UDP_HLEN > ipEnd) return dropFrame(drop::Truncated);
+    tcpFlags = 0;
+  } else {
+    return dropFrame(drop::Unsupported);
+  }
+  const uint32_t srcAddr = be32(p + IP_SRC);
+  const uint32_t dstAddr = be32(p + IP_DST);
+  const uint32_t srcPort = be16(p + l4 + L4_SRC_PORT);
+  const uint32_t dstPort = be16(p + l4 + L4_DST_PORT);
+
+  if (std::memcmp(p + ETH_DST, t.macs, 6) != 0) return dropFrame(drop::NotOurMac);
+
+  // ---- service lookup (ServiceTable.lookup: linear scan) ----
+  const uint32_t key = (dstPort << 8) | proto;
+  int32_t count = t.svcMeta[0];
+  if (count < 0) count = 0;
+  if (static_cast<uint32_t>(count) > t.svcSlots) count = static_cast<int32_t>(t.svcSlots);
+  int32_t svc = -1;
+  for (int32_t i = 0; i < count; i++) {
+    if (t.svcVip[i] == dstAddr && t.svcPortProto[i] == key) {
+      svc = t.svcMeta[1 + i];
+      break;
+    }
+  }
+  if (svc < 0) return dropFrame(drop::Unsupported);
+
+  // ---- connection lookup; a miss may open a connection (Forwarder.schedule) ----
+  const uint32_t connPort = (static_cast<uint32_t>(svc) << 16) | srcPort;
+  int32_t slot = find(srcAddr, connPort);
+  if (slot < 0) {
+    if (proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
+      return dropFrame(drop::NoConnection);
+    }
+    uint32_t args[kArgCount];
+    args[kArgService] = static_cast<uint32_t>(svc);
+    args[kArgSrcAddr] = srcAddr;
+    args[kArgSrcPort] = srcPort;
+    args[kArgProto] = proto;
+    args[kArgFlags] = tcpFlags;
+    args[kArgDstAddr] = dstAddr;
+    args[kArgDstPort] = dstPort;
+    stats.upcalls += 1;
+    int32_t r;
+    if (!host->schedule(args, &r)) return -1;
+    if (r < 0) return dropFrame(~r);
+    // scheduleNew() returns a slot of the table; anything else is a bug on the JS side.
+    if (static_cast<uint32_t>(r) > t.connMask) return dropFrame(drop::TableFull);
+    slot = r;
+  }
+  track(static_cast<uint32_t>(slot), proto, tcpFlags);
+
+  // ---- rewrite (Direct Routing: MACs only) ----
+  const int32_t dest = t.dest[slot];
+  const bool inRange = static_cast<uint32_t>(dest) < t.nDests;
+  if (inRange && t.macKnown[dest] == 0) return dropFrame(drop::NoMac);
+  if (inRange) std::memcpy(p + ETH_DST, t.mac + size_t(dest) * 6, 6);
+  else std::memset(p + ETH_DST, 0, 6);  // what TypeScript writes from undefined
+  std::memcpy(p + ETH_SRC, t.macs + 6, 6);
+  if (status & kStatusCsumNotReady) {
+    completeL4Checksum(p, l4, ipEnd, proto);
+    stats.csumFixed += 1;
+  }
+  TxEntry& e = queue[queued++];
+  e.data = p;
+  e.len = len;
+  e.dest = inRange ? dest : -1;
+  e.svc = svc;
+  return kForward;
+}
+
+void FastPath::flush(Sink& sink) {
+  const uint32_t n = queued;
+  if (n == 0) return;
+  queued = 0;
+  stats.flushes += 1;
+  std::memset(ok, 0, n);
+  sink.send(queue, n, ok);
+  double* c = t.counters;
+  for (uint32_t i = 0; i < n; i++) {
+    const TxEntry& e = queue[i];
+    if (!ok[i]) {
+      t.drops[drop::SendFailed] += 1;
+      stats.sendFailed += 1;
+      continue;
+    }
+    if (e.dest >= 0) {
+      t.destPackets[e.dest] += 1;
+      t.destBytes[e.dest] += e.len;
+    }
+    if (static_cast<uint32_t>(e.svc) < t.svcStatsCount) {
+      t.svcStats[2 * size_t(e.svc)] += 1;
+      t.svcStats[2 * size_t(e.svc) + 1] += e.len;
+    }
+    c[ctr::TxFrames] += 1;
+    c[ctr::TxBytes] += e.len;
+  }
+}
+
+}  // namespace lbd

@@ -1,0 +1,137 @@
+// The per-frame fast path: parse → service lookup → connection lookup → (upcall on a miss that
+// may open a connection) → track → rewrite → queue for a batched send. It works on the very
+// typed arrays the TypeScript Forwarder owns (pointers into their backing stores) and makes the
+// same decision as Forwarder.process() for every input. No allocation, no locks, no N-API here:
+// the JavaScript side is reached through the Host interface, the wire through a Sink.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "contract.h"
+
+namespace lbd {
+
+/** Bit of the per-frame status word: the L4 checksum is partial (TP_STATUS_CSUMNOTREADY). */
+constexpr uint32_t kStatusCsumNotReady = 1u << 3;
+/** Bit of the per-frame status word: the kernel stripped a VLAN tag (TP_STATUS_VLAN_VALID). */
+constexpr uint32_t kStatusVlan = 1u << 4;
+
+/** tcpNext[] entries: the TypeScript table gave `undefined` (states no TCP entry can be in). */
+constexpr uint8_t kUndefinedState = 0xff;
+constexpr uint32_t kTcpNextStates = 256;
+constexpr uint32_t kTcpNextFlags = 16;  // FIN, SYN, RST, ACK packed into 4 bits
+/** timeouts[]: 0..12 per TCP state (tcpTimeouts' length), 13 = UDP. */
+constexpr uint32_t kTcpTimeoutCount = 13;
+constexpr uint32_t kUdpTimeoutIndex = 13;
+constexpr uint32_t kTimeoutsLen = 14;
+/** The upcall's argument array (Uint32Array shared with JS). */
+enum UpcallArg : uint32_t { kArgService = 0, kArgSrcAddr, kArgSrcPort, kArgProto, kArgFlags, kArgDstAddr, kArgDstPort, kArgCount };
+
+/** Raw views of the shared typed arrays. Lengths were checked when they were attached. */
+struct Tables {
+  // Connection table (ConnTable): slots = connMask + 1, a power of two.
+  uint32_t* keyAddr = nullptr;
+  uint32_t* keyPort = nullptr;
+  int32_t* dest = nullptr;
+  uint8_t* state = nullptr;
+  uint8_t* flags = nullptr;
+  uint32_t* expires = nullptr;
+  uint32_t connMask = 0;
+  // Real servers (DestTable), nDests entries each (mac: 6 bytes per entry).
+  uint8_t* mac = nullptr;
+  uint8_t* macKnown = nullptr;
+  int32_t* active = nullptr;
+  int32_t* inactive = nullptr;
+  double* destPackets = nullptr;
+  double* destBytes = nullptr;
+  uint32_t nDests = 0;
+  // Services (ServiceTable): vip/portProto per table slot; svcMeta[0] = count, svcMeta[1 + i] =
+  // the service index of table slot i; svcStats[2 * index] packets, [2 * index + 1] bytes.
+  uint32_t* svcVip = nullptr;
+  uint32_t* svcPortProto = nullptr;
+  uint32_t svcSlots = 0;
+  int32_t* svcMeta = nullptr;
+  double* svcStats = nullptr;
+  uint32_t svcStatsCount = 0;
+  // Counters.
+  double* counters = nullptr;
+  double* drops = nullptr;
+  // Parameters mirrored from the Forwarder.
+  double* clock = nullptr;       // Forwarder.now
+  uint32_t* timeouts = nullptr;  // kTimeoutsLen
+  uint8_t* macs = nullptr;       // captureMac[6], egressMac[6]
+  uint8_t* tcpNext = nullptr;    // [state * 16 + flagBits]
+};
+
+/** A forwarded frame waiting for the end of the batch. */
+struct TxEntry {
+  uint8_t* data;
+  uint32_t len;
+  int32_t dest;  // -1: out of the dest table's range (no per-server counting)
+  int32_t svc;
+};
+
+constexpr uint32_t kBatch = 256;
+
+/** Where a batch goes: the egress socket, or memory for tests. ok[i] = 1 when entry i was sent. */
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void send(TxEntry* entries, uint32_t n, uint8_t* ok) = 0;
+};
+
+/** The JavaScript side. Both return false when JavaScript threw (the batch is aborted). */
+class Host {
+ public:
+  virtual ~Host() = default;
+  /** A table miss that may open a connection: *result = slot, or ~drop reason. */
+  virtual bool schedule(const uint32_t* args, int32_t* result) = 0;
+  /** A frame for the TypeScript path (ARP): Forwarder.process() counts and handles it. */
+  virtual bool slowPath(const uint8_t* frame, uint32_t len) = 0;
+};
+
+struct FastPathStats {
+  double frames = 0;     // frames given to process()
+  double upcalls = 0;    // schedule() calls into JavaScript
+  double slowPath = 0;   // frames handed to the TypeScript path
+  double csumFixed = 0;  // partial checksums completed
+  double flushes = 0;    // batches handed to the sink
+  double sendFailed = 0;
+};
+
+class FastPath {
+ public:
+  Tables t;
+  bool attached = false;
+  Host* host = nullptr;
+  TxEntry queue[kBatch];
+  uint8_t ok[kBatch];
+  uint32_t queued = 0;
+  FastPathStats stats;
+
+  /**
+   * Handles one frame in place. Returns its Verdict (kForward = queued: the caller must flush()
+   * before the frame's memory is reused, and when queued == kBatch), or -1 when JavaScript
+   * threw during an upcall (the exception is pending; the frame is not counted further).
+   */
+  int process(uint8_t* p, uint32_t len, uint32_t status);
+
+  /** Sends the queued frames and counts them (sent: Tx and per-server/service; refused: drop). */
+  void flush(Sink& sink);
+
+ private:
+  int dropFrame(int reason) {
+    if (reason >= 0 && reason < drop::Count) t.drops[reason] += 1;
+    return kDrop;
+  }
+  int32_t find(uint32_t addr, uint32_t port) const;
+  void track(uint32_t slot, uint8_t proto, uint8_t tcpFlags);
+};
+
+/** JavaScript's ToUint32 (what storing a number into a Uint32Array does). */
+uint32_t toUint32(double v);
+
+/** Recomputes the TCP/UDP checksum of an IPv4 frame whose headers parse() validated. */
+void completeL4Checksum(uint8_t* p, uint32_t l4, uint32_t ipEnd, uint8_t proto);
+
+}  // namespace lbd

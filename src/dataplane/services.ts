@@ -43,6 +43,10 @@ export class RealServer implements Dest {
   removed = false;
   /** Removed and drained: no flow points at it any more; kept only so its index is never reused. */
   gone = false;
+  /** Health-check verdict: 'unchecked' when the service has no health_check. */
+  health: 'up' | 'down' | 'unchecked' = 'unchecked';
+  /** Why the last health transition happened ('connect refused', 'status 503', …). */
+  healthReason = '';
   constructor(
     private readonly table: DestTable,
     readonly index: number,

@@ -69,10 +69,10 @@ void FastPath::track(uint32_t slot, uint8_t proto, uint8_t tcpFlags) {
   }
   const uint8_t old = t.state[slot];
   const uint32_t bits = (tcpFlags & (TCP_FIN | TCP_SYN | TCP_RST)) | ((tcpFlags & TCP_ACK) >> 1);
-  const uint8_t next = t.tcpNext[uint32_t(old) * kTcpNextFlags + bits];
+  const uint16_t next = t.tcpNext[uint32_t(old) * kTcpNextFlags + bits];
   const bool undef = next == kUndefinedState;
   if (undef || next != old) {
-    t.state[slot] = undef ? 0 : next;
+    t.state[slot] = undef ? 0 : static_cast<uint8_t>(next);  // Uint8Array stores undefined as 0
     const int32_t dest = t.dest[slot];
     const bool inRange = static_cast<uint32_t>(dest) < t.nDests;
     const bool inactive = (t.flags[slot] & CONN_F_INACTIVE) != 0;
@@ -152,9 +152,11 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   if (count < 0) count = 0;
   if (static_cast<uint32_t>(count) > t.svcSlots) count = static_cast<int32_t>(t.svcSlots);
   int32_t svc = -1;
+  int32_t tableSlot = -1;
   for (int32_t i = 0; i < count; i++) {
     if (t.svcVip[i] == dstAddr && t.svcPortProto[i] == key) {
       svc = t.svcMeta[1 + i];
+      tableSlot = i;
       break;
     }
   }
@@ -169,6 +171,7 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
     }
     uint32_t args[kArgCount];
     args[kArgService] = static_cast<uint32_t>(svc);
+    args[kArgTableSlot] = static_cast<uint32_t>(tableSlot);
     args[kArgSrcAddr] = srcAddr;
     args[kArgSrcPort] = srcPort;
     args[kArgProto] = proto;

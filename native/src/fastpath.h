@@ -16,8 +16,8 @@ constexpr uint32_t kStatusCsumNotReady = 1u << 3;
 /** Bit of the per-frame status word: the kernel stripped a VLAN tag (TP_STATUS_VLAN_VALID). */
 constexpr uint32_t kStatusVlan = 1u << 4;
 
-/** tcpNext[] entries: the TypeScript table gave `undefined` (states no TCP entry can be in). */
-constexpr uint8_t kUndefinedState = 0xff;
+/** tcpNext[] entries: nextTcpState() gave `undefined` (states no TCP entry can be in). */
+constexpr uint16_t kUndefinedState = 0xffff;
 constexpr uint32_t kTcpNextStates = 256;
 constexpr uint32_t kTcpNextFlags = 16;  // FIN, SYN, RST, ACK packed into 4 bits
 /** timeouts[]: 0..12 per TCP state (tcpTimeouts' length), 13 = UDP. */
@@ -25,7 +25,17 @@ constexpr uint32_t kTcpTimeoutCount = 13;
 constexpr uint32_t kUdpTimeoutIndex = 13;
 constexpr uint32_t kTimeoutsLen = 14;
 /** The upcall's argument array (Uint32Array shared with JS). */
-enum UpcallArg : uint32_t { kArgService = 0, kArgSrcAddr, kArgSrcPort, kArgProto, kArgFlags, kArgDstAddr, kArgDstPort, kArgCount };
+enum UpcallArg : uint32_t {
+  kArgService = 0,  // the service's index (VirtualService.index)
+  kArgTableSlot,    // the ServiceTable slot the lookup matched (slots[i] is the VirtualService)
+  kArgSrcAddr,
+  kArgSrcPort,
+  kArgProto,
+  kArgFlags,
+  kArgDstAddr,
+  kArgDstPort,
+  kArgCount
+};
 
 /** Raw views of the shared typed arrays. Lengths were checked when they were attached. */
 struct Tables {
@@ -60,7 +70,7 @@ struct Tables {
   double* clock = nullptr;       // Forwarder.now
   uint32_t* timeouts = nullptr;  // kTimeoutsLen
   uint8_t* macs = nullptr;       // captureMac[6], egressMac[6]
-  uint8_t* tcpNext = nullptr;    // [state * 16 + flagBits]
+  uint16_t* tcpNext = nullptr;   // [state * 16 + flagBits], from nextTcpState()
 };
 
 /** A forwarded frame waiting for the end of the batch. */

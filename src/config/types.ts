@@ -14,7 +14,33 @@ export interface RealServerConfig {
   weight: number;
   /** Lower-case aa:bb:cc:dd:ee:ff, or undefined to resolve by ARP on the egress interface. */
   mac?: string;
+  /** Overrides of the service's health_check for this server (absent = the service's as is). */
+  health_check?: Partial<HealthCheckConfig>;
 }
+
+/** Health checks (issue 3, docs/health.md). Durations in seconds. */
+export type HealthCheckType = 'tcp' | 'http' | 'vip';
+export interface HealthCheckConfig {
+  type: HealthCheckType;
+  interval: number;
+  timeout: number;
+  /** Consecutive successes that bring a down server up. */
+  rise: number;
+  /** Consecutive failures that take an up server down. */
+  fall: number;
+  /** http: request path. */
+  path: string;
+  /** http: Host header (default: the real server's address). */
+  host?: string;
+  /** http: accepted status codes as written, normalized: "200-299", "200", "200,301-302". */
+  expect_status: string;
+  /** http: a regular expression the body must match. */
+  expect_body?: string;
+  /** Port checked; default the service port. */
+  port: number;
+}
+export type OnDown = 'reschedule' | 'drop' | 'keep';
+export type InitialState = 'up' | 'down';
 
 export interface ServiceConfig {
   name: string;
@@ -27,6 +53,17 @@ export interface ServiceConfig {
   /** Client addresses are grouped by this netmask for persistence, like `ipvsadm -M`. */
   persistence_netmask: string;
   real_servers: RealServerConfig[];
+  // --- Health (issue 3): absent when not written; defaults in HEALTH_DEFAULTS. ---
+  health_check?: HealthCheckConfig;
+  /** What happens to the existing flows of a server that goes down (default reschedule). */
+  on_down?: OnDown;
+  /** Down = weight 0 instead of the DOWN flag (keepalived's inhibit_on_failure). */
+  inhibit_on_failure?: boolean;
+  /** Fewer servers up than this: new flows go to the sorry server (default 1). */
+  quorum?: number;
+  sorry_server?: { address: string; mac?: string };
+  /** State of a server before its first check verdict (default up, like keepalived without alpha). */
+  initial_state?: InitialState;
 }
 
 export interface Config {
@@ -53,4 +90,17 @@ export const DEFAULTS = {
   weight: 1,
   persistence: 0,
   persistenceNetmask: '255.255.255.255',
+};
+
+export const HEALTH_DEFAULTS = {
+  interval: 2,
+  timeout: 1,
+  rise: 2,
+  fall: 2,
+  path: '/',
+  expectStatus: '200-299',
+  onDown: 'reschedule' as OnDown,
+  inhibitOnFailure: false,
+  quorum: 1,
+  initialState: 'up' as InitialState,
 };

@@ -71,6 +71,19 @@ export class Forwarder {
     this.udpTimeout = Math.max(1, Math.ceil(t.udp));
   }
 
+  /** The per-state TCP timeouts and the UDP timeout in effect (native.ts mirrors them). */
+  timeoutsInEffect(): { tcp: Uint32Array; udp: number } {
+    return { tcp: this.tcpTimeout, udp: this.udpTimeout };
+  }
+
+  /**
+   * The native fast path's upcall (native.ts): a table miss that may open a connection, handed
+   * to schedule() below. Same contract: the new slot, or ~reason when the frame is dropped.
+   */
+  scheduleNew(svc: VirtualService, f: ParsedFrame): number {
+    return this.schedule(svc, f);
+  }
+
   /** Handles one frame; the frame is rewritten in place when forwarded. */
   process(buf: Buffer, len: number): Verdict {
     const c = this.counters;

@@ -1,0 +1,259 @@
+#include "afpacket.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <pcap/pcap.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace lbd {
+
+static std::string sysErr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+bool lookupInterface(const std::string& name, Interface* out, std::string* err) {
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    *err = "invalid interface name \"" + name + "\"";
+    return false;
+  }
+  unsigned idx = if_nametoindex(name.c_str());
+  if (idx == 0) {
+    *err = "interface \"" + name + "\" does not exist";
+    return false;
+  }
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    *err = sysErr("socket");
+    return false;
+  }
+  struct ifreq ifr;
+  std::memset(&ifr, 0, sizeof ifr);
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
+    *err = sysErr("SIOCGIFHWADDR");
+    ::close(s);
+    return false;
+  }
+  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+    *err = "interface \"" + name + "\" is not Ethernet (ARPHRD " + std::to_string(ifr.ifr_hwaddr.sa_family) + ")";
+    ::close(s);
+    return false;
+  }
+  std::memcpy(out->mac, ifr.ifr_hwaddr.sa_data, 6);
+  std::memset(&ifr.ifr_ifru, 0, sizeof ifr.ifr_ifru);
+  if (ioctl(s, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0) out->mtu = static_cast<uint32_t>(ifr.ifr_mtu);
+  ::close(s);
+  out->name = name;
+  out->index = static_cast<int>(idx);
+  return true;
+}
+
+bool compileFilter(const std::string& expr, std::vector<sock_filter>* out, std::string* err) {
+  pcap_t* p = pcap_open_dead(DLT_EN10MB, 262144);
+  if (!p) {
+    *err = "pcap_open_dead failed";
+    return false;
+  }
+  struct bpf_program prog;
+  if (pcap_compile(p, &prog, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    *err = std::string("bad capture filter \"") + expr + "\": " + pcap_geterr(p);
+    pcap_close(p);
+    return false;
+  }
+  // struct bpf_insn and struct sock_filter have the same layout (code, jt, jf, k).
+  static_assert(sizeof(struct bpf_insn) == sizeof(struct sock_filter), "bpf_insn != sock_filter");
+  out->assign(reinterpret_cast<sock_filter*>(prog.bf_insns), reinterpret_cast<sock_filter*>(prog.bf_insns) + prog.bf_len);
+  pcap_freecode(&prog);
+  pcap_close(p);
+  return true;
+}
+
+static bool attachFilter(int fd, const std::vector<sock_filter>& filter, std::string* err) {
+  struct sock_fprog fprog;
+  fprog.len = static_cast<unsigned short>(filter.size());
+  fprog.filter = const_cast<sock_filter*>(filter.data());
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) < 0) {
+    *err = sysErr("SO_ATTACH_FILTER");
+    return false;
+  }
+  return true;
+}
+
+bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, std::string* err) {
+  close();
+  // Protocol 0: the socket receives nothing until bind(), so no frame slips in before the
+  // filter and the ring are in place.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    *err = sysErr("socket(AF_PACKET)") + (errno == EPERM ? " (lbd needs root or CAP_NET_RAW)" : "");
+    return false;
+  }
+  int v = TPACKET_V2;
+  if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
+    *err = sysErr("PACKET_VERSION");
+    ::close(fd);
+    return false;
+  }
+  if (!attachFilter(fd, filter, err)) {
+    ::close(fd);
+    return false;
+  }
+  // Our own forwarded frames (egress == capture) are not for us: skip them in the kernel.
+  v = 1;
+  (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v);
+
+  // Frame: tpacket2_hdr + sockaddr_ll + alignment (the MAC header starts at offset 66),
+  // then the frame itself; a power of two that holds MTU + Ethernet header + a VLAN tag.
+  uint32_t need = 128 + itf.mtu + 18;
+  uint32_t frameSize = 2048;
+  while (frameSize < need) frameSize <<= 1;
+  uint32_t blockSize = frameSize > (1u << 17) ? frameSize : (1u << 17);
+  if (ringBytes < blockSize) ringBytes = blockSize;
+  uint32_t blocks = static_cast<uint32_t>((ringBytes + blockSize - 1) / blockSize);
+  struct tpacket_req req;
+  req.tp_block_size = blockSize;
+  req.tp_block_nr = blocks;
+  req.tp_frame_size = frameSize;
+  req.tp_frame_nr = blocks * (blockSize / frameSize);
+  if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+    *err = sysErr("PACKET_RX_RING");
+    ::close(fd);
+    return false;
+  }
+  size_t len = size_t(blockSize) * blocks;
+  void* map = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (map == MAP_FAILED) {
+    *err = sysErr("mmap(PACKET_RX_RING)");
+    ::close(fd);
+    return false;
+  }
+  struct sockaddr_ll sll;
+  std::memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = htons(ETH_P_ALL);
+  sll.sll_ifindex = itf.index;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) {
+    *err = sysErr("bind(AF_PACKET)");
+    munmap(map, len);
+    ::close(fd);
+    return false;
+  }
+  fd_ = fd;
+  map_ = static_cast<uint8_t*>(map);
+  mapLen_ = len;
+  frameSize_ = frameSize;
+  frameCount_ = req.tp_frame_nr;
+  cursor = 0;
+  return true;
+}
+
+bool RxRing::setFilter(const std::vector<sock_filter>& filter, std::string* err) {
+  if (fd_ < 0) {
+    *err = "capture not open";
+    return false;
+  }
+  return attachFilter(fd_, filter, err);
+}
+
+void RxRing::readStats(uint64_t* packets, uint64_t* drops) {
+  *packets = 0;
+  *drops = 0;
+  if (fd_ < 0) return;
+  struct tpacket_stats st;
+  socklen_t l = sizeof st;
+  if (getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &st, &l) == 0) {
+    *packets = st.tp_packets;
+    *drops = st.tp_drops;
+  }
+}
+
+void RxRing::close() {
+  if (map_) munmap(map_, mapLen_);
+  map_ = nullptr;
+  mapLen_ = 0;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  frameCount_ = 0;
+}
+
+bool TxSocket::open(const Interface& itf, std::string* err) {
+  close();
+  // Protocol 0: a send-only socket, never handed received frames.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = sysErr("socket(AF_PACKET)") + (errno == EPERM ? " (lbd needs root or CAP_NET_RAW)" : "");
+    return false;
+  }
+  struct sockaddr_ll sll;
+  std::memset(&sll, 0, sizeof sll);
+  sll.sll_family = AF_PACKET;
+  sll.sll_protocol = 0;
+  sll.sll_ifindex = itf.index;
+  if (bind(fd, reinterpret_cast<struct sockaddr*>(&sll), sizeof sll) < 0) {
+    *err = sysErr("bind(AF_PACKET)");
+    ::close(fd);
+    return false;
+  }
+  // Straight to the driver: no qdisc for frames that are already on their way.
+  int v = 1;
+  (void)setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
+  v = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+  fd_ = fd;
+  for (uint32_t i = 0; i < kBatch; i++) {
+    std::memset(&msgs_[i], 0, sizeof msgs_[i]);
+    msgs_[i].msg_hdr.msg_iov = &iov_[i];
+    msgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  return true;
+}
+
+void TxSocket::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+bool TxSocket::sendOne(const uint8_t* data, uint32_t len) {
+  if (fd_ < 0) return false;
+  for (;;) {
+    syscalls++;
+    ssize_t r = ::send(fd_, data, len, 0);
+    if (r >= 0) return true;
+    if (errno == EINTR) continue;
+    lastErrno = errno;
+    return false;
+  }
+}
+
+void TxSocket::sendBatch(TxEntry* entries, uint32_t n, uint8_t* ok) {
+  if (fd_ < 0) return;
+  for (uint32_t i = 0; i < n; i++) {
+    iov_[i].iov_base = entries[i].data;
+    iov_[i].iov_len = entries[i].len;
+  }
+  uint32_t off = 0;
+  while (off < n) {
+    syscalls++;
+    int r = sendmmsg(fd_, msgs_ + off, n - off, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      // The first message of the rest was refused: count it and go on with the others.
+      lastErrno = errno;
+      off++;
+      continue;
+    }
+    if (r == 0) {  // cannot happen with n - off > 0; never spin on it
+      off++;
+      continue;
+    }
+    for (int i = 0; i < r; i++) ok[off + i] = 1;
+    off += static_cast<uint32_t>(r);
+  }
+}
+
+}  // namespace lbd

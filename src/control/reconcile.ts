@@ -29,6 +29,7 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['interfaces.egress', (c) => c.interfaces.egress],
   ['connection_table.size', (c) => c.connection_table.size],
   ['dataplane', (c) => c.dataplane],
+  ['admin.socket', (c) => c.admin?.socket],
 ];
 
 /** Service fields compared for 'service-update' (identity and real servers are handled apart). */

@@ -72,3 +72,88 @@ export class HostGuard {
     }
   }
 }
+
+/**
+ * Makes the VIPs reachable from the balancer itself, which IPVS-DR cannot do: a veth pair
+ * (lbd0, lbd0p) takes a /32 route per VIP, the host's own connections to a VIP leave through
+ * lbd0 (ARP off: frames go out addressed to lbd0's own MAC), lbd captures them there
+ * (outbound) and forwards them like any client's, and the real server answers the
+ * balancer's own address directly. Whatever reaches the peer end is dropped by nftables, so
+ * the kernel never routes it a second time. Offloads are off on lbd0 so that frames carry
+ * full checksums and are no larger than the egress MTU. (A dummy interface would do, but
+ * not every kernel has the dummy driver.)
+ */
+export class LocalAccess {
+  static readonly IFACE = 'lbd0';
+  static readonly PEER = 'lbd0p';
+  static readonly TABLE = 'lbd_local';
+  active = false;
+
+  setup(vips: string[], sourceAddress: string, mtu: number): void {
+    const dev = LocalAccess.IFACE;
+    const peer = LocalAccess.PEER;
+    this.teardown(true);
+    run('ip', ['link', 'add', dev, 'type', 'veth', 'peer', 'name', peer]);
+    this.active = true;
+    run('ip', ['link', 'set', peer, 'mtu', String(mtu), 'up']);
+    run('ip', ['link', 'set', dev, 'arp', 'off', 'mtu', String(mtu), 'up']);
+    run('ethtool', ['-K', dev, 'tx', 'off', 'sg', 'off', 'tso', 'off', 'gso', 'off']);
+    const t = LocalAccess.TABLE;
+    const script = [
+      `add table netdev ${t}`,
+      `delete table netdev ${t}`,
+      `table netdev ${t} {`,
+      '  chain peer_ingress {',
+      `    type filter hook ingress device "${peer}" priority 0; policy drop;`,
+      '  }',
+      '}',
+      '',
+    ].join('\n');
+    try {
+      execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+    } catch (e) {
+      throw new HostSetupError(`nftables: ${(e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message}`);
+    }
+    this.routes(vips, sourceAddress);
+  }
+
+  /** One /32 route per VIP through lbd0, and no other. */
+  routes(vips: string[], sourceAddress: string): void {
+    run('ip', ['route', 'flush', 'dev', LocalAccess.IFACE]);
+    for (const vip of vips) run('ip', ['route', 'replace', `${vip}/32`, 'dev', LocalAccess.IFACE, 'src', sourceAddress]);
+  }
+
+  /** Deleting the pair removes its routes too. */
+  teardown(quiet = false): void {
+    if (!this.active && !quiet) return;
+    for (const [cmd, args] of [
+      ['nft', ['delete', 'table', 'netdev', LocalAccess.TABLE]],
+      ['ip', ['link', 'del', LocalAccess.IFACE]],
+    ] as [string, string[]][]) {
+      try {
+        execFileSync(cmd, args, { stdio: 'ignore' });
+      } catch {
+        /* not there */
+      }
+    }
+    this.active = false;
+  }
+}
+
+function run(cmd: string, args: string[]): void {
+  try {
+    execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new HostSetupError(`${cmd} ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
+  }
+}
+
+/** The MTU of an interface, from sysfs. */
+export function interfaceMtu(name: string): number {
+  try {
+    return Number(require('node:fs').readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim()) || 1500;
+  } catch {
+    return 1500;
+  }
+}

@@ -126,6 +126,20 @@ test('the VIP may be the balancer\'s own address (the seed\'s setup): the kernel
   }
 });
 
+test('local_access: the VIP is reachable from the balancer itself, and everything is undone on exit', async () => {
+  const lbd = await startLbd(lab, lbdConfig(lab, { top: 'local_access: true' }));
+  try {
+    const fromBalancer = [0, 1, 2, 3].map(() => lab.exec(lab.ns.balancer, ['curl', '-sS', '--max-time', '5', `http://${lab.addr.vip}/`]).trim());
+    assert.deepEqual(fromBalancer, ['server40', 'server111', 'server40', 'server111']);
+    assert.equal(curl(lab, `http://${lab.addr.vip}/`), 'server40', 'clients are balanced as before');
+  } finally {
+    assert.equal((await lbd.stop()).code, 0);
+  }
+  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', 'route']), /lbd0/);
+  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', 'link']), /lbd0/);
+  assert.doesNotMatch(nftTables(), /lbd/);
+});
+
 test('Prometheus output passes promtool check metrics', async () => {
   const lbd = await startLbd(lab, lbdConfig(lab));
   try {

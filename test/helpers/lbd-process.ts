@@ -100,8 +100,11 @@ export function parseWrk(out: string): { requests: number; socketErrors: number;
   return { requests, socketErrors, non2xx, rps };
 }
 
-export function lbdConfig(lab: Lab, o: { scheduler?: string; vip?: string; extraServices?: string; persistence?: string; egress?: string } = {}): string {
-  return `
+export function lbdConfig(
+  lab: Lab,
+  o: { scheduler?: string; vip?: string; extraServices?: string; persistence?: string; egress?: string; top?: string } = {},
+): string {
+  return `${o.top ?? ''}
 interfaces:
   capture: ${lab.ifaces.balancerCapture}
   egress: ${o.egress ?? lab.ifaces.balancerEgress}

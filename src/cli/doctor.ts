@@ -1,0 +1,93 @@
+import { loadConfig } from '../config/load';
+import { ConfigError } from '../errors';
+import { formatReport, runDoctor, type HostView } from '../doctor/checks';
+import { SystemHost } from '../doctor/system';
+import { processIO, type CliIO, type Command } from './command';
+
+export const DOCTOR_USAGE = `Usage: lbd doctor --config FILE [--json] [--no-probes]
+
+Checks this host (run it in lbd's network namespace, with lbd's privileges) before and while
+lbd runs: interfaces, privileges, ip_forward and the nftables guard, rp_filter, offloads,
+libpcap, who answers ARP for each VIP, each real server's MAC and whether it accepts traffic
+for the VIP (a SYN to VIP:port sent to its MAC). Every finding comes with the fix.
+
+  -c, --config FILE  the lb.yaml to check against
+      --json         machine-readable report
+      --no-probes    no ARP or SYN probes on the wire (host checks only)
+
+Exit status: 0 when nothing would break traffic (warnings allowed), 1 when a check failed
+(or the config is invalid), 2 on a usage error.
+`;
+
+export interface DoctorArgs {
+  config: string;
+  json: boolean;
+  noProbes: boolean;
+}
+
+export function parseDoctorArgs(argv: string[]): DoctorArgs | 'help' {
+  const out: Partial<DoctorArgs> = { json: false, noProbes: false };
+  const args = [...argv];
+  while (args.length) {
+    const a = args.shift()!;
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    switch (flag) {
+      case '-h':
+      case '--help':
+        return 'help';
+      case '-c':
+      case '--config': {
+        const v = inline ?? args.shift();
+        if (!v) throw new Error(`${flag} needs a value`);
+        out.config = v;
+        break;
+      }
+      case '--json':
+        out.json = true;
+        break;
+      case '--no-probes':
+        out.noProbes = true;
+        break;
+      default:
+        throw new Error(`unknown option "${a}"`);
+    }
+  }
+  if (!out.config) throw new Error('--config FILE is required');
+  return out as DoctorArgs;
+}
+
+export async function doctorMain(argv: string[], io: CliIO = processIO, host: HostView = new SystemHost()): Promise<number> {
+  let args: DoctorArgs | 'help';
+  try {
+    args = parseDoctorArgs(argv);
+  } catch (e) {
+    io.err(`lbd doctor: ${(e as Error).message}\n\n${DOCTOR_USAGE}`);
+    return 2;
+  }
+  if (args === 'help') {
+    io.out(DOCTOR_USAGE);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig(args.config);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      io.err(`${e.message}\nlbd doctor: fix the config first (lbd check --config ${args.config})\n`);
+      return 1;
+    }
+    throw e;
+  }
+  const report = await runDoctor(config, host, { noProbes: args.noProbes });
+  io.out(args.json ? JSON.stringify(report, null, 2) + '\n' : formatReport(report));
+  return report.ok ? 0 : 1;
+}
+
+export const command: Command = {
+  name: 'doctor',
+  summary: 'check this host for what would break DR traffic, each finding with its fix',
+  usage: DOCTOR_USAGE,
+  run: (argv, io) => doctorMain(argv, io),
+};

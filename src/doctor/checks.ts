@@ -1,0 +1,455 @@
+/**
+ * lbd doctor's checks. Every read of the host goes through HostView (src/doctor/system.ts is
+ * the real one; unit tests pass a fake), so each check is a plain function of what it sees.
+ */
+import type { Config } from '../config/types';
+import { ipToInt } from '../dataplane/packet';
+import type { ArpAnswer, VipProbeResult } from './probe';
+
+export type Severity = 'ok' | 'skip' | 'warn' | 'error';
+
+export interface Finding {
+  /** Stable identifier, e.g. "interface.capture", "realserver.vip:web:10.0.10.40". */
+  check: string;
+  severity: Severity;
+  /** What was found, one sentence. */
+  what: string;
+  /** The command (or step) that fixes it; absent when nothing is to be done. */
+  fix?: string;
+}
+
+export interface InterfaceInfo {
+  exists: boolean;
+  /** Administratively up (IFF_UP). */
+  up: boolean;
+  /** /sys/class/net/IF/operstate: up, down, lowerlayerdown, unknown, … */
+  operstate: string;
+  /** IPv4 addresses as a.b.c.d/len. */
+  addresses: string[];
+  mac?: string;
+}
+
+export interface HostView {
+  /** CapEff of this process (/proc/self/status), or null when unreadable. */
+  capEff(): bigint | null;
+  iface(name: string): InterfaceInfo;
+  /** A /proc/sys value (e.g. "net.ipv4.ip_forward"), trimmed; null when absent. */
+  sysctl(key: string): string | null;
+  /** Every local IPv4 address with the interface it is on. */
+  localAddresses(): { address: string; iface: string }[];
+  /** `ethtool -k IF` features (name → "on", "off", "on [fixed]"…); null when ethtool is missing. */
+  ethtoolFeatures(iface: string): Record<string, string> | null;
+  /** `nft list table netdev lbd`: the text, '' when the table is absent, null when nft is missing. */
+  nftGuardTable(): string | null;
+  /** Path of the unversioned libpcap.so, or null. */
+  libpcapUnversioned(): string | null;
+  /** null when `cap` loads, else the error. */
+  capModuleError(): string | null;
+  /** Does an lbd answer on the metrics address? */
+  lbdRunning(host: string, port: number): Promise<boolean>;
+  /** ARP requests from sourceIp ('0.0.0.0' = probe) on iface; every answer per target. */
+  arp(iface: string, targets: string[], sourceIp: string, opts?: { waitAll?: boolean }): Promise<Map<string, ArpAnswer[]>>;
+  /** SYN to vip:port in a frame to rsMac, from sourceIp, on iface. */
+  probeVip(iface: string, rsMac: string, vip: string, port: number, sourceIp: string): Promise<VipProbeResult>;
+}
+
+export interface DoctorOptions {
+  /** Skip the wire probes (ARP, SYN); default false. */
+  noProbes?: boolean;
+}
+
+export interface DoctorReport {
+  config: string;
+  lbdRunning: boolean;
+  findings: Finding[];
+  /** true when no finding is an error (exit status 0). */
+  ok: boolean;
+}
+
+const CAP_NET_ADMIN = 12n;
+const CAP_NET_RAW = 13n;
+
+function inSubnet(ip: string, cidr: string): boolean {
+  const [net, lenS] = cidr.split('/');
+  const len = Number(lenS);
+  if (!(len >= 0 && len <= 32)) return false;
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return ((ipToInt(ip) & mask) >>> 0) === ((ipToInt(net) & mask) >>> 0);
+}
+
+const bare = (cidr: string) => cidr.split('/')[0];
+
+function uniqueVips(cfg: Config): string[] {
+  return [...new Set(cfg.services.map((s) => s.vip))];
+}
+
+export function checkInterfaces(cfg: Config, h: HostView): Finding[] {
+  const out: Finding[] = [];
+  const roles: [string, string][] =
+    cfg.interfaces.capture === cfg.interfaces.egress
+      ? [['capture/egress', cfg.interfaces.capture]]
+      : [
+          ['capture', cfg.interfaces.capture],
+          ['egress', cfg.interfaces.egress],
+        ];
+  for (const [role, name] of roles) {
+    const check = `interface.${role === 'egress' ? 'egress' : 'capture'}`;
+    const i = h.iface(name);
+    if (!i.exists) {
+      out.push({ check, severity: 'error', what: `${role} interface ${name} does not exist (in this network namespace)`, fix: `ip link show; set interfaces.${role === 'egress' ? 'egress' : 'capture'} in the config` });
+    } else if (!i.up) {
+      out.push({ check, severity: 'error', what: `${role} interface ${name} is down`, fix: `ip link set ${name} up` });
+    } else if (i.operstate !== 'up' && i.operstate !== 'unknown') {
+      out.push({ check, severity: 'error', what: `${role} interface ${name} is up but has no carrier (operstate ${i.operstate})`, fix: `check the cable/peer of ${name} (ip link show ${name})` });
+    } else {
+      out.push({ check, severity: 'ok', what: `${role} interface ${name} exists and is up${i.addresses.length ? ` (${i.addresses.join(', ')})` : ''}` });
+    }
+  }
+  return out;
+}
+
+export function checkPrivileges(h: HostView): Finding[] {
+  const eff = h.capEff();
+  if (eff === null) return [{ check: 'privileges', severity: 'warn', what: 'cannot read CapEff from /proc/self/status' }];
+  const missing: string[] = [];
+  if (!((eff >> CAP_NET_RAW) & 1n)) missing.push('CAP_NET_RAW (capture and send frames)');
+  if (!((eff >> CAP_NET_ADMIN) & 1n)) missing.push('CAP_NET_ADMIN (install the nftables guard)');
+  if (!missing.length) return [{ check: 'privileges', severity: 'ok', what: 'CAP_NET_RAW and CAP_NET_ADMIN are effective' }];
+  return [
+    {
+      check: 'privileges',
+      severity: 'error',
+      what: `missing ${missing.join(', ')}`,
+      fix: 'run lbd as root, or with AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN in its systemd unit (or setcap cap_net_raw,cap_net_admin+ep on the node binary)',
+    },
+  ];
+}
+
+export function checkLibpcap(h: HostView): Finding[] {
+  const out: Finding[] = [];
+  const capErr = h.capModuleError();
+  if (capErr) out.push({ check: 'libpcap.cap', severity: 'error', what: `the npm module cap does not load: ${capErr}`, fix: 'apt-get install libpcap-dev && npm rebuild cap --foreground-scripts' });
+  const so = h.libpcapUnversioned();
+  if (so) out.push({ check: 'libpcap', severity: 'ok', what: `unversioned libpcap.so present (${so}): capture runs in immediate mode` });
+  else
+    out.push({
+      check: 'libpcap',
+      severity: 'warn',
+      what: 'no unversioned libpcap.so: cap falls back to non-immediate mode and frames arrive in batches up to a second late',
+      fix: 'apt-get install libpcap-dev',
+    });
+  return out;
+}
+
+/** Effective value of a per-interface sysctl where the kernel takes max(all, iface). */
+function effectiveMax(h: HostView, name: string, iface: string): number {
+  const all = Number(h.sysctl(`net.ipv4.conf.all.${name}`) ?? 0);
+  const dev = Number(h.sysctl(`net.ipv4.conf.${iface}.${name}`) ?? 0);
+  return Math.max(all, dev);
+}
+
+export function checkForwarding(cfg: Config, h: HostView, running: boolean): Finding[] {
+  const out: Finding[] = [];
+  const { capture, egress } = cfg.interfaces;
+  const twoNic = capture !== egress;
+  const fwd = h.sysctl('net.ipv4.ip_forward');
+  const local = new Set(h.localAddresses().map((a) => a.address));
+  const localVips = uniqueVips(cfg).filter((v) => local.has(v));
+
+  // ip_forward: in the two-NIC shape the real servers' replies often route back through this host.
+  if (twoNic && fwd === '0') {
+    out.push({
+      check: 'ip_forward',
+      severity: 'warn',
+      what: `ip_forward=0 with two interfaces: if the real servers' replies route through this host (default route via ${egress}'s address), they are dropped`,
+      fix: 'sysctl -w net.ipv4.ip_forward=1',
+    });
+  } else {
+    out.push({
+      check: 'ip_forward',
+      severity: 'ok',
+      what: `ip_forward=${fwd ?? '?'}${fwd === '1' ? ': the kernel would route VIP frames too; lbd\'s nftables guard keeps it out of the services\' traffic' : ''}`,
+    });
+  }
+
+  // The guard: an nftables netdev table that keeps the kernel away from the services' traffic.
+  const table = h.nftGuardTable();
+  const needsGuard = fwd === '1' || localVips.length > 0;
+  if (table === null) {
+    out.push({ check: 'guard', severity: 'error', what: 'nft not found: lbd cannot install its nftables guard and will not start', fix: 'apt-get install nftables' });
+  } else if (running) {
+    const missing = cfg.services.filter((s) => !new RegExp(`ip daddr ${s.vip.replace(/\./g, '\\.')} ${s.protocol} dport ${s.port} drop`).test(table));
+    if (!table) {
+      out.push({
+        check: 'guard',
+        severity: needsGuard ? 'error' : 'warn',
+        what: `lbd runs but the nftables table "netdev lbd" is missing: ${needsGuard ? 'the kernel also handles VIP traffic (answers or routes it) next to lbd' : 'nothing keeps the kernel away from VIP traffic'}`,
+        fix: 'restart lbd (it installs the guard at start); check its log for nftables errors',
+      });
+    } else if (missing.length) {
+      out.push({
+        check: 'guard',
+        severity: needsGuard ? 'error' : 'warn',
+        what: `the nftables guard has no rule for ${missing.map((s) => `${s.vip}:${s.port}/${s.protocol}`).join(', ')} (running config differs from ${cfg.file}?)`,
+        fix: 'lbd reload (or restart lbd)',
+      });
+    } else {
+      out.push({ check: 'guard', severity: 'ok', what: `nftables guard "netdev lbd" is installed with a rule for every service` });
+    }
+  } else if (table) {
+    out.push({
+      check: 'guard',
+      severity: 'warn',
+      what: 'the nftables table "netdev lbd" exists but no lbd answers on the metrics address: left by a crashed lbd? it drops the services\' traffic before the kernel sees it',
+      fix: 'nft delete table netdev lbd (lbd re-creates it at start)',
+    });
+  } else {
+    out.push({ check: 'guard', severity: 'ok', what: 'lbd is not running: it installs its nftables guard (table netdev lbd) at start' });
+  }
+
+  // A local VIP: the kernel owns it (answers ARP), lbd does not announce it.
+  for (const vip of localVips) {
+    const where = h.localAddresses().filter((a) => a.address === vip).map((a) => a.iface);
+    if (where.includes(capture)) {
+      out.push({ check: `vip.local:${vip}`, severity: 'ok', what: `VIP ${vip} is an address of ${capture}: the kernel answers ARP for it, lbd's guard keeps the kernel off the service ports` });
+      continue;
+    }
+    const ai = effectiveMax(h, 'arp_ignore', capture);
+    out.push({
+      check: `vip.local:${vip}`,
+      severity: ai >= 1 ? 'error' : 'warn',
+      what:
+        `VIP ${vip} is local but on ${where.join(', ')}, not on ${capture}: lbd does not answer ARP for local VIPs` +
+        (ai >= 1 ? ` and arp_ignore=${ai} on ${capture} stops the kernel from answering: nobody answers ARP for the VIP` : ', the kernel answers for it (arp_ignore=0)'),
+      fix: `ip addr del ${vip}/32 dev ${where[0]} (lbd answers ARP for a VIP that is not local)`,
+    });
+  }
+  return out;
+}
+
+export function checkRpFilter(cfg: Config, h: HostView): Finding[] {
+  const { capture, egress } = cfg.interfaces;
+  if (capture === egress) {
+    const v = effectiveMax(h, 'rp_filter', capture);
+    return [{ check: 'rp_filter', severity: 'ok', what: `rp_filter=${v} on ${capture} (one interface: no reply with a VIP source arrives here)` }];
+  }
+  const out: Finding[] = [];
+  const v = effectiveMax(h, 'rp_filter', egress);
+  if (v === 1) {
+    out.push({
+      check: 'rp_filter',
+      severity: 'error',
+      what: `strict rp_filter on ${egress} (two interfaces): replies from the real servers with source VIP arrive on ${egress} while the VIP routes via ${capture}, and the kernel drops them`,
+      fix: `sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.${egress}.rp_filter=2 (or 0)`,
+    });
+  } else {
+    out.push({ check: 'rp_filter', severity: 'ok', what: `rp_filter=${v} on ${egress} (${v === 0 ? 'off' : 'loose'}): replies with source VIP are accepted` });
+  }
+  return out;
+}
+
+export function checkOffloads(cfg: Config, h: HostView): Finding[] {
+  const iface = cfg.interfaces.capture;
+  if (!h.iface(iface).exists) return [];
+  const f = h.ethtoolFeatures(iface);
+  if (!f) return [{ check: 'offload', severity: 'skip', what: `ethtool not found: cannot check offloads on ${iface}`, fix: 'apt-get install ethtool' }];
+  const out: Finding[] = [];
+  const isOn = (k: string) => (f[k] ?? '').startsWith('on');
+  const fixed = (k: string) => ((f[k] ?? '').includes('[fixed]') ? ' (fixed by the driver: cannot be changed here)' : '');
+  if (isOn('tx-checksumming')) {
+    out.push({
+      check: 'offload.tx',
+      severity: 'warn',
+      what: `tx checksum offload is on on ${iface}: frames sent through it (veth and virtual NICs) can carry partial TCP/UDP checksums that lbd forwards as they are and real servers drop${fixed('tx-checksumming')}`,
+      fix: `ethtool -K ${iface} tx off (and on the sending side of a veth pair)`,
+    });
+  } else {
+    out.push({ check: 'offload.tx', severity: 'ok', what: `tx checksum offload is off on ${iface}` });
+  }
+  const merged = ['generic-receive-offload', 'large-receive-offload'].filter(isOn);
+  if (merged.length) {
+    const flags = merged.map((k) => (k === 'generic-receive-offload' ? 'gro' : 'lro'));
+    out.push({
+      check: 'offload.gro',
+      severity: 'warn',
+      what: `${merged.map((k) => (k === 'generic-receive-offload' ? 'GRO' : 'LRO')).join(' and ')} on on ${iface}: the capture sees merged super-frames larger than the MTU, which cannot be forwarded as they are${fixed(merged[0])}`,
+      fix: `ethtool -K ${iface} ${flags.map((x) => `${x} off`).join(' ')}`,
+    });
+  } else {
+    out.push({ check: 'offload.gro', severity: 'ok', what: `GRO/LRO are off on ${iface}` });
+  }
+  return out;
+}
+
+/** The balancer's address to send ARP requests and probes from on iface: not a VIP. */
+function sourceAddress(cfg: Config, h: HostView, iface: string): string | undefined {
+  const vips = new Set(uniqueVips(cfg));
+  return h.iface(iface).addresses.map(bare).find((a) => !vips.has(a));
+}
+
+export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const { capture, egress } = cfg.interfaces;
+  const realIps = [...new Set(cfg.services.flatMap((s) => s.real_servers.map((r) => r.address)))];
+  const configured = new Map<string, string>();
+  for (const s of cfg.services) for (const r of s.real_servers) if (r.mac) configured.set(r.address, r.mac);
+
+  const capOk = h.capEff() === null || ((h.capEff()! >> CAP_NET_RAW) & 1n) === 1n;
+  const probesPossible = !opts.noProbes && capOk && !h.capModuleError() && h.iface(capture).exists && h.iface(egress).exists;
+  const why = opts.noProbes ? '--no-probes' : !capOk ? 'no CAP_NET_RAW' : h.capModuleError() ? 'cap does not load' : 'interface missing';
+
+  // Real servers must sit on the egress interface's segment: DR only rewrites MACs.
+  const egressNets = h.iface(egress).addresses;
+  for (const ip of realIps) {
+    if (egressNets.length && !egressNets.some((n) => inSubnet(ip, n))) {
+      out.push({
+        check: `realserver.subnet:${ip}`,
+        severity: 'warn',
+        what: `real server ${ip} is not in a subnet of ${egress} (${egressNets.join(', ')}): Direct Routing needs it on the same layer-2 segment`,
+        fix: `put ${ip} on ${egress}'s segment, or use the interface that reaches it as interfaces.egress`,
+      });
+    }
+  }
+
+  if (!probesPossible) {
+    out.push({ check: 'arp.vip', severity: 'skip', what: `ARP and VIP-path probes not run (${why})` });
+    return out;
+  }
+
+  // 1. Real servers' MACs, on the egress interface (like the daemon: never from a VIP).
+  const egressSrc = sourceAddress(cfg, h, egress) ?? '0.0.0.0';
+  const macs = new Map<string, string>();
+  const toAsk = realIps;
+  const answers = await h.arp(egress, toAsk, egressSrc);
+  for (const ip of realIps) {
+    const a = answers.get(ip) ?? [];
+    const want = configured.get(ip);
+    if (!a.length) {
+      if (want) {
+        macs.set(ip, want);
+        out.push({ check: `realserver.arp:${ip}`, severity: 'warn', what: `real server ${ip} does not answer ARP on ${egress}; using the configured mac ${want}`, fix: `check that ${ip} is up and on ${egress}'s segment` });
+      } else {
+        out.push({
+          check: `realserver.arp:${ip}`,
+          severity: 'error',
+          what: `real server ${ip} does not answer ARP on ${egress}: lbd cannot resolve its MAC and drops its flows`,
+          fix: `check that ${ip} is up and on ${egress}'s segment (ip neigh; arping -I ${egress} ${ip})`,
+        });
+      }
+      continue;
+    }
+    const mac = a[0].mac;
+    macs.set(ip, want ?? mac);
+    if (want && want !== mac) {
+      out.push({ check: `realserver.arp:${ip}`, severity: 'error', what: `real server ${ip} answers ARP with ${mac} but the config says mac: ${want}: frames go to the wrong host`, fix: `set mac: ${mac} for ${ip} (or remove mac: to resolve by ARP)` });
+    } else {
+      out.push({ check: `realserver.arp:${ip}`, severity: 'ok', what: `real server ${ip} is at ${mac} on ${egress}` });
+    }
+  }
+
+  // 2. Who answers ARP for each VIP on the capture interface (an RFC 5227 probe, sender 0.0.0.0):
+  //    our own frames are not seen (inbound filter), so any answer is another host.
+  const byMac = new Map<string, string>();
+  for (const [ip, mac] of macs) byMac.set(mac, ip);
+  const vips = uniqueVips(cfg);
+  const vipAnswers = await h.arp(capture, vips, '0.0.0.0', { waitAll: true });
+  for (const vip of vips) {
+    const others = vipAnswers.get(vip) ?? [];
+    if (!others.length) {
+      out.push({ check: `arp.vip:${vip}`, severity: 'ok', what: `no other host answers ARP for VIP ${vip} on ${capture}` });
+      continue;
+    }
+    for (const o of others) {
+      const rs = byMac.get(o.mac);
+      out.push(
+        rs
+          ? {
+              check: `arp.vip:${vip}`,
+              severity: 'error',
+              what: `real server ${rs} (${o.mac}) answers ARP for VIP ${vip}: clients may send VIP traffic straight to it, around lbd`,
+              fix: `on ${rs}: sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 (or: lbd realserver-setup --vip ${vip} --apply)`,
+            }
+          : {
+              check: `arp.vip:${vip}`,
+              severity: 'error',
+              what: `another host (${o.mac}) answers ARP for VIP ${vip} on ${capture}: VIP traffic may go there instead of to lbd`,
+              fix: `find the host with MAC ${o.mac} and remove ${vip} from it (or give it arp_ignore=1)`,
+            },
+      );
+    }
+  }
+
+  // 3. The VIP path: does each real server accept a frame for VIP:port addressed to its MAC?
+  const src = sourceAddress(cfg, h, egress);
+  for (const s of cfg.services) {
+    for (const r of s.real_servers) {
+      const check = `realserver.vip:${s.name}:${r.address}`;
+      const mac = macs.get(r.address);
+      if (!mac) continue; // already an error above
+      if (s.protocol !== 'tcp') {
+        out.push({ check, severity: 'skip', what: `${s.name}: VIP path of ${r.address} not probed (UDP has no handshake to observe)`, fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}` });
+        continue;
+      }
+      if (!src) {
+        out.push({ check, severity: 'skip', what: `${s.name}: VIP path of ${r.address} not probed: ${egress} has no address that is not a VIP to receive the SYN-ACK on`, fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}` });
+        continue;
+      }
+      const res = await h.probeVip(egress, mac, s.vip, s.port, src);
+      if (res === 'syn-ack') out.push({ check, severity: 'ok', what: `${s.name}: real server ${r.address} accepts traffic for ${s.vip}:${s.port} (SYN-ACK)` });
+      else if (res === 'rst')
+        out.push({
+          check,
+          severity: 'error',
+          what: `${s.name}: real server ${r.address} has the VIP ${s.vip} but nothing listens on port ${s.port} (RST)`,
+          fix: `on ${r.address}: start the service on port ${s.port} (listening on 0.0.0.0 or ${s.vip})`,
+        });
+      else
+        out.push({
+          check,
+          severity: 'error',
+          what: `${s.name}: real server ${r.address} does not accept traffic for VIP ${s.vip} (no answer to a SYN for ${s.vip}:${s.port} at its MAC): the VIP is not on its lo and no REDIRECT rule catches it`,
+          fix: `on ${r.address}: lbd realserver-setup --vip ${s.vip} --apply --persist (VIP on lo + arp_ignore=1/arp_announce=2)`,
+        });
+    }
+  }
+  return out;
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
+}
+
+export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = {}): Promise<DoctorReport> {
+  const { host, port } = splitListen(cfg.metrics.listen);
+  const running = await h.lbdRunning(host, port);
+  const findings: Finding[] = [
+    {
+      check: 'lbd',
+      severity: 'ok',
+      what: running ? `an lbd answers on ${cfg.metrics.listen}: checking the running host` : `no lbd answers on ${cfg.metrics.listen}: checking the host before start`,
+    },
+    ...checkInterfaces(cfg, h),
+    ...checkPrivileges(h),
+    ...checkLibpcap(h),
+    ...checkForwarding(cfg, h, running),
+    ...checkRpFilter(cfg, h),
+    ...checkOffloads(cfg, h),
+    ...(await checkWire(cfg, h, opts)),
+  ];
+  return { config: cfg.file, lbdRunning: running, findings, ok: !findings.some((f) => f.severity === 'error') };
+}
+
+const LABEL: Record<Severity, string> = { ok: 'ok', skip: 'skip', warn: 'WARN', error: 'ERROR' };
+
+export function formatReport(r: DoctorReport): string {
+  const lines = [`lbd doctor: ${r.config}`];
+  for (const f of r.findings) {
+    lines.push(`  ${LABEL[f.severity].padEnd(6)} ${f.what}`);
+    if (f.fix && f.severity !== 'ok') lines.push(`         fix: ${f.fix}`);
+  }
+  const n = (s: Severity) => r.findings.filter((f) => f.severity === s).length;
+  lines.push(`${n('ok')} ok, ${n('warn')} warning${n('warn') === 1 ? '' : 's'}, ${n('error')} error${n('error') === 1 ? '' : 's'}${n('skip') ? `, ${n('skip')} skipped` : ''}`);
+  return lines.join('\n') + '\n';
+}
+

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: libpcap (cap loads the unversioned libpcap.so, from -dev), the lab's real
 # servers (apache2) and tools, nftables for the host guard, promtool (prometheus) for the
-# metrics format check.
-PACKAGES=(libpcap-dev apache2 curl wrk nftables ethtool iproute2 tcpdump procps prometheus)
+# metrics format check and the Prometheus e2e test, iptables for the REDIRECT real-server variant;
+# g++, make and python3 for node-gyp (the native fast path, native/).
+PACKAGES=(libpcap-dev apache2 curl wrk nftables ethtool iproute2 tcpdump procps prometheus iptables g++ make python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -38,3 +39,19 @@ fi
 
 echo "setup: building" >&2
 npm run --silent build >&2
+
+# The native fast path (native/, a Node-API addon built by npm's node-gyp). lbd runs without it
+# (dataplane: auto falls back to the TypeScript data plane and says why), so a failed build
+# warns and does not fail the setup; the unit tests then fail under CI (CI=true).
+addon=native/build/Release/lbd_native.node
+if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null)" ]; then
+  echo "setup: building the native fast path" >&2
+  # Use the headers installed with node when there are some (no download from nodejs.org).
+  nodeprefix=$(dirname "$(dirname "$(command -v node)")")
+  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$nodeprefix/include/node/node_api.h" ]; then
+    export npm_config_nodedir="$nodeprefix"
+  fi
+  if ! npm run --silent build:native >&2; then
+    echo "setup: WARNING: the native fast path did not build: lbd will run the TypeScript data plane" >&2
+  fi
+fi

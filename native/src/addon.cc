@@ -33,6 +33,17 @@ class JsHost : public Host {
   uint32_t* args = nullptr;  // Uint32Array shared with JS (kArgCount)
   uint8_t* scratch = nullptr;
   size_t scratchLen = 0;
+  // The callbacks as values of the current outer handle scope (bind() at the start of a
+  // processFrames() call or of a wake-up's first call into JS), saving a lookup per call.
+  napi_value scheduleVal = nullptr;
+  napi_value slowVal = nullptr;
+  napi_value undefinedVal = nullptr;
+  void bind() {
+    napi_get_reference_value(env, scheduleFn, &scheduleVal);
+    napi_get_reference_value(env, slowFn, &slowVal);
+    napi_get_undefined(env, &undefinedVal);
+  }
+  void unbind() { scheduleVal = slowVal = undefinedVal = nullptr; }
   bool schedule(const uint32_t* a, int32_t* result) override;
   bool slowPath(const uint8_t* frame, uint32_t len) override;
 };
@@ -71,6 +82,7 @@ class Dataplane : public Napi::ObjectWrap<Dataplane> {
 
   bool enterJs();
   void onReadable();
+  void onPollError(uv_poll_t* handle);
 
   napi_env env_;
   napi_value pendingError_ = nullptr;
@@ -123,10 +135,8 @@ bool JsHost::schedule(const uint32_t* a, int32_t* result) {
   std::memcpy(args, a, kArgCount * sizeof(uint32_t));
   napi_handle_scope hs;
   napi_open_handle_scope(env, &hs);
-  napi_value fn, recv, ret;
-  napi_get_reference_value(env, scheduleFn, &fn);
-  napi_get_undefined(env, &recv);
-  bool ok = napi_call_function(env, recv, fn, 0, nullptr, &ret) == napi_ok;
+  napi_value ret;
+  bool ok = napi_call_function(env, undefinedVal, scheduleVal, 0, nullptr, &ret) == napi_ok;
   if (ok && napi_get_value_int32(env, ret, result) != napi_ok) {
     napi_throw_type_error(env, nullptr, "lbd_native: the schedule callback must return a number (slot or ~drop reason)");
     ok = false;
@@ -141,11 +151,9 @@ bool JsHost::slowPath(const uint8_t* frame, uint32_t len) {
   std::memcpy(scratch, frame, n);
   napi_handle_scope hs;
   napi_open_handle_scope(env, &hs);
-  napi_value fn, recv, arg, ret;
-  napi_get_reference_value(env, slowFn, &fn);
-  napi_get_undefined(env, &recv);
+  napi_value arg, ret;
   napi_create_uint32(env, n, &arg);
-  bool ok = napi_call_function(env, recv, fn, 1, &arg, &ret) == napi_ok;
+  bool ok = napi_call_function(env, undefinedVal, slowVal, 1, &arg, &ret) == napi_ok;
   napi_close_handle_scope(env, hs);
   return ok;
 }
@@ -250,6 +258,7 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
   ARR("inactive", napi_int32_array, dests, inactive, int32_t, n);
   ARR("destPackets", napi_float64_array, dests, destPackets, double, n);
   ARR("destBytes", napi_float64_array, dests, destBytes, double, n);
+  ARR("downAction", napi_uint8_array, dests, downAction, uint8_t, n);
   t.nDests = static_cast<uint32_t>(dests);
   // Services.
   size_t svcSlots, statsLen;
@@ -310,6 +319,7 @@ bool Dataplane::enterJs() {
     // A callback scope: when it closes, process.nextTick callbacks and promise jobs run, as
     // after any event delivered by libuv.
     if (napi_open_callback_scope(env_, res, asyncCtx_, &cs_) != napi_ok) cs_ = nullptr;
+    host_.bind();
   }
   return true;
 }
@@ -317,6 +327,7 @@ bool Dataplane::enterJs() {
 void Dataplane::leaveJs() {
   inLive_ = false;
   if (hs_ == nullptr) return;
+  host_.unbind();
   if (cs_ != nullptr) napi_close_callback_scope(env_, cs_);
   cs_ = nullptr;
   if (pendingError_ != nullptr) {
@@ -330,7 +341,14 @@ void Dataplane::leaveJs() {
 
 static void onPoll(uv_poll_t* handle, int status, int /*events*/) {
   auto* dp = static_cast<Dataplane*>(handle->data);
-  if (dp == nullptr || status < 0) return;
+  if (dp == nullptr) return;
+  if (status < 0) {
+    // A socket error (e.g. ENETDOWN when the interface goes down; the kernel re-hooks the
+    // socket when it comes back up). libuv stops the handle on POLLERR: clear the error and
+    // poll again, or the capture would die silently.
+    dp->onPollError(handle);
+    if (handle->data == nullptr) return;
+  }
   dp->onReadable();
 }
 
@@ -376,6 +394,14 @@ void Dataplane::onReadable() {
   if (closeRequested_) teardown();
 }
 
+void Dataplane::onPollError(uv_poll_t* handle) {
+  pollErrors_ += 1;
+  int err = 0;
+  socklen_t l = sizeof err;
+  if (ring_.isOpen()) getsockopt(ring_.fd(), SOL_SOCKET, SO_ERROR, &err, &l);
+  if (!ring_.isOpen() || uv_poll_start(handle, UV_READABLE, onPoll) != 0) stopPoll();
+}
+
 Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!fp_.attached) return throwError(env, "processFrames() before attach()");
@@ -411,6 +437,7 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
   if (total > buf.ByteLength()) return throwError(env, "processFrames: the lengths add up to more than the buffer");
 
   auto verdicts = Napi::Uint8Array::New(env, n);
+  host_.bind();  // valid for this call (the callbacks' handles live in its scope)
   uint8_t* v = verdicts.Data();
   uint8_t* p = buf.Data();
   const uint32_t* lens = lengths.Data();
@@ -418,6 +445,7 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
     int r = fp_.process(p, lens[i], status ? status[i] : 0);
     if (r < 0) {
       fp_.flush(sink);
+      host_.unbind();
       return env.Undefined();  // the callback's exception propagates
     }
     v[i] = static_cast<uint8_t>(r);
@@ -425,6 +453,7 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
     if (fp_.queued == kBatch) fp_.flush(sink);
   }
   fp_.flush(sink);
+  host_.unbind();
 
   Napi::Object result = Napi::Object::New(env);
   result.Set("verdicts", verdicts);
@@ -530,6 +559,7 @@ void Dataplane::teardown() {
   asyncCtx_ = nullptr;
   if (resource_ != nullptr) napi_delete_reference(env_, resource_);
   resource_ = nullptr;
+  releaseRefs();  // the Forwarder's arrays and the callbacks are no longer held
 }
 
 Napi::Value Dataplane::Close(const Napi::CallbackInfo& info) {
@@ -583,6 +613,7 @@ Napi::Value Dataplane::Stats(const Napi::CallbackInfo& info) {
   o.Set("liveFrames", liveFrames_);
   o.Set("ringPackets", ringPackets_);
   o.Set("ringDrops", ringDrops_);
+  o.Set("pollErrors", pollErrors_);
   o.Set("sendSyscalls", double(txEgress_.syscalls + txCapture_.syscalls));
   o.Set("lastSendErrno", txEgress_.lastErrno);
   o.Set("live", ring_.isOpen());

@@ -5,7 +5,7 @@
 
 namespace lbd {
 
-uint32_t toUint32(double v) {
+uint32_t toUint32Slow(double v) {
   if (!std::isfinite(v)) return 0;
   double m = std::fmod(std::trunc(v), 4294967296.0);
   if (m < 0) m += 4294967296.0;
@@ -165,10 +165,19 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   // ---- connection lookup; a miss may open a connection (Forwarder.schedule) ----
   const uint32_t connPort = (static_cast<uint32_t>(svc) << 16) | srcPort;
   int32_t slot = find(srcAddr, connPort);
+  bool upcall = false;
   if (slot < 0) {
     if (proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
       return dropFrame(drop::NoConnection);
     }
+    upcall = true;
+  } else {
+    // The flow's real server failed its health check (on_down reschedule | drop): TypeScript
+    // decides (Forwarder.downFlow). Out of range reads as undefined there, which is not 0.
+    const uint32_t d = static_cast<uint32_t>(t.dest[slot]);
+    upcall = d >= t.nDests || t.downAction[d] != 0;
+  }
+  if (upcall) {
     uint32_t args[kArgCount];
     args[kArgService] = static_cast<uint32_t>(svc);
     args[kArgTableSlot] = static_cast<uint32_t>(tableSlot);
@@ -178,11 +187,12 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
     args[kArgFlags] = tcpFlags;
     args[kArgDstAddr] = dstAddr;
     args[kArgDstPort] = dstPort;
+    args[kArgConnSlot] = slot < 0 ? kMiss : static_cast<uint32_t>(slot);
     stats.upcalls += 1;
     int32_t r;
     if (!host->schedule(args, &r)) return -1;
     if (r < 0) return dropFrame(~r);
-    // scheduleNew() returns a slot of the table; anything else is a bug on the JS side.
+    // A slot of the table; anything else is a bug on the JS side.
     if (static_cast<uint32_t>(r) > t.connMask) return dropFrame(drop::TableFull);
     slot = r;
   }

@@ -34,8 +34,10 @@ enum UpcallArg : uint32_t {
   kArgFlags,
   kArgDstAddr,
   kArgDstPort,
+  kArgConnSlot,     // kMiss: a table miss (schedule); else the hit whose real server is down
   kArgCount
 };
+constexpr uint32_t kMiss = 0xffffffffu;
 
 /** Raw views of the shared typed arrays. Lengths were checked when they were attached. */
 struct Tables {
@@ -54,6 +56,7 @@ struct Tables {
   int32_t* inactive = nullptr;
   double* destPackets = nullptr;
   double* destBytes = nullptr;
+  uint8_t* downAction = nullptr;  // DOWN_KEEP (0) or what to do with flows of a down server
   uint32_t nDests = 0;
   // Services (ServiceTable): vip/portProto per table slot; svcMeta[0] = count, svcMeta[1 + i] =
   // the service index of table slot i; svcStats[2 * index] packets, [2 * index + 1] bytes.
@@ -94,7 +97,10 @@ class Sink {
 class Host {
  public:
   virtual ~Host() = default;
-  /** A table miss that may open a connection: *result = slot, or ~drop reason. */
+  /**
+   * A table miss that may open a connection (args[kArgConnSlot] == kMiss), or a hit on a flow
+   * whose real server is down (downAction != 0): *result = the slot to use, or ~drop reason.
+   */
   virtual bool schedule(const uint32_t* args, int32_t* result) = 0;
   /** A frame for the TypeScript path (ARP): Forwarder.process() counts and handles it. */
   virtual bool slowPath(const uint8_t* frame, uint32_t len) = 0;
@@ -139,7 +145,10 @@ class FastPath {
 };
 
 /** JavaScript's ToUint32 (what storing a number into a Uint32Array does). */
-uint32_t toUint32(double v);
+uint32_t toUint32Slow(double v);
+inline uint32_t toUint32(double v) {
+  return (v >= 0 && v < 4294967296.0) ? static_cast<uint32_t>(v) : toUint32Slow(v);
+}
 
 /** Recomputes the TCP/UDP checksum of an IPv4 frame whose headers parse() validated. */
 void completeL4Checksum(uint8_t* p, uint32_t l4, uint32_t ipEnd, uint8_t proto);

@@ -1,0 +1,105 @@
+/**
+ * The native fast path on live traffic, in the namespace lab: lbd with `dataplane: native` and
+ * the client's tx checksum offload ON (veth then hands over partial TCP checksums, which the
+ * addon completes before sending). Needs root and the built addon (scripts/setup.sh builds it).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLab, Lab } from '../../lab/lab';
+import { loadNative } from '../../src/dataplane/native';
+import { curl, lbdConfig, parseWrk, startLbd } from '../helpers/lbd-process';
+
+const load = loadNative();
+let lab: Lab;
+before(() => {
+  if (!load.ok) return;
+  lab = createLab({ shape: 'one-nic', clientTxOffload: true });
+});
+after(() => lab?.teardown());
+
+/** dataplane: native, and an admin socket of this lab's own (other lbds may run on the machine). */
+const top = () => `dataplane: native\nadmin:\n  socket: ${lab.dir}/admin.sock\n`;
+
+/** The real servers' count of TCP segments that arrived with a bad checksum. */
+function csumErrors(): number {
+  return lab.ns.rs
+    .map((ns) => {
+      const snmp = lab.exec(ns, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:'));
+      const keys = snmp[0].split(/\s+/);
+      const vals = snmp[1].split(/\s+/);
+      return Number(vals[keys.indexOf('InCsumErrors')] ?? 0);
+    })
+    .reduce((a, b) => a + b, 0);
+}
+
+test('dataplane: native forwards live traffic with the client\'s tx offload on', async (t) => {
+  if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
+  const offload = lab.exec(lab.ns.client, ['ethtool', '-k', lab.ifaces.client]);
+  assert.match(offload, /tx-checksum-ip-generic: on/, 'the client checksums in "hardware" (partial checksums on veth)');
+  const udp = `
+  - name: echo
+    vip: ${lab.addr.vip}
+    port: ${lab.ports.udp}
+    protocol: udp
+    scheduler: rr
+    real_servers:
+${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+  const errorsBefore = csumErrors();
+  const lbd = await startLbd(lab, lbdConfig(lab, { top: top(), scheduler: 'rr', extraServices: udp }));
+  try {
+    const started = lbd.logs().find((l) => l.msg === 'lbd started');
+    assert.equal(started?.dataplane, 'native', 'the startup line names the native path');
+    assert.equal(lbd.metric('lbd_dataplane_info', { path: 'native' }), 1);
+
+    const bodies: string[] = [];
+    for (let i = 0; i < 10; i++) bodies.push(curl(lab, `http://${lab.addr.vip}/`));
+    for (let i = 1; i < 10; i++) assert.notEqual(bodies[i], bodies[i - 1], `rr alternates: ${bodies.join(' ')}`);
+    assert.deepEqual(new Set(bodies), new Set(lab.names));
+
+    // A request with a body: more segments, each with a partial checksum to complete.
+    const post = lab.exec(lab.ns.client, ['curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', 'x'.repeat(1200), `http://${lab.addr.vip}/`]);
+    assert.match(post, /^(200|405|413)$/, 'the POST got an HTTP answer');
+
+    // UDP through the fast path.
+    const ask = () =>
+      lab.exec(lab.ns.client, [process.execPath, '-e', `
+        const s = require('dgram').createSocket('udp4');
+        const t = setTimeout(() => { console.log('TIMEOUT'); process.exit(1); }, 3000);
+        s.on('message', (m) => { console.log(m.toString()); clearTimeout(t); s.close(); });
+        s.send('ping', ${lab.ports.udp}, '${lab.addr.vip}');`]).trim();
+    assert.deepEqual([ask(), ask()].map((a) => a.split(':')[0]).sort(), [...lab.names].sort());
+
+    const out = lab.exec(lab.ns.client, ['wrk', '-t1', '-c8', '-d3s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 });
+    const w = parseWrk(out);
+    assert.ok(w.requests > 100, out);
+    assert.equal(w.socketErrors, 0, out);
+    assert.equal(w.non2xx, 0, out);
+
+    assert.equal(csumErrors() - errorsBefore, 0, 'no segment reached a real server with a bad checksum');
+    assert.ok(lbd.metric('lbd_real_server_packets_total', { real: `${lab.addr.rs[0]}:80` }) > 50);
+    assert.ok(lbd.metric('lbd_real_server_packets_total', { real: `${lab.addr.rs[1]}:80` }) > 50);
+    for (const reason of ['no_connection', 'send_failed', 'truncated']) {
+      assert.equal(lbd.metric('lbd_dropped_packets_total', { reason }), 0, `no ${reason} drops`);
+    }
+
+    // The capture interface goes down and up again (the socket reports ENETDOWN): the capture
+    // carries on.
+    lab.exec(lab.ns.balancer, ['ip', 'link', 'set', lab.ifaces.balancerCapture, 'down']);
+    lab.exec(lab.ns.balancer, ['ip', 'link', 'set', lab.ifaces.balancerCapture, 'up']);
+    let body = '';
+    for (let i = 0; i < 20 && !lab.names.includes(body); i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      body = lab.tryExec(lab.ns.client, ['curl', '-s', '--max-time', '2', `http://${lab.addr.vip}/`]).stdout.trim();
+    }
+    assert.ok(lab.names.includes(body), `forwarding again after the link flapped (got "${body}")`);
+  } finally {
+    const { code } = await lbd.stop();
+    assert.equal(code, 0);
+  }
+});
+
+test('dataplane: native refuses to start when the capture interface cannot be opened natively', async (t) => {
+  if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
+  const yaml = lbdConfig(lab, { top: top() }).replace(`capture: ${lab.ifaces.balancerCapture}`, 'capture: lo');
+  await assert.rejects(startLbd(lab, yaml, { timeoutMs: 5000 }), /dataplane: native.*not Ethernet/s);
+});

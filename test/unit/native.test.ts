@@ -1,0 +1,572 @@
+/**
+ * The native fast path against the TypeScript reference: the same frames through
+ * Forwarder.process() and through the addon's processFrames() (the same C++ per-frame code and
+ * batching as live traffic, sends captured in memory) must give byte-identical output frames,
+ * the same verdicts, the same drop and global counters, the same per-server and per-service
+ * counters and the same connection-table and template-table contents.
+ *
+ * The addon is part of the build (scripts/setup.sh): a missing or broken addon FAILS these
+ * tests, with the reason.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { ConnState, DROP_REASONS, COUNTER_COUNT, Verdict } from '../../src/dataplane/contract';
+import { Forwarder } from '../../src/dataplane/forwarder';
+import { NativeDataplane, loadNative, selectDataplane } from '../../src/dataplane/native';
+import { ipToInt, macFromString } from '../../src/dataplane/packet';
+import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, VirtualService } from '../../src/dataplane/services';
+import { arpRequest } from '../../src/dataplane/arp';
+import { createScheduler, DEST_F_DOWN } from '../../src/scheduler/index';
+import { parseConfig } from '../../src/config/load';
+import { ACK, FIN, MAC, PSH, RST, SYN, checksum, frame } from '../helpers/frames';
+import { readPcap } from '../helpers/pcap';
+
+const FIXTURES = path.resolve(__dirname, '../../../test/fixtures');
+const EGRESS_MAC = '02:00:00:00:0e:01';
+const load = loadNative();
+/** The addon must be usable (setup builds it): fails with the reason otherwise. */
+function native(_t: TestContext): boolean {
+  if (!load.ok) assert.fail(`the native addon must be built and loadable (bash scripts/setup.sh): ${load.reason}`);
+  return true;
+}
+
+// ---- Building two identical forwarders -------------------------------------------------------
+
+interface RealSpec {
+  addr: string;
+  weight: number;
+  mac?: string | null;
+}
+interface SvcSpec {
+  name: string;
+  vip: string;
+  port: number;
+  proto: 'tcp' | 'udp';
+  scheduler: string;
+  persistence?: number;
+  mask?: string;
+  reals: RealSpec[];
+}
+
+interface Side {
+  fw: Forwarder;
+  sent: Buffer[];
+  arps: Buffer[];
+  sink: { refuse: boolean; send(buf: Buffer, len: number): boolean };
+}
+
+function side(specs: SvcSpec[], size: number): Side {
+  const sent: Buffer[] = [];
+  const sink = {
+    refuse: false,
+    send(buf: Buffer, len: number): boolean {
+      if (this.refuse) return false;
+      sent.push(Buffer.from(buf.subarray(0, len)));
+      return true;
+    },
+  };
+  const fw = new Forwarder({
+    connTableSize: size,
+    timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
+    captureMac: macFromString(MAC.balancer),
+    egressMac: macFromString(EGRESS_MAC),
+    egress: sink,
+  });
+  const arps: Buffer[] = [];
+  fw.onArp = (buf, len) => arps.push(Buffer.from(buf.subarray(0, len)));
+  specs.forEach((s, i) => addService(fw, i, s));
+  return { fw, sent, arps, sink };
+}
+
+function addService(fw: Forwarder, index: number, s: SvcSpec): VirtualService {
+  const svc = new VirtualService(
+    index,
+    s.name,
+    ipToInt(s.vip),
+    s.port,
+    s.proto === 'udp' ? 17 : 6,
+    createScheduler(s.scheduler),
+    s.persistence ?? 0,
+    ipToInt(s.mask ?? '255.255.255.255'),
+  );
+  for (const r of s.reals) {
+    const rs = fw.dests.add(svc, ipToInt(r.addr), s.port, r.weight);
+    if (r.mac !== null) fw.dests.setMac(rs.index, macFromString(r.mac ?? `02:00:00:00:${(rs.index >> 8).toString(16).padStart(2, '0')}:${(rs.index & 255).toString(16).padStart(2, '0')}`));
+    svc.dests.push(rs);
+    svc.reals.push(rs);
+  }
+  svc.changed();
+  fw.services.add(svc);
+  return svc;
+}
+
+/** A TypeScript forwarder and a native one on the same config. */
+class Pair {
+  readonly ts: Side;
+  readonly nat: Side;
+  readonly dp: NativeDataplane;
+  frames = 0;
+
+  constructor(specs: SvcSpec[], size = 4096) {
+    this.ts = side(specs, size);
+    this.nat = side(specs, size);
+    this.dp = new NativeDataplane(this.nat.fw);
+  }
+
+  /** Both paths, on copies of the same frames; verdicts and sent frames compared. */
+  run(frames: Buffer[], opts: { status?: number[]; refuse?: boolean } = {}): void {
+    this.ts.sink.refuse = !!opts.refuse;
+    const tsVerdicts = frames.map((f) => this.ts.fw.process(Buffer.from(f), f.length));
+    const lengths = Uint32Array.from(frames.map((f) => f.length));
+    const res = this.dp.processFrames(Buffer.concat(frames), lengths, {
+      status: opts.status ? Uint32Array.from(opts.status) : undefined,
+      refuse: !!opts.refuse,
+    });
+    if (!opts.refuse) {
+      for (let i = 0; i < frames.length; i++) {
+        if (res.verdicts[i] !== tsVerdicts[i]) {
+          assert.fail(`frame ${this.frames + i}: native verdict ${res.verdicts[i]}, TypeScript ${tsVerdicts[i]} (${frames[i].toString('hex').slice(0, 120)})`);
+        }
+      }
+    }
+    this.nat.sent.push(...(res.sent ?? []));
+    this.frames += frames.length;
+  }
+
+  /** The same control-plane action on both sides. */
+  both(fn: (fw: Forwarder) => void): void {
+    fn(this.ts.fw);
+    fn(this.nat.fw);
+  }
+
+  assertSame(where: string): void {
+    const a = this.ts;
+    const b = this.nat;
+    assert.equal(b.sent.length, a.sent.length, `${where}: frames sent`);
+    for (let i = 0; i < a.sent.length; i++) {
+      if (!a.sent[i].equals(b.sent[i])) assert.fail(`${where}: sent frame ${i} differs\n ts ${a.sent[i].toString('hex')}\n nat ${b.sent[i].toString('hex')}`);
+    }
+    assert.deepEqual(b.arps, a.arps, `${where}: ARP frames handed to the control plane`);
+    const named = (d: Float64Array) => Object.fromEntries(DROP_REASONS.map((r, i) => [r, d[i]]));
+    assert.deepEqual(named(b.fw.drops), named(a.fw.drops), `${where}: drops`);
+    assert.deepEqual([...b.fw.counters], [...a.fw.counters], `${where}: counters`);
+    assert.equal(b.fw.counters.length, COUNTER_COUNT);
+    for (const [name, ta, tb] of [
+      ['conns', a.fw.conns, b.fw.conns],
+      ['templates', a.fw.templates, b.fw.templates],
+    ] as const) {
+      assert.equal(tb.size, ta.size, `${where}: ${name}.size`);
+      for (const k of ['keyAddr', 'keyPort', 'dest', 'state', 'flags', 'expires', 'refs'] as const) {
+        const x = Buffer.from(ta[k].buffer, ta[k].byteOffset, ta[k].byteLength);
+        const y = Buffer.from(tb[k].buffer, tb[k].byteOffset, tb[k].byteLength);
+        if (!x.equals(y)) {
+          const i = ta[k].findIndex((v, j) => v !== tb[k][j]);
+          assert.fail(`${where}: ${name}.${k} differs at slot ${i}: ts ${ta[k][i]} native ${tb[k][i]}`);
+        }
+      }
+    }
+    const n = a.fw.dests.views.length;
+    for (const k of ['active', 'inactive', 'persistent', 'conns', 'packets', 'bytes', 'macKnown'] as const) {
+      assert.deepEqual([...b.fw.dests[k].subarray(0, n)], [...a.fw.dests[k].subarray(0, n)], `${where}: dests.${k}`);
+    }
+    const svcs = (fw: Forwarder) => fw.services.all.map((s) => s && { conns: s.conns, packets: s.packets, bytes: s.bytes });
+    assert.deepEqual(svcs(b.fw), svcs(a.fw), `${where}: per-service counters`);
+  }
+}
+
+// ---- Frames ------------------------------------------------------------------------------------
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const SERVICES: SvcSpec[] = [
+  {
+    name: 'web-rr', vip: '10.0.10.100', port: 80, proto: 'tcp', scheduler: 'rr',
+    reals: [{ addr: '10.0.10.40', weight: 1, mac: MAC.rs40 }, { addr: '10.0.10.111', weight: 1, mac: MAC.rs111 }],
+  },
+  {
+    name: 'tls-wlc-persist', vip: '10.0.10.100', port: 443, proto: 'tcp', scheduler: 'wlc', persistence: 30, mask: '255.255.255.0',
+    reals: [{ addr: '10.0.10.40', weight: 3 }, { addr: '10.0.10.111', weight: 1 }, { addr: '10.0.10.112', weight: 2 }],
+  },
+  {
+    name: 'dns-wlc', vip: '10.0.10.101', port: 53, proto: 'udp', scheduler: 'wlc',
+    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.111', weight: 2 }],
+  },
+  {
+    // One real server whose MAC is not resolved: its flows are dropped (no_mac).
+    name: 'app-lc', vip: '10.0.10.102', port: 8080, proto: 'tcp', scheduler: 'lc',
+    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.113', weight: 1, mac: null }],
+  },
+  {
+    name: 'sh-udp', vip: '10.0.10.102', port: 5353, proto: 'udp', scheduler: 'sh',
+    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.111', weight: 1 }],
+  },
+];
+
+interface Flow {
+  frames: Buffer[];
+}
+
+/** A varied, interleaved mix: TCP conversations, UDP flows, junk, ARP, all reproducible. */
+function traffic(r: () => number, nFlows: number, services: SvcSpec[]): Buffer[] {
+  const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
+  const int = (n: number) => Math.floor(r() * n);
+  const flows: Flow[] = [];
+  for (let i = 0; i < nFlows; i++) {
+    const s = pick(services);
+    const src = `10.${1 + int(3)}.${int(3)}.${1 + int(60)}`;
+    const sport = 1024 + int(64000);
+    const ipOptions = r() < 0.05 ? Buffer.from([0x01, 0x01, 0x01, 0x00]) : undefined;
+    const base = { src, dst: s.vip, sport, dport: s.port, ipOptions };
+    const out: Buffer[] = [];
+    const pad = (f: Buffer) => (r() < 0.05 ? Buffer.concat([f, Buffer.alloc(1 + int(20))]) : f); // Ethernet padding
+    if (s.proto === 'udp') {
+      const n = 1 + int(5);
+      for (let k = 0; k < n; k++) out.push(pad(frame({ ...base, proto: 'udp', payload: Buffer.alloc(int(200), k) })));
+    } else {
+      const script: number[] = [];
+      if (r() < 0.1) script.push(ACK); // before any SYN: no_connection
+      script.push(SYN);
+      if (r() < 0.15) script.push(SYN); // retransmission
+      if (r() < 0.05) script.push(SYN | ACK); // odd flags
+      script.push(ACK);
+      const data = int(4);
+      for (let k = 0; k < data; k++) script.push(ACK | PSH);
+      const end = r();
+      if (end < 0.6) script.push(FIN | ACK, ACK);
+      else if (end < 0.75) script.push(RST);
+      else if (end < 0.8) script.push(RST | ACK, ACK);
+      else if (end < 0.85) script.push(FIN, FIN | ACK, RST);
+      if (r() < 0.05) script.push(0); // no flags at all
+      if (r() < 0.05) script.push(SYN | FIN);
+      for (const flags of script) {
+        out.push(pad(frame({ ...base, flags, payload: flags & PSH ? Buffer.alloc(1 + int(300), 0x41) : undefined })));
+      }
+    }
+    flows.push({ frames: out });
+  }
+  // Junk and other traffic, as one-frame "flows".
+  const good = () => frame({ flags: SYN, sport: 1024 + int(60000), src: `10.9.0.${1 + int(200)}` });
+  const withByte = (b: Buffer, off: number, v: number) => {
+    const c = Buffer.from(b);
+    if (off < c.length) c[off] = v;
+    return c;
+  };
+  const junk: (() => Buffer)[] = [
+    () => Buffer.from(Array.from({ length: int(14) }, () => int(256))), // runt
+    () => good().subarray(0, 14 + int(40)), // truncated
+    () => withByte(good(), 12, 0x86), // not IPv4
+    () => withByte(withByte(good(), 12, 0x81), 13, 0x00), // VLAN tag
+    () => withByte(good(), 14, 0x65), // version 6
+    () => withByte(good(), 14, 0x43), // IHL 3
+    () => withByte(good(), 16, 0), // total length 0 < IHL
+    () => withByte(good(), 17, 0xff), // total length beyond the frame
+    () => frame({ flags: SYN, fragment: 0x2000 }), // first fragment
+    () => frame({ flags: SYN, fragment: 0x0020 + int(8) }), // later fragment
+    () => frame({ proto: pick([1, 47, 50, 132]) }), // other protocols
+    () => frame({ flags: SYN, dport: 8081 }), // no such service
+    () => frame({ flags: SYN, dst: '10.0.10.99' }), // no such VIP
+    () => frame({ proto: 'udp', dport: 80 }), // UDP to a TCP service port
+    () => frame({ flags: SYN, dstMac: MAC.other }), // flooded frame for another host
+    () => frame({ flags: SYN, dstMac: 'ff:ff:ff:ff:ff:ff' }),
+    () => withByte(frame({ flags: SYN }), 14 + 20 + 12, 0x10), // TCP data offset 1
+    () => withByte(frame({ flags: SYN, ipOptions: Buffer.alloc(8, 1) }), 14, 0x4f), // IHL beyond the data
+    () => frame({ proto: 'udp', dport: 53, dst: '10.0.10.101' }).subarray(0, 14 + 20 + 4), // UDP header cut
+    () => arpRequest(macFromString(MAC.client), ipToInt('10.0.10.50'), ipToInt(pick(['10.0.10.100', '10.0.10.30', '10.0.10.101']))),
+    () => {
+      // fuzz: a real flow frame with random header bytes
+      const f = frame({ flags: pick([SYN, ACK, SYN | ACK, FIN]), dst: pick(services).vip, dport: pick(services).port, src: `10.1.0.${1 + int(60)}` });
+      for (let k = 0; k < 1 + int(4); k++) f[int(Math.min(f.length, 60))] = int(256);
+      return r() < 0.3 ? f.subarray(0, int(f.length + 1)) : f;
+    },
+  ];
+  for (let i = 0; i < nFlows / 3; i++) flows.push({ frames: [pick(junk)()] });
+  // Interleave: each flow's frames keep their order.
+  const out: Buffer[] = [];
+  const live = flows.map((f) => ({ f, i: 0 }));
+  while (live.length) {
+    const k = int(live.length);
+    const l = live[k];
+    out.push(l.f.frames[l.i++]);
+    if (l.i === l.f.frames.length) live.splice(k, 1);
+  }
+  return out;
+}
+
+// ---- Tests ---------------------------------------------------------------------------------------
+
+test('the addon loads and agrees with contract.ts', (t) => {
+  if (!native(t)) return;
+  assert.equal(load.ok, true);
+});
+
+test('differential: a long mixed run (rr, wlc, lc, sh, persistence, UDP, junk, expiry, control-plane changes)', (t) => {
+  if (!native(t)) return;
+  const r = rng(0x1bd);
+  const p = new Pair(SERVICES, 6000);
+  const frames = traffic(r, 4000, SERVICES);
+  let now = 1;
+  let at = 0;
+  let round = 0;
+  while (at < frames.length) {
+    // Chunks from 1 frame to more than two batches (256) at a time.
+    const n = 1 + Math.floor(r() * 700);
+    p.run(frames.slice(at, at + n));
+    at += n;
+    round++;
+    // The clock moves, sometimes far enough to expire entries; sweeping shifts entries around.
+    now += r() < 0.1 ? 100 + Math.floor(r() * 900) : Math.floor(r() * 5);
+    p.both((fw) => {
+      fw.now = now;
+      fw.sweep(Math.floor(fw.conns.slots / 3));
+    });
+    // Control-plane changes, the same on both sides.
+    if (round === 5) p.both((fw) => (fw.dests.views[1].weight = 0)); // quiesce one server
+    if (round === 8) p.both((fw) => ((fw.dests.views[3].flags |= DEST_F_DOWN), fw.services.all[1].changed())); // a health check fails
+    if (round === 10) p.both((fw) => fw.setTimeouts({ tcp: 60, tcpfin: 10, udp: 20 }));
+    if (round === 12) p.both((fw) => fw.dests.setMac(8, macFromString('02:00:00:00:01:13'))); // the unresolved MAC resolves
+    if (round === 14) p.both((fw) => ((fw.dests.views[1].weight = 1), fw.services.all[0].changed()));
+    if (round === 16) p.both((fw) => fw.services.remove(fw.services.all[0])); // a service disappears
+    if (round === 18) p.both((fw) => addService(fw, 5, { ...SERVICES[0], name: 'web-again', reals: SERVICES[0].reals })); // and comes back
+    // Health: flows of a down server are moved (on_down: reschedule) or forgotten (drop).
+    if (round === 20) p.both((fw) => ((fw.dests.downAction[2] = DOWN_RESCHEDULE), (fw.dests.views[2].flags |= DEST_F_DOWN), fw.services.all[1].changed()));
+    if (round === 22) p.both((fw) => (fw.dests.downAction[5] = DOWN_DROP));
+    if (round === 24) p.both((fw) => fw.dests.downAction.fill(DOWN_KEEP));
+    p.assertSame(`after round ${round} (${at} frames)`);
+  }
+  p.both((fw) => {
+    fw.now = now + 5000;
+    fw.sweepAll();
+  });
+  p.assertSame('after expiring everything');
+  // The run exercised what it should.
+  const drops = p.ts.fw.drops;
+  for (const reason of ['truncated', 'not_ipv4', 'bad_ip_header', 'fragment', 'unsupported', 'not_our_mac', 'no_connection', 'no_mac'] as const) {
+    assert.ok(drops[DROP_REASONS.indexOf(reason)] > 0, `the run produced ${reason} drops`);
+  }
+  assert.ok(p.ts.sent.length > 5000, `${p.ts.sent.length} frames forwarded`);
+  assert.ok(p.ts.arps.length > 10, 'ARP frames went to the control plane');
+  assert.ok(p.dp.stats().upcalls > 1000, 'new flows went up to the TypeScript scheduler');
+  assert.ok(p.ts.fw.downFlowsRescheduled > 0 && p.ts.fw.downFlowsDropped > 0, 'flows of down servers were moved and dropped');
+});
+
+test('differential: a full table (table_full) and templates under churn', (t) => {
+  if (!native(t)) return;
+  const r = rng(7);
+  const specs = [SERVICES[0], SERVICES[1], SERVICES[2]];
+  const p = new Pair(specs, 300);
+  const frames = traffic(r, 1500, specs);
+  for (let at = 0; at < frames.length; at += 300) {
+    p.run(frames.slice(at, at + 300));
+    p.assertSame(`at ${at}`);
+  }
+  assert.ok(p.ts.fw.drops[DROP_REASONS.indexOf('table_full')] > 0, 'the table filled up');
+});
+
+test('differential: pure random frames never crash and are counted alike', (t) => {
+  if (!native(t)) return;
+  const r = rng(99);
+  const p = new Pair(SERVICES, 1024);
+  const vipBytes = [ipToInt('10.0.10.100'), ipToInt('10.0.10.101'), ipToInt('10.0.10.102')];
+  for (let round = 0; round < 20; round++) {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 500; i++) {
+      const len = Math.floor(r() * 120);
+      const f = Buffer.from(Array.from({ length: len }, () => Math.floor(r() * 256)));
+      // Often steer it deeper into the parser: our MAC, IPv4, a VIP, TCP/UDP.
+      if (len >= 14 && r() < 0.8) macFromString(MAC.balancer).copy(f, 0);
+      if (len >= 14 && r() < 0.8) f.writeUInt16BE(0x0800, 12);
+      if (len >= 15 && r() < 0.7) f[14] = 0x45;
+      if (len >= 18 && r() < 0.5) f.writeUInt16BE(Math.max(0, len - 14 - Math.floor(r() * 4)), 16);
+      if (len >= 22 && r() < 0.7) f.writeUInt16BE(0, 20);
+      if (len >= 24 && r() < 0.7) f[23] = r() < 0.5 ? 6 : 17;
+      if (len >= 34 && r() < 0.7) f.writeUInt32BE(vipBytes[Math.floor(r() * 3)], 30);
+      if (len >= 38 && r() < 0.7) f.writeUInt16BE([80, 443, 53, 8080, 5353][Math.floor(r() * 5)], 36);
+      frames.push(f);
+    }
+    p.run(frames);
+    p.assertSame(`random round ${round}`);
+  }
+});
+
+test('differential: the pcap fixtures', async (t) => {
+  if (!native(t)) return;
+  const files = fs.existsSync(FIXTURES) ? fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.pcap')).sort() : [];
+  assert.ok(files.length >= 2, 'the pcap fixtures are there');
+  const specs: SvcSpec[] = [
+    { ...SERVICES[0], name: 'web' },
+    { name: 'echo', vip: '10.0.10.100', port: 5353, proto: 'udp', scheduler: 'rr', reals: SERVICES[0].reals },
+  ];
+  for (const file of files) {
+    const frames = await readPcap(path.join(FIXTURES, file));
+    const p = new Pair(specs);
+    p.run(frames);
+    p.assertSame(file);
+    // And once more, one frame at a time (every frame its own batch).
+    const q = new Pair(specs);
+    for (const f of frames) q.run([f]);
+    q.assertSame(`${file}, frame by frame`);
+  }
+});
+
+test('a partial checksum (TP_STATUS_CSUMNOTREADY) is completed; nothing else differs', (t) => {
+  if (!native(t)) return;
+  const p = new Pair(SERVICES);
+  const CSUM_NOT_READY = 1 << 3;
+  const frames: Buffer[] = [];
+  const expected: number[] = [];
+  const specs = [
+    { flags: SYN, sport: 3000 },
+    { flags: ACK | PSH, sport: 3000, payload: Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n') },
+    { flags: ACK | PSH, sport: 3000, payload: Buffer.from('odd length!'), ipOptions: Buffer.from([1, 1, 1, 0]) },
+    { proto: 'udp' as const, dst: '10.0.10.101', dport: 53, sport: 3001, payload: Buffer.from('query') },
+    { proto: 'udp' as const, dst: '10.0.10.101', dport: 53, sport: 3001, payload: Buffer.alloc(0) },
+  ];
+  for (const s of specs) {
+    const f = frame(s);
+    const l4 = 14 + ((f[14] & 15) << 2);
+    const off = l4 + (s.proto === 'udp' ? 6 : 16);
+    expected.push(f.readUInt16BE(off));
+    // What veth with tx offload hands over: the pseudo-header sum only, not the final checksum.
+    f.writeUInt16BE(0x1234, off);
+    frames.push(f);
+  }
+  p.run(frames, { status: frames.map(() => CSUM_NOT_READY) });
+  assert.equal(p.nat.sent.length, frames.length);
+  p.nat.sent.forEach((out, i) => {
+    const l4 = 14 + ((out[14] & 15) << 2);
+    const off = l4 + (specs[i].proto === 'udp' ? 6 : 16);
+    assert.equal(out.readUInt16BE(off), expected[i], `frame ${i}: checksum completed`);
+    // Verify independently: the checksum over pseudo header + segment folds to zero.
+    const seg = out.subarray(l4, 14 + out.readUInt16BE(16));
+    const pseudo = Buffer.alloc(12);
+    out.copy(pseudo, 0, 26, 34);
+    pseudo[9] = out[23];
+    pseudo.writeUInt16BE(seg.length, 10);
+    assert.equal(checksum(Buffer.concat([pseudo, seg])), 0, `frame ${i}: valid L4 checksum`);
+    // Everything else is what the TypeScript path sent.
+    const ts = p.ts.sent[i];
+    assert.deepEqual(out.subarray(0, off), ts.subarray(0, off));
+    assert.deepEqual(out.subarray(off + 2), ts.subarray(off + 2));
+  });
+  assert.equal(p.dp.stats().csumFixed, frames.length);
+});
+
+test('a VLAN tag the kernel stripped counts as not_ipv4, as libpcap would show it', (t) => {
+  if (!native(t)) return;
+  const p = new Pair(SERVICES);
+  const f = frame({ flags: SYN });
+  const res = p.dp.processFrames(Buffer.from(f), Uint32Array.of(f.length), { status: Uint32Array.of(1 << 4) });
+  assert.equal(res.verdicts[0], Verdict.Drop);
+  assert.equal(p.nat.fw.drops[DROP_REASONS.indexOf('not_ipv4')], 1);
+  assert.equal(p.nat.fw.counters[1], f.length + 4);
+});
+
+test('differential: an egress that refuses frames (send_failed)', (t) => {
+  if (!native(t)) return;
+  const r = rng(3);
+  const p = new Pair(SERVICES);
+  const frames = traffic(r, 300, SERVICES);
+  p.run(frames.slice(0, 400));
+  p.run(frames.slice(400, 800), { refuse: true });
+  p.run(frames.slice(800));
+  p.assertSame('with refusals');
+  assert.ok(p.ts.fw.drops[DROP_REASONS.indexOf('send_failed')] > 0);
+});
+
+test('an exception in the scheduler propagates out of processFrames, and the next frames work', (t) => {
+  if (!native(t)) return;
+  const p = new Pair(SERVICES);
+  const svc = p.nat.fw.services.all[0];
+  const real = svc.scheduler;
+  svc.scheduler = { name: 'boom', schedule: () => { throw new Error('boom'); } };
+  const frames = [frame({ flags: SYN, sport: 1 }), frame({ flags: SYN, sport: 2 })];
+  assert.throws(() => p.dp.processFrames(Buffer.concat(frames), Uint32Array.of(frames[0].length, frames[1].length)), /boom/);
+  svc.scheduler = real;
+  const res = p.dp.processFrames(Buffer.from(frames[1]), Uint32Array.of(frames[1].length));
+  assert.equal(res.verdicts[0], Verdict.Forward);
+  assert.equal(res.sent!.length, 1);
+});
+
+test('processFrames checks its arguments', (t) => {
+  if (!native(t)) return;
+  const p = new Pair(SERVICES);
+  assert.throws(() => p.dp.processFrames(Buffer.alloc(10), Uint32Array.of(11)), /more than the buffer/);
+  assert.throws(() => p.dp.processFrames(Buffer.alloc(10), new Uint8Array(1) as unknown as Uint32Array), /Uint32Array/);
+  assert.throws(() => p.dp.processFrames(Buffer.alloc(10), Uint32Array.of(10), { status: new Uint32Array(2) }), /status/);
+});
+
+test('a connection survives from SYN to FIN with the same states on both paths', (t) => {
+  if (!native(t)) return;
+  const p = new Pair(SERVICES);
+  const states: number[][] = [];
+  for (const flags of [SYN, ACK, ACK | PSH, FIN | ACK, ACK]) {
+    p.run([frame({ flags, sport: 4242 })]);
+    const st = (fw: Forwarder) => fw.conns.state[fw.conns.find(ipToInt('10.0.10.50'), 4242)];
+    states.push([st(p.ts.fw), st(p.nat.fw)]);
+  }
+  assert.deepEqual(states, [
+    [ConnState.SynRecv, ConnState.SynRecv],
+    [ConnState.Established, ConnState.Established],
+    [ConnState.Established, ConnState.Established],
+    [ConnState.FinWait, ConnState.FinWait],
+    [ConnState.FinWait, ConnState.FinWait],
+  ]);
+  p.assertSame('one connection');
+});
+
+// ---- Path selection -------------------------------------------------------------------------------
+
+const cfg = (dataplane: string, iface: string) =>
+  parseConfig(
+    `
+interfaces:
+  capture: ${iface}
+dataplane: ${dataplane}
+services:
+  - name: web
+    vip: 10.0.10.100
+    port: 80
+    real_servers:
+      - { address: 10.0.10.40, mac: "${MAC.rs40}" }
+`,
+    'test.yaml',
+  );
+const silent = pino({ level: 'silent' });
+const noForwarder = () => {
+  throw new Error('not started');
+};
+
+test('dataplane: ts and in-memory ports select the TypeScript path without touching the addon', () => {
+  const sel = selectDataplane(cfg('ts', 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' });
+  assert.deepEqual([sel.path, sel.fallbackReason, sel.openPort], ['ts', null, null]);
+  const mem = selectDataplane(cfg('native', 'lo'), { inMemory: true, log: silent, forwarder: noForwarder, filter: 'arp' });
+  assert.equal(mem.path, 'ts');
+});
+
+test('dataplane: auto falls back to TypeScript with a warning saying why; native refuses to start', (t) => {
+  if (!native(t)) return;
+  const warnings: unknown[] = [];
+  const log = pino({ level: 'warn' }, { write: (s: string) => void warnings.push(JSON.parse(s)) });
+  // lo is not Ethernet: the native capture cannot open it.
+  const sel = selectDataplane(cfg('auto', 'lo'), { inMemory: false, log, forwarder: noForwarder, filter: 'arp' });
+  assert.equal(sel.path, 'ts');
+  assert.match(sel.fallbackReason ?? '', /not Ethernet/);
+  assert.equal(warnings.length, 1);
+  assert.match(JSON.stringify(warnings[0]), /native fast path unavailable.*not Ethernet|not Ethernet.*native fast path unavailable/);
+  assert.throws(
+    () => selectDataplane(cfg('native', 'lbd-no-such-if'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' }),
+    (e: Error & { code?: string }) => e.code === 'E_NATIVE' && /dataplane: native.*does not exist/.test(e.message),
+  );
+});

@@ -1,0 +1,347 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { CapPort } from '../dataplane/io';
+import { intToIp } from '../dataplane/packet';
+import { Checker, CheckResult } from './types';
+
+/**
+ * The VIP path probe: a TCP SYN to VIP:port in a frame addressed to one real server's MAC,
+ * exactly as the data plane forwards a client's SYN, answered by that server's SYN-ACK from
+ * the VIP. It proves what tcp/http checks cannot: the VIP is on the server's loopback, its
+ * ARP/rp_filter/iptables setup lets VIP traffic in, and its reply leaves from the VIP.
+ *
+ * How it stays tidy:
+ *  - Source: the egress interface's own address and a port from PROBE_PORTS (61000-61999),
+ *    which lies outside Linux's default ephemeral range (32768-60999): no local socket ever
+ *    uses these ports, so a probe reply can never be mistaken for anything else.
+ *  - The SYN-ACK comes back to the balancer's address. The balancer's kernel has no socket
+ *    for it and would answer with its own RST (harmless for the real server, but it needs a
+ *    neighbour entry for the VIP, which nobody answers — a FAILED entry left behind — and it
+ *    races our capture). A netdev-ingress nftables rule (table `netdev lbd_probe`) drops
+ *    exactly "ip saddr {VIPs} ip daddr <egress address> tcp dport 61000-61999" on the egress
+ *    interface. Netdev ingress runs after packet taps, so the capture still sees the SYN-ACK;
+ *    the kernel never does (no RST, no conntrack entry, no neighbour entry). The table is
+ *    deleted on close().
+ *  - One capture handle per egress interface (BPF: inbound TCP to the egress address on the
+ *    probe ports) serves every probe; each reply is matched on its exact 4-tuple and on
+ *    ack = our sequence number + 1.
+ *  - After a SYN-ACK the prober sends a RST (seq = the SYN-ACK's ack) so the real server
+ *    drops the half-open connection at once instead of retransmitting its SYN-ACK.
+ */
+export const PROBE_PORT_MIN = 61000;
+export const PROBE_PORT_MAX = 61999;
+const NFT_TABLE = 'lbd_probe';
+
+/** What the prober needs of a capture handle (CapPort in production, a fake in tests). */
+export interface ProbePort {
+  start(onFrame: (buf: Buffer, len: number) => void): void;
+  send(buf: Buffer, len: number): boolean;
+  close(): void;
+}
+
+interface Pending {
+  vip: number;
+  vport: number;
+  seq: number;
+  dstMac: Uint8Array;
+  resolve(r: CheckResult): void;
+  timer: NodeJS.Timeout;
+}
+
+export interface VipProberOptions {
+  iface: string;
+  egressMac: Uint8Array;
+  /** The egress interface's IPv4 address (host order). */
+  egressIp: number;
+  /** Opens the capture handle; default a CapPort with a small ring. */
+  openPort?: (iface: string, filter: string) => ProbePort;
+  /** Install the nftables rule keeping the kernel away from probe replies (default true). */
+  nft?: boolean;
+}
+
+export class VipProber {
+  private port: ProbePort | null = null;
+  private readonly pending = new Map<number, Pending>();
+  /** Probes that timed out, kept a while so that a late SYN-ACK still gets its RST. */
+  private readonly late = new Map<number, { vip: number; vport: number; seq: number; dstMac: Uint8Array; until: number }>();
+  private nextPort = PROBE_PORT_MIN + Math.floor(Math.random() * (PROBE_PORT_MAX - PROBE_PORT_MIN + 1));
+  private vips = new Set<number>();
+  private nftInstalled = false;
+  /** Probes sent, replies matched, RSTs sent: for tests and debugging. */
+  readonly stats = { probes: 0, synAcks: 0, resets: 0, rstsSent: 0 };
+
+  constructor(private readonly o: VipProberOptions) {}
+
+  filter(): string {
+    return `inbound and tcp and dst host ${intToIp(this.o.egressIp)} and dst portrange ${PROBE_PORT_MIN}-${PROBE_PORT_MAX}`;
+  }
+
+  nftScript(vips: number[]): string {
+    const lines = [
+      `add table netdev ${NFT_TABLE}`,
+      `delete table netdev ${NFT_TABLE}`,
+      `table netdev ${NFT_TABLE} {`,
+      `  chain probe_ingress {`,
+      `    type filter hook ingress device "${this.o.iface}" priority 0; policy accept;`,
+    ];
+    for (const v of vips) {
+      lines.push(`    ip saddr ${intToIp(v)} ip daddr ${intToIp(this.o.egressIp)} tcp dport ${PROBE_PORT_MIN}-${PROBE_PORT_MAX} drop`);
+    }
+    lines.push('  }', '}', '');
+    return lines.join('\n');
+  }
+
+  /** The VIPs probed: the nftables rule covers exactly these sources. */
+  setVips(vips: number[]): void {
+    const next = new Set(vips);
+    if (next.size === this.vips.size && [...next].every((v) => this.vips.has(v))) return;
+    this.vips = next;
+    if (this.o.nft === false) return;
+    execFileSync('nft', ['-f', '-'], { input: this.nftScript([...next]), stdio: ['pipe', 'ignore', 'pipe'] });
+    this.nftInstalled = true;
+  }
+
+  private open(): ProbePort {
+    if (this.port) return this.port;
+    const open = this.o.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter, 1 << 20));
+    const port = open(this.o.iface, this.filter());
+    port.start((buf, len) => this.onFrame(buf, len));
+    this.port = port;
+    return port;
+  }
+
+  /** Sends one SYN and waits up to timeoutMs for the SYN-ACK. Never rejects. */
+  probe(dstMac: Uint8Array, vip: number, vport: number, timeoutMs: number): Promise<CheckResult> {
+    return new Promise((resolve) => {
+      let port: ProbePort;
+      try {
+        port = this.open();
+      } catch (e) {
+        resolve({ ok: false, reason: 'vip path: cannot capture' });
+        return;
+      }
+      const sport = this.allocPort();
+      if (sport < 0) {
+        resolve({ ok: false, reason: 'vip path: too many probes' });
+        return;
+      }
+      const seq = randomBytes(4).readUInt32BE(0);
+      const p: Pending = {
+        vip,
+        vport,
+        seq,
+        dstMac,
+        resolve,
+        timer: setTimeout(() => this.timedOut(sport), timeoutMs),
+      };
+      p.timer.unref?.();
+      this.pending.set(sport, p);
+      const syn = buildTcpFrame({
+        dstMac,
+        srcMac: this.o.egressMac,
+        srcIp: this.o.egressIp,
+        dstIp: vip,
+        sport,
+        dport: vport,
+        seq,
+        ack: 0,
+        flags: TCP_SYN,
+        mss: 1460,
+      });
+      this.stats.probes++;
+      if (!port.send(syn, syn.length)) this.finish(sport, { ok: false, reason: 'vip path: send failed' });
+    });
+  }
+
+  private allocPort(): number {
+    const n = PROBE_PORT_MAX - PROBE_PORT_MIN + 1;
+    for (let i = 0; i < n; i++) {
+      const p = this.nextPort;
+      this.nextPort = p >= PROBE_PORT_MAX ? PROBE_PORT_MIN : p + 1;
+      if (!this.pending.has(p)) {
+        this.late.delete(p);
+        return p;
+      }
+    }
+    return -1;
+  }
+
+  /**
+   * No answer in time. The SYN may still be answered (a slow server): reset blindly (seq + 1 is
+   * what a SYN_RECV socket expects) and remember the probe a while to reset a late SYN-ACK too.
+   */
+  private timedOut(sport: number): void {
+    const p = this.pending.get(sport);
+    if (!p) return;
+    this.sendRst(p.dstMac, p.vip, p.vport, sport, (p.seq + 1) >>> 0);
+    const now = Date.now();
+    for (const [port, l] of this.late) if (l.until < now) this.late.delete(port);
+    this.late.set(sport, { vip: p.vip, vport: p.vport, seq: p.seq, dstMac: p.dstMac, until: now + 5000 });
+    this.finish(sport, { ok: false, reason: 'vip path: no SYN-ACK' });
+  }
+
+  private sendRst(dstMac: Uint8Array, vip: number, vport: number, sport: number, seq: number): void {
+    const rst = buildTcpFrame({
+      dstMac,
+      srcMac: this.o.egressMac,
+      srcIp: this.o.egressIp,
+      dstIp: vip,
+      sport,
+      dport: vport,
+      seq,
+      ack: 0,
+      flags: TCP_RST,
+    });
+    if (this.port?.send(rst, rst.length)) this.stats.rstsSent++;
+  }
+
+  private finish(sport: number, r: CheckResult): void {
+    const p = this.pending.get(sport);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.pending.delete(sport);
+    p.resolve(r);
+  }
+
+  /** A frame from the capture handle (shared buffer: read it now). */
+  onFrame(buf: Buffer, len: number): void {
+    if (len < 54 || buf.readUInt16BE(12) !== 0x0800) return;
+    const ihl = (buf[14] & 0x0f) * 4;
+    if (buf[23] !== 6 || len < 14 + ihl + 20) return;
+    const l4 = 14 + ihl;
+    const src = buf.readUInt32BE(26);
+    const dst = buf.readUInt32BE(30);
+    const sport = buf.readUInt16BE(l4);
+    const dport = buf.readUInt16BE(l4 + 2);
+    const flags = buf[l4 + 13];
+    const ack = buf.readUInt32BE(l4 + 8);
+    const p = this.pending.get(dport);
+    if (!p) {
+      // A SYN-ACK for a probe that already timed out: reset it so no half-open connection stays.
+      const l = this.late.get(dport);
+      if (l && src === l.vip >>> 0 && sport === l.vport && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && ack === ((l.seq + 1) >>> 0)) {
+        this.late.delete(dport);
+        this.sendRst(l.dstMac, l.vip, l.vport, dport, ack);
+      }
+      return;
+    }
+    if (dst !== this.o.egressIp >>> 0 || src !== p.vip >>> 0 || sport !== p.vport) return;
+    const expectAck = (p.seq + 1) >>> 0;
+    if ((flags & TCP_RST) !== 0) {
+      // A RST from the VIP answers our SYN only when it acknowledges it.
+      if ((flags & TCP_ACK) !== 0 && ack !== expectAck) return;
+      this.stats.resets++;
+      this.finish(dport, { ok: false, reason: 'vip path: RST (nothing listening on the VIP)' });
+      return;
+    }
+    if ((flags & (TCP_SYN | TCP_ACK)) !== (TCP_SYN | TCP_ACK) || ack !== expectAck) return;
+    this.stats.synAcks++;
+    // Tidy: reset the half-open connection on the real server.
+    this.sendRst(p.dstMac, p.vip, p.vport, dport, ack);
+    this.finish(dport, { ok: true, reason: 'vip path: SYN-ACK' });
+  }
+
+  close(): void {
+    // Probes in flight: reset them before the capture (and the nftables rule) go away.
+    for (const [sport, p] of [...this.pending]) {
+      this.sendRst(p.dstMac, p.vip, p.vport, sport, (p.seq + 1) >>> 0);
+      this.finish(sport, { ok: false, reason: 'stopped' });
+    }
+    this.late.clear();
+    this.port?.close();
+    this.port = null;
+    if (this.nftInstalled) {
+      try {
+        execFileSync('nft', ['delete', 'table', 'netdev', NFT_TABLE], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+      this.nftInstalled = false;
+    }
+    this.vips = new Set();
+  }
+}
+
+/** A vip check of one real server through the shared prober. */
+export class VipChecker implements Checker {
+  readonly type = 'vip';
+  constructor(
+    private readonly prober: VipProber,
+    /** The real server's MAC, or null while it is unresolved. */
+    private readonly mac: () => Uint8Array | null,
+    private readonly vip: number,
+    private readonly port: number,
+    private readonly timeoutMs: number,
+  ) {}
+
+  run(): Promise<CheckResult> {
+    const mac = this.mac();
+    if (!mac) return Promise.resolve({ ok: false, reason: 'vip path: MAC unresolved' });
+    return this.prober.probe(mac, this.vip, this.port, this.timeoutMs);
+  }
+}
+
+// ---- frames -------------------------------------------------------------------------------
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_ACK = 0x10;
+
+export interface TcpFrameSpec {
+  dstMac: Uint8Array;
+  srcMac: Uint8Array;
+  srcIp: number;
+  dstIp: number;
+  sport: number;
+  dport: number;
+  seq: number;
+  ack: number;
+  flags: number;
+  /** Adds an MSS option (SYNs). */
+  mss?: number;
+}
+
+/** An Ethernet/IPv4/TCP frame with both checksums computed (nothing is offloaded here). */
+export function buildTcpFrame(s: TcpFrameSpec): Buffer {
+  const tcpLen = s.mss !== undefined ? 24 : 20;
+  const total = 20 + tcpLen;
+  const f = Buffer.alloc(Math.max(60, 14 + total));
+  f.set(s.dstMac.subarray(0, 6), 0);
+  f.set(s.srcMac.subarray(0, 6), 6);
+  f.writeUInt16BE(0x0800, 12);
+  f[14] = 0x45;
+  f.writeUInt16BE(total, 16);
+  f.writeUInt16BE(randomBytes(2).readUInt16BE(0), 18);
+  f.writeUInt16BE(0x4000, 20); // DF
+  f[22] = 64;
+  f[23] = 6;
+  f.writeUInt32BE(s.srcIp >>> 0, 26);
+  f.writeUInt32BE(s.dstIp >>> 0, 30);
+  f.writeUInt16BE(checksum(f, 14, 20, 0), 24);
+  const t = 34;
+  f.writeUInt16BE(s.sport, t);
+  f.writeUInt16BE(s.dport, t + 2);
+  f.writeUInt32BE(s.seq >>> 0, t + 4);
+  f.writeUInt32BE(s.ack >>> 0, t + 8);
+  f[t + 12] = (tcpLen / 4) << 4;
+  f[t + 13] = s.flags;
+  f.writeUInt16BE((s.flags & TCP_RST) !== 0 ? 0 : 64240, t + 14);
+  if (s.mss !== undefined) {
+    f[t + 20] = 2;
+    f[t + 21] = 4;
+    f.writeUInt16BE(s.mss, t + 22);
+  }
+  // Pseudo-header: src, dst, zero, protocol, TCP length.
+  let pseudo = 0;
+  pseudo += (s.srcIp >>> 16) + (s.srcIp & 0xffff) + (s.dstIp >>> 16) + (s.dstIp & 0xffff) + 6 + tcpLen;
+  f.writeUInt16BE(checksum(f, t, tcpLen, pseudo), t + 16);
+  return f;
+}
+
+/** The Internet checksum of buf[off, off+len) with an initial sum. */
+export function checksum(buf: Buffer, off: number, len: number, initial: number): number {
+  let sum = initial;
+  for (let i = 0; i + 1 < len; i += 2) sum += buf.readUInt16BE(off + i);
+  if (len & 1) sum += buf[off + len - 1] << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}

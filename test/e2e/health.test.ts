@@ -1,0 +1,299 @@
+import { writeFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createLab, Lab } from '../../lab/lab';
+import { LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
+
+// One lab for the file, with a third real server (10.0.10.112) to serve as the sorry server.
+let lab: Lab;
+before(() => {
+  lab = createLab({ shape: 'one-nic', rsOctets: [40, 111, 112] });
+});
+after(() => lab?.teardown());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const real = (i: number) => `${lab.addr.rs[i]}:80`;
+
+/** lbd config: one service "web" on the VIP over real servers `reals` (indices), extra service-level lines. */
+function config(o: { reals?: number[]; svc?: string[]; extraServices?: string; weights?: number[] } = {}): string {
+  const reals = o.reals ?? [0, 1];
+  return `
+interfaces:
+  capture: ${lab.ifaces.balancerCapture}
+  egress: ${lab.ifaces.balancerEgress}
+metrics:
+  listen: 127.0.0.1:9469
+log:
+  level: info
+services:
+  - name: web
+    vip: ${lab.addr.vip}
+    port: 80
+    scheduler: rr
+${(o.svc ?? []).map((l) => `    ${l}`).join('\n')}
+    real_servers:
+${reals.map((i, j) => `      - address: ${lab.addr.rs[i]}\n        weight: ${o.weights?.[j] ?? 1}`).join('\n')}
+${o.extraServices ?? ''}`;
+}
+
+/** One curl from the client: the body, or null when it failed. */
+function tryCurl(maxTime = 3): string | null {
+  const r = lab.tryExec(lab.ns.client, ['curl', '-sS', '--max-time', String(maxTime), `http://${lab.addr.vip}/`]);
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+function curls(n: number): { bodies: (string | null)[]; failures: number } {
+  const bodies = Array.from({ length: n }, () => tryCurl());
+  return { bodies, failures: bodies.filter((b) => b === null).length };
+}
+
+function transitions(lbd: LbdProcess, realAddr: string, to: 'up' | 'down', service = 'web'): any[] {
+  return lbd.logs().filter((l) => l.to === to && l.real === realAddr && l.service === service && /^real server (up|down)/.test(l.msg));
+}
+
+/** Waits (bounded) until a transition log line appears; returns when it was logged. */
+async function waitTransition(lbd: LbdProcess, realAddr: string, to: 'up' | 'down', count = 1, timeoutMs = 5000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const t = transitions(lbd, realAddr, to);
+    if (t.length >= count) return Date.parse(t[count - 1].time);
+    if (Date.now() > deadline) throw new Error(`no transition of ${realAddr} to ${to} within ${timeoutMs} ms:\n${lbd.logs().map((l) => JSON.stringify(l)).join('\n')}`);
+    await sleep(20);
+  }
+}
+
+const TCP_CHECK = ['health_check:', '  type: tcp', '  interval: 300ms', '  timeout: 200ms', '  rise: 2', '  fall: 2'];
+
+test('the seed\'s experiment: stop Apache on server111, after fall×interval + one interval 40 curls all reach server40; back after rise×interval + one interval', async (t) => {
+  const lbd = await startLbd(lab, config({ svc: TCP_CHECK }));
+  try {
+    await sleep(400); // first checks (random spread within one interval)
+    const warm = curls(4);
+    assert.deepEqual(warm.bodies.slice().sort(), ['server111', 'server111', 'server40', 'server40'], 'rr over both');
+    lab.stopApache(1);
+    const stopped = Date.now();
+    await sleep(2 * 300 + 300); // fall × interval + one interval
+    const during = curls(40);
+    assert.equal(during.failures, 0, `no curl fails once the check has seen it: ${during.bodies.join(' ')}`);
+    assert.deepEqual(new Set(during.bodies), new Set(['server40']));
+    const down = await waitTransition(lbd, real(1), 'down');
+    const line = transitions(lbd, real(1), 'down')[0];
+    assert.equal(line.reason, 'connect refused');
+    assert.equal(line.msg, 'real server down: connect refused');
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web', real: real(1) }), 0);
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web', real: real(0) }), 1);
+    assert.equal(lbd.metric('lbd_health_transitions_total', { real: real(1), to: 'down', reason: 'connect refused' }), 1);
+    assert.ok(lbd.metric('lbd_health_check_duration_seconds_count', { real: real(0), type: 'tcp' }) >= 3);
+    t.diagnostic(`detection: Apache stopped → marked down in ${down - stopped} ms (fall 2 × interval 300 ms)`);
+
+    lab.startApache(1);
+    const started = Date.now();
+    await sleep(2 * 300 + 300); // rise × interval + one interval
+    const upAt = await waitTransition(lbd, real(1), 'up');
+    const back = curls(6);
+    assert.equal(back.failures, 0);
+    assert.ok(back.bodies.includes('server111'), `server111 gets traffic again: ${back.bodies.join(' ')}`);
+    assert.equal(transitions(lbd, real(1), 'up')[0].reason, 'connected');
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web', real: real(1) }), 1);
+    t.diagnostic(`recovery: Apache answering → marked up in ${upAt - started} ms (rise 2 × interval 300 ms)`);
+  } finally {
+    lab.startApache(1);
+    await lbd.stop();
+  }
+});
+
+test('wrk across a server stop: errors only inside the detection window, none after it', async (t) => {
+  const check = ['health_check:', '  type: http', '  interval: 200ms', '  timeout: 150ms', '  rise: 2', '  fall: 2'];
+  const lbd = await startLbd(lab, config({ svc: check }));
+  try {
+    await sleep(300);
+    const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d6s', '--timeout', '2s', `http://${lab.addr.vip}/`], { stdio: ['ignore', 'pipe', 'pipe'], ref: true });
+    let out = '';
+    wrk.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((r) => wrk.once('exit', () => r()));
+    await sleep(2000);
+    lab.stopApache(1);
+    const stopped = Date.now();
+    const down = await waitTransition(lbd, real(1), 'down');
+    const timer = setTimeout(() => lab.kill(wrk), 15000);
+    await exited;
+    clearTimeout(timer);
+    const across = parseWrk(out);
+    assert.ok(across.requests > 500, out);
+    t.diagnostic(`wrk -c8 6 s across the stop: ${across.requests} requests, ${across.socketErrors} socket errors, ${across.non2xx} non-2xx; detection ${down - stopped} ms (http check, fall 2 × 200 ms)`);
+    t.diagnostic(out.split('\n').filter((l) => /Socket errors|requests in|Requests\/sec/.test(l)).join(' | '));
+    // An error budget: every error must fit in the detection window (8 connections, each
+    // failing at most once per attempt; Apache's own teardown of its 4 open connections adds 4).
+    assert.ok(across.socketErrors + across.non2xx < across.requests / 10, out);
+    // After detection, with the server still down: not a single error.
+    const afterOut = lab.exec(lab.ns.client, ['wrk', '-t1', '-c8', '-d3s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 });
+    const afterRun = parseWrk(afterOut);
+    assert.ok(afterRun.requests > 300, afterOut);
+    assert.equal(afterRun.socketErrors, 0, afterOut);
+    assert.equal(afterRun.non2xx, 0, afterOut);
+    t.diagnostic(`wrk -c8 3 s after detection: ${afterRun.requests} requests, 0 errors`);
+  } finally {
+    lab.startApache(1);
+    await lbd.stop();
+  }
+});
+
+test('vip check: server111 without the VIP on lo stays up for tcp/http checks but the vip check marks it down; no request fails once detected', async (t) => {
+  const vipCheck = ['health_check:', '  type: vip', '  interval: 300ms', '  timeout: 200ms', '  rise: 2', '  fall: 2'];
+  // Two more services on other VIPs, same real servers, checked with http and tcp: they look at the
+  // servers' own addresses and cannot see the broken VIP setup.
+  const others = (name: string, vip: string, type: string) => `
+  - name: ${name}
+    vip: ${vip}
+    port: 80
+    health_check: { type: ${type}, interval: 300ms, timeout: 200ms, rise: 2, fall: 2 }
+    real_servers:
+      - ${lab.addr.rs[0]}
+      - ${lab.addr.rs[1]}`;
+  const lbd = await startLbd(lab, config({ svc: vipCheck, extraServices: others('web-http', '10.0.10.101', 'http') + others('web-tcp', '10.0.10.102', 'tcp') }));
+  const ns = lab.ns.rs[1];
+  let removed = false;
+  try {
+    await sleep(1000);
+    assert.equal(transitions(lbd, real(1), 'down').length, 0, 'a healthy server passes the vip probe');
+    assert.ok(lbd.metric('lbd_health_check_duration_seconds_count', { service: 'web', real: real(1), type: 'vip' }) >= 2);
+    assert.deepEqual(new Set(curls(4).bodies), new Set(['server40', 'server111']));
+    lab.exec(ns, ['ip', 'addr', 'del', `${lab.addr.vip}/32`, 'dev', 'lo']);
+    removed = true;
+    const broke = Date.now();
+    const down = await waitTransition(lbd, real(1), 'down');
+    const line = transitions(lbd, real(1), 'down')[0];
+    assert.equal(line.reason, 'vip path: no SYN-ACK');
+    assert.equal(line.check, 'vip');
+    t.diagnostic(`vip check: VIP removed from lo → marked down in ${down - broke} ms (reason "${line.reason}")`);
+    await sleep(700);
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web', real: real(1) }), 0);
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web-http', real: real(1) }), 1, 'http check still says up');
+    assert.equal(lbd.metric('lbd_real_server_up', { service: 'web-tcp', real: real(1) }), 1, 'tcp check still says up');
+    assert.equal(transitions(lbd, real(1), 'down', 'web-http').length + transitions(lbd, real(1), 'down', 'web-tcp').length, 0);
+    const during = curls(20);
+    assert.equal(during.failures, 0, during.bodies.join(' '));
+    assert.deepEqual(new Set(during.bodies), new Set(['server40']));
+    // No kernel side effects on the balancer: no neighbour entry for the VIP (the kernel never
+    // saw a SYN-ACK, so it sent no RST), and the probe table exists only while lbd runs.
+    assert.equal(lab.exec(lab.ns.balancer, ['ip', 'neigh', 'show', lab.addr.vip]).trim(), '');
+    assert.match(lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']), /netdev lbd_probe/);
+    // Restore: up again after rise.
+    lab.exec(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
+    removed = false;
+    await waitTransition(lbd, real(1), 'up');
+    assert.equal(transitions(lbd, real(1), 'up')[0].reason, 'vip path: SYN-ACK');
+    assert.ok(curls(4).bodies.includes('server111'));
+  } finally {
+    if (removed) lab.exec(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
+    await lbd.stop();
+  }
+  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']), /lbd_probe/, 'probe table removed on stop');
+  // The real server holds no half-open connection from the probes (each SYN-ACK got our RST).
+  const synRecv = lab.exec(ns, ['ss', '-Htn', 'state', 'syn-recv']).trim();
+  assert.equal(synRecv, '', synRecv);
+});
+
+test('quorum and sorry server: with quorum 2 and one of two servers down, every new flow goes to the sorry server', async () => {
+  const lbd = await startLbd(lab, config({ svc: [...TCP_CHECK, 'quorum: 2', `sorry_server: ${lab.addr.rs[2]}`] }));
+  try {
+    await sleep(400);
+    assert.deepEqual(new Set(curls(4).bodies), new Set(['server40', 'server111']));
+    assert.equal(lbd.metric('lbd_service_quorum_up', { service: 'web' }), 1);
+    lab.stopApache(1);
+    await waitTransition(lbd, real(1), 'down');
+    const during = curls(8);
+    assert.deepEqual(during.bodies, Array(8).fill('server112'), 'the sorry server takes every new flow although server40 is up');
+    assert.equal(lbd.metric('lbd_service_quorum_up', { service: 'web' }), 0);
+    assert.equal(lbd.metric('lbd_service_sorry_server_active', { service: 'web' }), 1);
+    assert.ok(lbd.logs().some((l) => l.msg === 'quorum lost: new flows go to the sorry server' && l.sorry_server === lab.addr.rs[2]));
+    lab.startApache(1);
+    await waitTransition(lbd, real(1), 'up');
+    assert.deepEqual(new Set(curls(4).bodies), new Set(['server40', 'server111']));
+    assert.equal(lbd.metric('lbd_service_sorry_server_active', { service: 'web' }), 0);
+    assert.ok(lbd.logs().some((l) => l.msg === 'quorum regained: new flows go to the real servers again'));
+  } finally {
+    lab.startApache(1);
+    await lbd.stop();
+  }
+});
+
+test('a flapping server (Apache up/down every second) is damped: down once, kept out until it is steady for rise checks', async (t) => {
+  // fall 2 × 200 ms detects an outage fast; rise 8 × 200 ms = 1.6 s is longer than an up phase.
+  const check = ['health_check:', '  type: tcp', '  interval: 200ms', '  timeout: 150ms', '  rise: 8', '  fall: 2'];
+  const lbd = await startLbd(lab, config({ svc: check }));
+  let failures = 0;
+  let requests = 0;
+  try {
+    await sleep(300);
+    for (let cycle = 0; cycle < 3; cycle++) {
+      lab.stopApache(1);
+      await sleep(1000);
+      lab.startApache(1);
+      if (cycle > 0 || transitions(lbd, real(1), 'down').length) {
+        const c = curls(4);
+        failures += c.failures;
+        requests += 4;
+        assert.deepEqual(new Set(c.bodies), new Set(['server40']), 'kept out while flapping');
+      }
+      await sleep(500);
+    }
+    assert.equal(transitions(lbd, real(1), 'down').length, 1, 'one transition down');
+    assert.equal(transitions(lbd, real(1), 'up').length, 0, 'no transition up while it flaps');
+    assert.equal(failures, 0);
+    const steadyFrom = Date.now();
+    const upAt = await waitTransition(lbd, real(1), 'up', 1, 5000);
+    assert.ok(upAt - steadyFrom >= 500, 'up only after rise consecutive successes');
+    assert.equal(lbd.metric('lbd_health_transitions_total', { real: real(1), to: 'down' }), 1);
+    assert.equal(lbd.metric('lbd_health_transitions_total', { real: real(1), to: 'up' }), 1);
+    t.diagnostic(`flapping: 3 cycles of 1 s down / ~1 s up → 1 down, 1 up transition; ${requests} curls during flapping, ${failures} failed`);
+  } finally {
+    lab.startApache(1);
+    await lbd.stop();
+  }
+});
+
+test('drain: weight 0 by SIGHUP reload while a slow download runs on server111: new flows avoid it, the download completes', async (t) => {
+  const lbd = await startLbd(lab, config({ svc: TCP_CHECK }));
+  try {
+    await sleep(400);
+    assert.equal(tryCurl(), 'server40'); // rr: the next flow goes to server111
+    // 3 MB at 1 MB/s: a connection that stays open ~3 s.
+    const dl = lab.spawn(
+      lab.ns.client,
+      ['curl', '-sS', '--max-time', '20', '--limit-rate', '1M', '-r', '0-2999999', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `http://${lab.addr.vip}/big.bin`],
+      { stdio: ['ignore', 'pipe', 'pipe'], ref: true },
+    );
+    let out = '';
+    dl.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((r) => dl.once('exit', (code) => r(code)));
+    await sleep(500);
+    const entries = (r: number) => lbd.metric('lbd_real_server_active_connections', { real: real(r) }) + lbd.metric('lbd_real_server_inactive_connections', { real: real(r) });
+    assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'the download runs on server111');
+    assert.equal(entries(1), 1);
+    // Same admin socket as the helper gave it (a changed socket needs a restart).
+    writeFileSync(lbd.configFile, `${config({ svc: TCP_CHECK, weights: [1, 0] })}\nadmin:\n  socket: ${lbd.socket}\n`);
+    lbd.proc.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (lbd.metric('lbd_real_server_weight', { real: real(1) }) !== 0) {
+      if (Date.now() > deadline) throw new Error(`reload not applied:\n${lbd.logs().slice(-6).map((l) => JSON.stringify(l)).join('\n')}`);
+      await sleep(50);
+    }
+    const during = curls(6);
+    assert.deepEqual(during.bodies, Array(6).fill('server40'), 'new connections avoid the quiesced server');
+    assert.equal(entries(1), 1, 'the open one is still there');
+    assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'and nothing new went to server111');
+    assert.equal(dl.exitCode, null, 'still downloading after the reload');
+    const timer = setTimeout(() => lab.kill(dl), 20000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.equal(code, 0, out);
+    assert.equal(out.trim(), '206 3000000', 'the download completed on the drained server');
+    await sleep(200);
+    assert.equal(lbd.metric('lbd_real_server_active_connections', { real: real(1) }), 0, 'active connections fell to zero');
+    assert.equal(lbd.metric('lbd_real_server_up', { real: real(1) }), 1, 'drain is not a health verdict');
+    t.diagnostic('drain: 3 MB slow download on server111 completed across a weight-0 reload; 6 new curls all to server40');
+  } finally {
+    await lbd.stop();
+  }
+});

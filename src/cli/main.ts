@@ -1,141 +1,96 @@
-import pino from 'pino';
-import { loadConfig, formatConfig } from '../config/load';
-import type { LogLevel } from '../config/types';
-import { Daemon } from '../control/daemon';
-import { ConfigError, LbdError } from '../errors';
+/**
+ * The `lbd` command line: a dispatcher over one file per command.
+ *
+ * ADDING A COMMAND (one line): create src/cli/NAME.ts exporting `export const command: Command`
+ * (see ./command.ts: name, summary, usage, run(argv, io) → exit status; use parseFlags,
+ * reportError, SOCKET_FLAGS/socketPath and adminRequest for daemon commands), then add 'NAME'
+ * to COMMAND_FILES below. `lbd --help` lists it from its summary and `lbd NAME --help` prints
+ * its usage. The doctor and realserver-setup commands (issue 5, items 6-7) register here as
+ * 'doctor' and 'realserver-setup' (files src/cli/doctor.ts and src/cli/realserver-setup.ts).
+ */
+import { LbdError } from '../errors';
 import { VERSION } from '../version';
+import { CliIO, Command, processIO, reportError, UsageError } from './command';
 
-const USAGE = `lbd ${VERSION} — userspace L4 Direct Routing load balancer
+export { parseArgs, ParsedArgs } from './run';
+export { UsageError } from './command';
+
+/** Command files in src/cli/, in `lbd --help` order. Each exports `command: Command`. */
+const COMMAND_FILES = [
+  'run',
+  'check',
+  'list',
+  'server',
+  'service',
+  'reload',
+  'save',
+  'import-ipvsadm',
+  'doctor', 'realserver-setup',
+];
+
+/** Loads the commands (lazily, so `lbd list` does not load the data plane). */
+export function loadCommand(name: string): Command | undefined {
+  if (!COMMAND_FILES.includes(name)) return undefined;
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  return (require(`./${name}`) as { command: Command }).command;
+}
+
+export function usage(): string {
+  const cmds = COMMAND_FILES.map((f) => loadCommand(f)!).filter(Boolean);
+  const width = Math.max(...cmds.map((c) => c.name.length));
+  return `lbd ${VERSION} — userspace L4 Direct Routing load balancer
 
 Usage:
   lbd [run] --config FILE [--log-level LEVEL]   run the daemon in the foreground (logs: JSON on stdout)
-  lbd check --config FILE                       validate FILE, print the normalized config; exit 1 on errors
+  lbd COMMAND [OPTIONS]                         talk to a running daemon, check or convert configs
+  lbd COMMAND --help                            the options of one command
   lbd --help | --version
 
-Options:
-  -c, --config FILE      the lb.yaml to use
-  -l, --log-level LEVEL  trace debug info warn error fatal silent (overrides log.level)
+Commands:
+${cmds.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
-SIGTERM or SIGINT stops capturing, undoes every change lbd made to the host and exits 0.
+Commands that talk to the daemon use its admin socket: --socket PATH, else admin.socket of
+--config FILE, else /run/lbd/lbd.sock. Exit status: 0 ok, 1 failed, 2 usage error.
+SIGTERM or SIGINT stops the daemon, undoes every change lbd made to the host and exits 0;
+SIGHUP reloads its config file.
 `;
-
-const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
-
-export interface ParsedArgs {
-  command: 'run' | 'check' | 'help' | 'version';
-  config?: string;
-  logLevel?: LogLevel;
 }
 
-export class UsageError extends LbdError {
-  constructor(message: string) {
-    super('E_USAGE', message);
-  }
-}
-
-export function parseArgs(argv: string[]): ParsedArgs {
-  const out: ParsedArgs = { command: 'run' };
-  const args = [...argv];
-  if (args[0] && !args[0].startsWith('-')) {
-    const cmd = args.shift()!;
-    if (cmd !== 'run' && cmd !== 'check') throw new UsageError(`unknown command "${cmd}" (run, check)`);
-    out.command = cmd;
-  }
-  while (args.length) {
-    const a = args.shift()!;
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => {
-      const v = inline ?? args.shift();
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '-h':
-      case '--help':
-        return { command: 'help' };
-      case '-V':
-      case '--version':
-        return { command: 'version' };
-      case '-c':
-      case '--config':
-        out.config = value();
-        break;
-      case '-l':
-      case '--log-level': {
-        const v = value();
-        if (!LOG_LEVELS.includes(v as LogLevel)) throw new UsageError(`--log-level: unknown level "${v}" (${LOG_LEVELS.join(', ')})`);
-        out.logLevel = v as LogLevel;
-        break;
-      }
-      default:
-        throw new UsageError(`unknown option "${a}"`);
-    }
-  }
-  if (!out.config) throw new UsageError('--config FILE is required');
-  return out;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  let args: ParsedArgs;
-  try {
-    args = parseArgs(argv);
-  } catch (e) {
-    process.stderr.write(`lbd: ${(e as Error).message}\n\n${USAGE}`);
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
+  const first = argv[0];
+  if (first === undefined) {
+    io.err(`lbd: --config FILE is required\n\n${usage()}`);
     return 2;
   }
-  if (args.command === 'help') {
-    process.stdout.write(USAGE);
+  if (first === '-h' || first === '--help' || first === 'help') {
+    const sub = first === 'help' && argv[1] ? loadCommand(argv[1]) : undefined;
+    io.out(sub ? sub.usage : usage());
     return 0;
   }
-  if (args.command === 'version') {
-    process.stdout.write(`lbd ${VERSION}\n`);
+  if (first === '-V' || first === '--version' || first === 'version') {
+    io.out(`lbd ${VERSION}\n`);
     return 0;
   }
-  let config;
-  try {
-    config = loadConfig(args.config!);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      if (args.command === 'check') process.stderr.write(`${args.config}: ${e.issues.length} error${e.issues.length === 1 ? '' : 's'}\n`);
-      return 1;
+  let cmd: Command | undefined;
+  let rest: string[];
+  if (first.startsWith('-')) {
+    cmd = loadCommand('run');
+    rest = argv;
+  } else {
+    cmd = loadCommand(first);
+    rest = argv.slice(1);
+    if (!cmd) {
+      const { didYouMean } = await import('../config/suggest');
+      const guess = didYouMean(first, COMMAND_FILES);
+      io.err(`lbd: unknown command "${first}"${guess ? `; did you mean "${guess}"?` : ''} (${COMMAND_FILES.join(', ')})\n\n${usage()}`);
+      return 2;
     }
+  }
+  try {
+    return await cmd!.run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) return reportError(e, io, cmd!.usage);
+    if (e instanceof LbdError) return reportError(e, io);
     throw e;
   }
-  if (args.command === 'check') {
-    process.stdout.write(formatConfig(config));
-    process.stderr.write(`${args.config}: configuration is valid\n`);
-    return 0;
-  }
-  return run(config, args.logLevel ?? config.log.level);
-}
-
-async function run(config: ReturnType<typeof loadConfig>, level: LogLevel): Promise<number> {
-  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
-  let daemon: Daemon;
-  try {
-    daemon = new Daemon({ config, log });
-    await daemon.start();
-  } catch (e) {
-    log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'lbd could not start');
-    // @ts-expect-error daemon may be unassigned when the constructor threw
-    await daemon?.stop().catch(() => {});
-    return 1;
-  }
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'stopping');
-      // Whatever happens, exit within a second of the signal.
-      setTimeout(() => resolve(0), 900).unref();
-      daemon.stop().then(
-        () => resolve(0),
-        (e) => {
-          log.error({ err: (e as Error).message }, 'error while stopping');
-          resolve(1);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
 }

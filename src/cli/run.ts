@@ -1,0 +1,155 @@
+/**
+ * `lbd [run] --config FILE`: the daemon in the foreground, with its admin socket; SIGHUP
+ * reloads the config file, SIGTERM/SIGINT stop it.
+ */
+import pino from 'pino';
+import { loadConfig } from '../config/load';
+import type { Config, LogLevel } from '../config/types';
+import { AdminServer, Control } from '../control/admin';
+import { Daemon } from '../control/daemon';
+import { ConfigError, LbdError } from '../errors';
+import { Command, UsageError } from './command';
+import { VERSION } from '../version';
+
+const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+
+export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL]
+
+Runs the daemon in the foreground (logs: JSON on stdout). It listens on the admin socket
+(admin.socket, default /run/lbd/lbd.sock) for lbd list/server/service/reload/save.
+
+Options:
+  -c, --config FILE      the lb.yaml to use
+  -l, --log-level LEVEL  trace debug info warn error fatal silent (overrides log.level)
+
+Signals: SIGHUP reloads FILE (like lbd reload); SIGTERM or SIGINT stops capturing, undoes
+every change lbd made to the host, removes the admin socket and exits 0.
+`;
+
+export interface ParsedArgs {
+  command: 'run' | 'check' | 'help' | 'version';
+  config?: string;
+  logLevel?: LogLevel;
+}
+
+/** The arguments of `run` and `check` (kept from the first CLI: `lbd --config FILE` runs). */
+export function parseArgs(argv: string[]): ParsedArgs {
+  const out: ParsedArgs = { command: 'run' };
+  const args = [...argv];
+  if (args[0] && !args[0].startsWith('-')) {
+    const cmd = args.shift()!;
+    if (cmd !== 'run' && cmd !== 'check') throw new UsageError(`unknown command "${cmd}" (run, check)`);
+    out.command = cmd;
+  }
+  while (args.length) {
+    const a = args.shift()!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? args.shift();
+      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '-h':
+      case '--help':
+        return { command: 'help' };
+      case '-V':
+      case '--version':
+        return { command: 'version' };
+      case '-c':
+      case '--config':
+        out.config = value();
+        break;
+      case '-l':
+      case '--log-level': {
+        const v = value();
+        if (!LOG_LEVELS.includes(v as LogLevel)) throw new UsageError(`--log-level: unknown level "${v}" (${LOG_LEVELS.join(', ')})`);
+        out.logLevel = v as LogLevel;
+        break;
+      }
+      default:
+        // `lbd check lb.yaml`: a lone positional file.
+        if (out.command === 'check' && !a.startsWith('-') && out.config === undefined) {
+          out.config = a;
+          break;
+        }
+        throw new UsageError(`unknown option "${a}"`);
+    }
+  }
+  if (!out.config) throw new UsageError('--config FILE is required');
+  return out;
+}
+
+export const command: Command = {
+  name: 'run',
+  summary: 'run the daemon in the foreground (the default: lbd --config FILE)',
+  usage: RUN_USAGE,
+  async run(argv, io) {
+    const args = parseArgs(['run', ...argv]);
+    if (args.command === 'help') {
+      io.out(RUN_USAGE);
+      return 0;
+    }
+    if (args.command === 'version') {
+      io.out(`lbd ${VERSION}\n`);
+      return 0;
+    }
+    let config: Config;
+    try {
+      config = loadConfig(args.config!);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        io.err(`${e.message}\n`);
+        return 1;
+      }
+      throw e;
+    }
+    return runDaemon(config, args.logLevel ?? config.log.level);
+  },
+};
+
+export async function runDaemon(config: Config, level: LogLevel): Promise<number> {
+  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  let daemon: Daemon | undefined;
+  let admin: AdminServer | undefined;
+  let control: Control | undefined;
+  try {
+    daemon = new Daemon({ config, log });
+    control = new Control(daemon, { log });
+    admin = new AdminServer(control, config.admin.socket, log);
+    await admin.listen();
+    await daemon.start();
+    log.info({ socket: config.admin.socket }, 'admin socket listening');
+  } catch (e) {
+    log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'lbd could not start');
+    await admin?.close().catch(() => {});
+    await daemon?.stop().catch(() => {});
+    return 1;
+  }
+  const d = daemon;
+  const a = admin;
+  const c = control;
+  const onHup = () => {
+    log.info({ signal: 'SIGHUP', file: d.running.file }, 'reloading');
+    // Control.reload logs the outcome (changes, or the errors and that nothing changed).
+    c.reload('SIGHUP').catch(() => {});
+  };
+  process.on('SIGHUP', onHup);
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      process.off('SIGHUP', onHup);
+      // Whatever happens, exit within a second of the signal.
+      setTimeout(() => resolve(0), 900).unref();
+      Promise.all([a.close().catch(() => {}), d.stop()]).then(
+        () => resolve(0),
+        (e) => {
+          log.error({ err: (e as Error).message }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}

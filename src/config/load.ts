@@ -26,7 +26,13 @@ import {
   Config,
   DEFAULTS,
   DataplaneMode,
+  HEALTH_DEFAULTS,
+  HealthCheckConfig,
+  HealthCheckType,
+  InitialState,
   LogLevel,
+  OnDown,
+  OnRemove,
   Protocol,
   RealServerConfig,
   ServiceConfig,
@@ -41,6 +47,9 @@ const TOP_KEYS = [
   'connection_table',
   'timeouts',
   'services',
+  'admin',
+  'on_remove',
+  'local_access',
 ] as const;
 const INTERFACE_KEYS = ['capture', 'egress'] as const;
 const METRICS_KEYS = ['listen'] as const;
@@ -56,8 +65,27 @@ const SERVICE_KEYS = [
   'persistence',
   'persistence_netmask',
   'real_servers',
+  'health_check',
+  'on_down',
+  'inhibit_on_failure',
+  'quorum',
+  'sorry_server',
+  'initial_state',
+  'on_remove',
 ] as const;
-const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'mac'] as const;
+const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'mac', 'health_check'] as const;
+const HEALTH_KEYS = ['type', 'interval', 'timeout', 'rise', 'fall', 'path', 'host', 'expect_status', 'expect_body', 'port'] as const;
+const HTTP_ONLY_KEYS = ['path', 'host', 'expect_status', 'expect_body'] as const;
+const HEALTH_TYPES: readonly HealthCheckType[] = ['tcp', 'http', 'vip'];
+const ON_DOWN: readonly OnDown[] = ['reschedule', 'drop', 'keep'];
+const INITIAL_STATES: readonly InitialState[] = ['up', 'down'];
+const SORRY_KEYS = ['address', 'mac'] as const;
+export const RISE_FALL_MAX = 1000;
+// Operator tooling (issue 5): the admin socket and what removing a real server does.
+const ADMIN_KEYS = ['socket'] as const;
+const ON_REMOVE: readonly OnRemove[] = ['drain', 'drop'];
+/** sun_path holds 108 bytes including the terminating NUL. */
+export const SOCKET_PATH_MAX = 107;
 
 const PROTOCOLS: readonly Protocol[] = ['tcp', 'udp'];
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
@@ -123,6 +151,33 @@ export function parseMac(s: string): string | undefined {
   );
   if (!m) return undefined;
   return [m[1], m[3], m[4], m[5], m[6], m[7]].join(':').toLowerCase();
+}
+
+/**
+ * Parses an HTTP status set: a code ("200"), a range ("200-299") or a comma list of both
+ * ("200,301-302"), codes 100-599. Returns the normalized text (no spaces), or undefined.
+ */
+export function parseStatusSet(v: string): string | undefined {
+  const parts = v.split(',').map((p) => p.trim());
+  for (const p of parts) {
+    const m = /^(\d{3})(?:-(\d{3}))?$/.exec(p);
+    if (!m) return undefined;
+    const lo = Number(m[1]);
+    const hi = m[2] !== undefined ? Number(m[2]) : lo;
+    if (lo < 100 || hi > 599 || hi < lo) return undefined;
+  }
+  return parts.join(',');
+}
+
+/** True when `status` is in a set parsed by parseStatusSet. */
+export function statusMatches(set: string, status: number): boolean {
+  for (const p of set.split(',')) {
+    const i = p.indexOf('-');
+    const lo = Number(i < 0 ? p : p.slice(0, i));
+    const hi = i < 0 ? lo : Number(p.slice(i + 1));
+    if (status >= lo && status <= hi) return true;
+  }
+  return false;
 }
 
 function ipv4ToString(n: number): string {
@@ -406,6 +461,203 @@ class Validator {
     return { listen: `${host}:${port}`, host, port };
   }
 
+  // --- health checks (issue 3) -----------------------------------------------------------------
+
+  bool(node: YNode | undefined, path: string, fallback?: YNode): boolean | undefined {
+    if (isScalar(node) && typeof node.value === 'boolean') return node.value;
+    this.report(node, path, `expected true or false, got ${this.describe(node)}`, fallback);
+    return undefined;
+  }
+
+  /**
+   * A health_check mapping. At service level (`base` undefined) every default is filled in;
+   * as a real server's override only the written keys are returned, checked against the
+   * service's check (`base`). Returns undefined after reporting a problem.
+   */
+  healthCheck(
+    node: YNode | undefined,
+    keyNode: YNode,
+    path: string,
+    o: { servicePort: number | undefined; protocol: Protocol | undefined; override: boolean; base?: HealthCheckConfig },
+  ): Partial<HealthCheckConfig> | undefined {
+    const f = this.mapping(node, path, HEALTH_KEYS, 'a health_check mapping', keyNode, false);
+    if (!f) return undefined;
+    const here = node && isMap(node) ? node : keyNode;
+    let ok = true;
+    const out: Partial<HealthCheckConfig> = {};
+    const t = this.optional(f, 'type');
+    if (t) {
+      const v = this.oneOf(t.node, `${path}.type`, 'health check type', HEALTH_TYPES, t.key);
+      if (v === undefined) ok = false;
+      else out.type = v;
+    } else if (!o.override || !o.base) {
+      const why = o.override ? ' (the service has no health_check to inherit it from)' : '';
+      this.report(here, `${path}.type`, `missing required key "type" (${listOf(HEALTH_TYPES)})${why}`);
+      ok = false;
+    }
+    for (const k of ['interval', 'timeout'] as const) {
+      const d = this.optional(f, k);
+      if (!d) continue;
+      const v = this.duration(d.node ?? d.key, `${path}.${k}`, true);
+      if (v === undefined) ok = false;
+      else out[k] = v;
+    }
+    for (const k of ['rise', 'fall'] as const) {
+      const d = this.optional(f, k);
+      if (!d) continue;
+      const v = this.integer(d.node, `${path}.${k}`, 1, RISE_FALL_MAX, d.key);
+      if (v === undefined) ok = false;
+      else out[k] = v;
+    }
+    const p = this.optional(f, 'path');
+    if (p) {
+      const v = this.string(p.node, `${path}.path`, 'an HTTP path starting with "/"', p.key);
+      if (v !== undefined && !v.startsWith('/')) {
+        this.report(p.node, `${path}.path`, `expected an HTTP path starting with "/", got ${JSON.stringify(v)}`, p.key);
+        ok = false;
+      } else if (v === undefined) ok = false;
+      else out.path = v;
+    }
+    const h = this.optional(f, 'host');
+    if (h) {
+      const v = this.string(h.node, `${path}.host`, 'a Host header value (e.g. www.example.com)', h.key);
+      if (v === undefined || /[\s]/.test(v) || v === '') {
+        if (v !== undefined) this.report(h.node, `${path}.host`, `expected a Host header value without spaces, got ${JSON.stringify(v)}`, h.key);
+        ok = false;
+      } else out.host = v;
+    }
+    const es = this.optional(f, 'expect_status');
+    if (es) {
+      const text = isScalar(es.node) && es.node.value !== null && typeof es.node.value !== 'boolean' ? this.scalarText(es.node) : undefined;
+      const v = text !== undefined ? parseStatusSet(text) : undefined;
+      if (v === undefined) {
+        this.report(es.node, `${path}.expect_status`, `expected HTTP status codes 100-599: a code, a range or a comma list (e.g. 200, "200-299", "200,301-302"), got ${this.describe(es.node)}`, es.key);
+        ok = false;
+      } else out.expect_status = v;
+    }
+    const eb = this.optional(f, 'expect_body');
+    if (eb) {
+      const v = this.string(eb.node, `${path}.expect_body`, 'a regular expression the body must match', eb.key);
+      if (v === undefined) ok = false;
+      else {
+        try {
+          new RegExp(v);
+          out.expect_body = v;
+        } catch (e) {
+          this.report(eb.node, `${path}.expect_body`, `invalid regular expression ${JSON.stringify(v)}: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}`, eb.key);
+          ok = false;
+        }
+      }
+    }
+    const pt = this.optional(f, 'port');
+    if (pt) {
+      const v = this.integer(pt.node, `${path}.port`, 1, 65535, pt.key);
+      if (v === undefined) ok = false;
+      else out.port = v;
+    }
+    // Type-dependent rules, on the type in effect for this mapping.
+    const type = out.type ?? o.base?.type;
+    if (type !== undefined && type !== 'http') {
+      for (const k of HTTP_ONLY_KEYS) {
+        const w = f.get(k);
+        if (w) {
+          this.report(w.key, `${path}.${k}`, `"${k}" applies to http checks only (this check is type ${type})`);
+          ok = false;
+        }
+      }
+    }
+    if (type === 'vip') {
+      if (o.protocol === 'udp') {
+        this.report(t?.node ?? here, `${path}.type`, 'the vip check probes with a TCP SYN: it needs a tcp service');
+        ok = false;
+      }
+      if (pt && o.servicePort !== undefined && out.port !== undefined && out.port !== o.servicePort) {
+        this.report(pt.node, `${path}.port`, `the vip check probes the VIP on the service port ${o.servicePort} (Direct Routing cannot change it), got ${out.port}`, pt.key);
+        ok = false;
+      }
+    }
+    const interval = out.interval ?? o.base?.interval ?? HEALTH_DEFAULTS.interval;
+    const timeout = out.timeout ?? o.base?.timeout ?? Math.min(HEALTH_DEFAULTS.timeout, interval);
+    if (timeout > interval) {
+      const at = f.get('timeout') ?? f.get('interval');
+      this.report(at?.value ?? at?.key, `${path}.timeout`, `timeout (${timeout}s) must not exceed interval (${interval}s): a check must end before the next one starts`, here);
+      ok = false;
+    }
+    if (!ok) return undefined;
+    if (o.override) return out;
+    const full: HealthCheckConfig = {
+      type: out.type!,
+      interval,
+      timeout,
+      rise: out.rise ?? HEALTH_DEFAULTS.rise,
+      fall: out.fall ?? HEALTH_DEFAULTS.fall,
+      path: out.path ?? HEALTH_DEFAULTS.path,
+      expect_status: out.expect_status ?? HEALTH_DEFAULTS.expectStatus,
+      port: out.port ?? o.servicePort ?? 0,
+    };
+    if (out.host !== undefined) full.host = out.host;
+    if (out.expect_body !== undefined) full.expect_body = out.expect_body;
+    return full;
+  }
+
+  /** The service's health policy keys besides health_check; false when one is invalid. */
+  healthPolicy(f: Fields, path: string, vip: string | undefined, into: Partial<ServiceConfig>): boolean {
+    let ok = true;
+    const od = this.optional(f, 'on_down');
+    if (od) {
+      const v = this.oneOf(od.node, `${path}.on_down`, 'on_down action', ON_DOWN, od.key);
+      if (v === undefined) ok = false;
+      else into.on_down = v;
+    }
+    const ih = this.optional(f, 'inhibit_on_failure');
+    if (ih) {
+      const v = this.bool(ih.node, `${path}.inhibit_on_failure`, ih.key);
+      if (v === undefined) ok = false;
+      else into.inhibit_on_failure = v;
+    }
+    const q = this.optional(f, 'quorum');
+    if (q) {
+      const v = this.integer(q.node, `${path}.quorum`, 1, 4096, q.key);
+      if (v === undefined) ok = false;
+      else into.quorum = v;
+    }
+    const is = this.optional(f, 'initial_state');
+    if (is) {
+      const v = this.oneOf(is.node, `${path}.initial_state`, 'initial state', INITIAL_STATES, is.key);
+      if (v === undefined) ok = false;
+      else into.initial_state = v;
+    }
+    const ss = this.optional(f, 'sorry_server');
+    if (ss) {
+      const sp = `${path}.sorry_server`;
+      let address: string | undefined;
+      let mac: string | undefined;
+      let sok = true;
+      if (isScalar(ss.node) && typeof ss.node.value === 'string') {
+        address = this.ipv4(ss.node, `${sp}.address`, 'a sorry server');
+      } else {
+        const sf = this.mapping(ss.node, sp, SORRY_KEYS, 'a sorry_server mapping (address, optional mac) or an address', ss.key, false);
+        if (!sf) sok = false;
+        else {
+          const a = this.required(sf, 'address', ss.node && isMap(ss.node) ? ss.node : ss.key, sp, 'the sorry server IPv4 address');
+          if (sf.has('address')) address = this.ipv4(a, `${sp}.address`, 'a sorry server', sf.get('address')!.key);
+          const m = this.optional(sf, 'mac');
+          if (m) {
+            mac = this.mac(m.node ?? m.key, `${sp}.mac`);
+            if (mac === undefined) sok = false;
+          }
+        }
+      }
+      if (address !== undefined && vip !== undefined && address === vip) {
+        this.report(ss.node, `${sp}.address`, `the sorry server address must not be the VIP ${vip} (list its own address; it carries the VIP on its loopback like a real server)`, ss.key);
+        sok = false;
+      }
+      if (!sok || address === undefined) ok = false;
+      else into.sorry_server = mac !== undefined ? { address, mac } : { address };
+    }
+    return ok;
+  }
+
   // --- the document ---------------------------------------------------------------------------
 
   config(): Config | undefined {
@@ -499,8 +751,26 @@ class Validator {
       }
     }
 
+    // admin (issue 5)
+    let adminSocket = DEFAULTS.adminSocket;
+    const aNode = this.optional(top, 'admin');
+    if (aNode) {
+      const f = this.mapping(aNode.node, 'admin', ADMIN_KEYS, 'a mapping', aNode.key);
+      const so = f && this.optional(f, 'socket');
+      if (so) adminSocket = this.socketPath(so.node ?? so.key, 'admin.socket', so.key) ?? adminSocket;
+    }
+    let onRemove: OnRemove | undefined;
+    const orNode = this.optional(top, 'on_remove');
+    if (orNode) onRemove = this.oneOf(orNode.node, 'on_remove', 'on_remove action', ON_REMOVE, orNode.key);
+
+    // local_access: the VIPs reachable from this host itself
+    let localAccess = false;
+    const laNode = this.optional(top, 'local_access');
+    if (laNode) localAccess = this.bool(laNode.node ?? laNode.key, 'local_access', laNode.key) ?? localAccess;
+
     if (this.issues.length > 0 || capture === undefined || egress === undefined) return undefined;
     return {
+      local_access: localAccess,
       file: this.file,
       interfaces: { capture, egress },
       metrics,
@@ -509,7 +779,21 @@ class Validator {
       connection_table: { size },
       timeouts,
       services,
+      admin: { socket: adminSocket },
+      ...(onRemove !== undefined ? { on_remove: onRemove } : {}),
     };
+  }
+
+  /** An absolute path that fits a unix socket address (issue 5). */
+  socketPath(node: YNode | undefined, path: string, fallback?: YNode): string | undefined {
+    const what = `an absolute path of at most ${SOCKET_PATH_MAX} bytes (e.g. /run/lbd/lbd.sock)`;
+    const v = this.string(node, path, what, fallback);
+    if (v === undefined) return undefined;
+    if (!v.startsWith('/') || Buffer.byteLength(v) > SOCKET_PATH_MAX || v.includes('\0') || v.endsWith('/')) {
+      this.report(node, path, `expected ${what}, got ${JSON.stringify(v)}`, fallback);
+      return undefined;
+    }
+    return v;
   }
 
   services(seq: YAMLSeq, out: ServiceConfig[]): void {
@@ -602,6 +886,19 @@ class Validator {
     const pm = this.optional(f, 'persistence_netmask');
     if (pm) persistenceNetmask = need(this.netmask(pm.node ?? pm.key, `${path}.persistence_netmask`)) ?? persistenceNetmask;
 
+    // Health checks (issue 3): parsed before the real servers, whose overrides build on them.
+    const health: Partial<ServiceConfig> = {};
+    const hc = this.optional(f, 'health_check');
+    if (hc) {
+      const v = this.healthCheck(hc.node, hc.key, `${path}.health_check`, { servicePort: port, protocol, override: false });
+      if (v === undefined) ok = false;
+      else health.health_check = v as HealthCheckConfig;
+    }
+    if (!this.healthPolicy(f, path, vip, health)) ok = false;
+    const removal: Partial<ServiceConfig> = {};
+    const orm = this.optional(f, 'on_remove');
+    if (orm) removal.on_remove = need(this.oneOf(orm.node, `${path}.on_remove`, 'on_remove action', ON_REMOVE, orm.key));
+
     const realServers: RealServerConfig[] = [];
     const rsNode = this.required(f, 'real_servers', here, path, 'at least one real server');
     if (f.has('real_servers')) {
@@ -614,7 +911,7 @@ class Validator {
         }
         const seen = new Map<string, number>();
         rsNode.items.forEach((item, j) => {
-          const rs = this.realServer(this.deref(item), `${rsPath}[${j}]`, port, vip, rsNode);
+          const rs = this.realServer(this.deref(item), `${rsPath}[${j}]`, port, vip, rsNode, { protocol, base: health.health_check });
           if (!rs?.config) ok = false;
           if (rs?.address !== undefined && rs.addressNode) {
             const prev = seen.get(rs.address);
@@ -649,6 +946,8 @@ class Validator {
         persistence,
         persistence_netmask: persistenceNetmask,
         real_servers: realServers,
+        ...health,
+        ...removal,
       },
     };
   }
@@ -663,7 +962,9 @@ class Validator {
     servicePort: number | undefined,
     vip: string | undefined,
     seq: YAMLSeq,
+    health: { protocol?: Protocol; base?: HealthCheckConfig } = {},
   ): { config?: RealServerConfig; address?: string; addressNode?: YNode } | undefined {
+    let healthOverride: Partial<HealthCheckConfig> | undefined;
     let address: string | undefined;
     let port: number | undefined;
     let weight = DEFAULTS.weight;
@@ -713,6 +1014,11 @@ class Validator {
         mac = this.mac(mc.node ?? mc.key, `${path}.mac`);
         if (mac === undefined) ok = false;
       }
+      const hc = this.optional(f, 'health_check');
+      if (hc) {
+        healthOverride = this.healthCheck(hc.node, hc.key, `${path}.health_check`, { servicePort, protocol: health.protocol, override: true, base: health.base });
+        if (healthOverride === undefined) ok = false;
+      }
     }
 
     if (address !== undefined && vip !== undefined && address === vip) {
@@ -730,6 +1036,7 @@ class Validator {
     if (!ok || address === undefined) return { address, addressNode };
     const config: RealServerConfig = { address, port: servicePort ?? port ?? 0, weight };
     if (mac !== undefined) config.mac = mac;
+    if (healthOverride !== undefined) config.health_check = healthOverride;
     return { config, address, addressNode };
   }
 
@@ -803,6 +1110,15 @@ export function loadConfig(file: string): Config {
   return parseConfig(text, file);
 }
 
+/** The health keys a service has written (issue 3), in their normalized form. */
+function healthKeys(s: ServiceConfig): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'sorry_server', 'initial_state'] as const) {
+    if (s[k] !== undefined) out[k] = s[k];
+  }
+  return out;
+}
+
 /**
  * The normalized config as YAML (what `lbd check` prints): every default filled in, durations
  * as seconds, real-server ports spelled out, `file` omitted. Parsing it again gives the same
@@ -814,6 +1130,7 @@ export function formatConfig(cfg: Config): string {
     metrics: { listen: cfg.metrics.listen },
     log: { level: cfg.log.level },
     dataplane: cfg.dataplane,
+    local_access: cfg.local_access,
     connection_table: { size: cfg.connection_table.size },
     timeouts: { tcp: cfg.timeouts.tcp, tcpfin: cfg.timeouts.tcpfin, udp: cfg.timeouts.udp },
     services: cfg.services.map((s) => ({
@@ -825,11 +1142,16 @@ export function formatConfig(cfg: Config): string {
       persistence: s.persistence,
       persistence_netmask: s.persistence_netmask,
       real_servers: s.real_servers.map((r) => {
-        const rs: Record<string, string | number> = { address: r.address, port: r.port, weight: r.weight };
+        const rs: Record<string, unknown> = { address: r.address, port: r.port, weight: r.weight };
         if (r.mac !== undefined) rs.mac = r.mac;
+        if (r.health_check !== undefined) rs.health_check = r.health_check;
         return rs;
       }),
+      ...healthKeys(s),
+      ...(s.on_remove !== undefined ? { on_remove: s.on_remove } : {}),
     })),
+    admin: { socket: cfg.admin.socket },
+    ...(cfg.on_remove !== undefined ? { on_remove: cfg.on_remove } : {}),
   };
   return stringify(out, { lineWidth: 0 });
 }

@@ -64,6 +64,8 @@ export interface ServiceConfig {
   sorry_server?: { address: string; mac?: string };
   /** State of a server before its first check verdict (default up, like keepalived without alpha). */
   initial_state?: InitialState;
+  /** Operator tooling (issue 5): what removing a real server does to its flows; absent = Config.on_remove. */
+  on_remove?: OnRemove;
 }
 
 export interface Config {
@@ -77,7 +79,16 @@ export interface Config {
   /** Seconds, like `ipvsadm --set tcp tcpfin udp`. */
   timeouts: { tcp: number; tcpfin: number; udp: number };
   services: ServiceConfig[];
+  /** Make the VIPs reachable from the balancer itself (a dummy interface lbd0 + /32 routes). */
+  local_access: boolean;
+  /** The admin socket the CLI talks to (issue 5, docs/operations.md). */
+  admin: { socket: string };
+  /** Default for every service: removing a real server drains it (default) or drops its flows. Absent = drain. */
+  on_remove?: OnRemove;
 }
+
+/** drain: flows of a removed real server continue until they end; drop: they are cut (IPVS expire_nodest_conn). */
+export type OnRemove = 'drain' | 'drop';
 
 export const DEFAULTS = {
   metricsListen: '127.0.0.1:9469',
@@ -90,6 +101,8 @@ export const DEFAULTS = {
   weight: 1,
   persistence: 0,
   persistenceNetmask: '255.255.255.255',
+  adminSocket: '/run/lbd/lbd.sock',
+  onRemove: 'drain' as OnRemove,
 };
 
 export const HEALTH_DEFAULTS = {

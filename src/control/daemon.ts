@@ -3,13 +3,15 @@ import type { Logger } from 'pino';
 import type { Config, RealServerConfig, ServiceConfig } from '../config/types';
 import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
-import { HostGuard, interfaceAddress, localAddresses } from '../dataplane/host';
+import { HostGuard, LocalAccess, interfaceAddress, interfaceMtu, localAddresses } from '../dataplane/host';
 import { CapPort, Port } from '../dataplane/io';
+import { selectDataplane } from '../dataplane/native';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { RealServer, VirtualService, protoNumber } from '../dataplane/services';
 import { createScheduler } from '../scheduler/index';
 import { createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
+import { HealthManager, HealthManagerOptions } from '../health/manager';
 import { Action, describeAction, plan, serviceKey } from './reconcile';
 import { VERSION } from '../version';
 
@@ -22,6 +24,8 @@ export interface DaemonOptions {
   hostGuard?: boolean;
   /** Serve /metrics (default true). */
   metrics?: boolean;
+  /** Health-check test hooks: fake checkers, clock and initial spread. */
+  health?: Pick<HealthManagerOptions, 'makeChecker' | 'clock' | 'random'>;
   /** Addresses treated as local (default: the host's); a local VIP is not announced by ARP. */
   localAddresses?: Set<string>;
 }
@@ -45,6 +49,12 @@ export function captureFilter(services: { vip: string; port: number; protocol: s
   return vipTerms.length ? `inbound and (arp or ${vipTerms.join(' or ')})` : 'inbound and arp';
 }
 
+/** The local-access filter: the host's own frames to a VIP, leaving through the dummy interface. */
+export function localAccessFilter(services: { vip: string; port: number; protocol: string }[]): string {
+  const vipTerms = services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`);
+  return vipTerms.length ? `outbound and (${vipTerms.join(' or ')})` : 'outbound and not ip';
+}
+
 function splitListen(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':');
   return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
@@ -60,7 +70,10 @@ export class Daemon {
   capture: Port;
   egress: Port;
   readonly arp: ArpAgent;
-  readonly dataplanePath = 'ts';
+  /** Health checks (issue 3): supervisors per real server, verdicts applied to the data plane. */
+  readonly health: HealthManager;
+  /** Which data plane forwards: the native fast path or the TypeScript one (config `dataplane`). */
+  readonly dataplanePath: 'native' | 'ts';
   /** The config the daemon runs now (after every applied change). */
   running: Config;
   /** Live services by VIP:port/protocol, including removed ones still draining. */
@@ -74,11 +87,24 @@ export class Daemon {
   private nextServiceIndex = 0;
   private stopped = false;
   private readonly local: Set<string>;
+  private readonly localAccess = new LocalAccess();
+  private localPort: Port | null = null;
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
     this.running = cfg;
-    this.openPort = opts.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter));
+    // ---- data-plane path (issue 4, src/dataplane/native.ts): auto | native | ts ----
+    // native: the capture interface's port is the addon's AF_PACKET ring; it forwards in C++
+    // and calls up only for new flows and ARP. auto falls back to TypeScript with a warning.
+    const dataplane = selectDataplane(cfg, {
+      inMemory: opts.openPort !== undefined,
+      log: opts.log,
+      forwarder: () => this.forwarder,
+      filter: captureFilter(cfg.services),
+    });
+    this.dataplanePath = dataplane.path;
+    this.openPort = opts.openPort ?? dataplane.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter));
+    // ---- end data-plane path ----
     this.capture = this.openPort(cfg.interfaces.capture, captureFilter(cfg.services));
     try {
       this.egress = cfg.interfaces.egress === cfg.interfaces.capture ? this.capture : this.openPort(cfg.interfaces.egress, 'inbound and arp');
@@ -100,6 +126,14 @@ export class Daemon {
     const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
     this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, this.announcedVips(cfg.services), arpSource, opts.log);
     this.forwarder.onArp = (buf, len) => this.arp.handle(buf, len, this.capture);
+    this.health = new HealthManager({
+      forwarder: this.forwarder,
+      log: opts.log,
+      arp: this.arp,
+      egress: { iface: cfg.interfaces.egress, mac: this.egress.mac },
+      hostChanges: opts.hostGuard !== false,
+      ...opts.health,
+    });
     for (const s of cfg.services) this.addService(s);
     this.guard = opts.hostGuard === false ? null : new HostGuard(cfg.interfaces.capture);
   }
@@ -147,6 +181,11 @@ export class Daemon {
     return rs;
   }
 
+  /** on_remove (issue 5): the service's own, else the config's, else drain. */
+  private onRemove(s: ServiceConfig | undefined, cfg: Config): 'drain' | 'drop' {
+    return s?.on_remove ?? cfg.on_remove ?? 'drain';
+  }
+
   /** Takes a real server out of scheduling; its flows continue until they end (drain). */
   private removeReal(svc: VirtualService, rs: RealServer): void {
     rs.removed = true;
@@ -163,6 +202,7 @@ export class Daemon {
     const { config: cfg, log } = this.opts;
     this.guard?.install(cfg.services);
     this.startCapture(this.capture);
+    this.setupLocalAccess();
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
     this.arp.announce();
     this.arp.resolve(true);
@@ -171,6 +211,7 @@ export class Daemon {
       log.warn({ service: rs.service.name, real: intToIp(rs.addr), interface: cfg.interfaces.egress }, 'real server MAC not resolved yet: its flows are dropped until it answers ARP');
     }
     if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
+    this.health.sync(this.running, this.services);
     this.timers.push(setInterval(() => this.tick(), TICK_MS));
     // A second announcement a moment later covers a neighbour that missed the first.
     this.timers.push(setTimeout(() => this.arp.announce(), 1000));
@@ -201,7 +242,7 @@ export class Daemon {
 
   private async listenMetrics(listen: string): Promise<void> {
     const { host, port } = splitListen(listen);
-    const registry = createRegistry({ forwarder: this.forwarder, dataplanePath: this.dataplanePath, version: VERSION });
+    const registry = createRegistry({ forwarder: this.forwarder, dataplanePath: this.dataplanePath, version: VERSION, health: this.health });
     try {
       this.metricsServer = await serveMetrics(registry, host, port);
     } catch (e) {
@@ -303,7 +344,11 @@ export class Daemon {
           const svc = this.services.get(a.key);
           if (svc) {
             svc.removed = true;
-            for (const rs of [...svc.dests]) this.removeReal(svc, rs);
+            const drop = this.onRemove(this.running.services.find((x) => serviceKey(x) === a.key), desired) === 'drop';
+            for (const rs of [...svc.dests]) {
+              this.removeReal(svc, rs);
+              if (drop) this.forwarder.expireDest(rs.index);
+            }
           }
           break;
         }
@@ -320,6 +365,10 @@ export class Daemon {
           const svc = this.services.get(a.key)!;
           const rs = svc.dests.find((x) => x.addr === ipToInt(a.address));
           if (rs) this.removeReal(svc, rs);
+          if (rs && this.onRemove(desired.services.find((x) => serviceKey(x) === a.key), desired) === 'drop') {
+            const cut = this.forwarder.expireDest(rs.index);
+            this.log.info({ service: svc.name, real: a.address, flows: cut }, 'on_remove: drop: flows of the removed real server cut');
+          }
           break;
         }
         case 'real-update': {
@@ -343,6 +392,8 @@ export class Daemon {
     }
     this.running = desired;
     if (servicesChanged) this.refreshHost();
+    // Health: restarts only the checks whose effective config changed, applies policy changes.
+    this.health.sync(desired, this.services);
     return actions;
   }
 
@@ -379,16 +430,49 @@ export class Daemon {
     this.arp.setPorts(this.capture, this.egress);
     if (old !== next) old.close();
     this.arp.announce();
+    this.refreshLocalAccess(live);
+  }
+
+  /** VIPs the host's own connections can reach through lbd: every VIP that is not local. */
+  private localAccessVips(services: { vip: string }[]): string[] {
+    return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v));
+  }
+
+  private setupLocalAccess(): void {
+    if (!this.running.local_access) return;
+    const egress = this.running.interfaces.egress;
+    const source = interfaceAddress(egress);
+    if (!source) throw new LbdError('E_HOST', `local_access needs an IPv4 address on the egress interface ${egress}: the real servers answer the host's own connections there`);
+    this.localAccess.setup(this.localAccessVips(this.running.services), source, interfaceMtu(egress));
+    this.openLocalPort(this.liveServices());
+    this.log.info({ interface: LocalAccess.IFACE, vips: this.localAccessVips(this.running.services) }, 'local access: the VIPs are reachable from this host');
+  }
+
+  private openLocalPort(services: { vip: string; port: number; protocol: string }[]): void {
+    const port = this.openPort(LocalAccess.IFACE, localAccessFilter(services));
+    port.start((buf, len) => this.forwarder.process(buf, len, port.mac));
+    const old = this.localPort;
+    this.localPort = port;
+    if (old && old !== port) old.close();
+  }
+
+  private refreshLocalAccess(live: { vip: string; port: number; protocol: string }[]): void {
+    if (!this.localAccess.active) return;
+    this.localAccess.routes(this.localAccessVips(live), interfaceAddress(this.running.interfaces.egress)!);
+    this.openLocalPort(live);
   }
 
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.health.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.capture.close();
     if (this.egress !== this.capture) this.egress.close();
+    this.localPort?.close();
+    this.localAccess.teardown();
     try {
       this.guard?.remove();
     } catch (e) {

@@ -4,7 +4,7 @@ import {
 } from './contract';
 import { ConnTable, connPort } from './conntable';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
-import { DestTable, RealServer, ServiceTable, VirtualService } from './services';
+import { DOWN_DROP, DOWN_KEEP, DestTable, RealServer, ServiceTable, VirtualService } from './services';
 import { nextTcpState, tcpTimeouts } from './tcpstate';
 import { DEST_F_DOWN, FlowInfo } from '../scheduler/index';
 
@@ -48,6 +48,9 @@ export class Forwarder {
 
   private tcpTimeout: Uint32Array;
   private udpTimeout: number;
+  /** Existing flows of down servers moved (on_down reschedule) or forgotten (on_down drop). */
+  downFlowsRescheduled = 0;
+  downFlowsDropped = 0;
   private readonly frame = new ParsedFrame();
   private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
   private sweepCursor = 0;
@@ -84,8 +87,17 @@ export class Forwarder {
     return this.schedule(svc, f);
   }
 
-  /** Handles one frame; the frame is rewritten in place when forwarded. */
-  process(buf: Buffer, len: number): Verdict {
+  /** The native path's upcall for a hit whose real server is down (downAction ≠ DOWN_KEEP): downFlow(). */
+  rescheduleDown(svc: VirtualService, f: ParsedFrame, slot: number): number {
+    return this.downFlow(svc, f, slot);
+  }
+
+  /**
+   * Handles one frame; the frame is rewritten in place when forwarded. `ourMac` is the MAC a
+   * frame must be addressed to: the capture interface's, or the local-access interface's for
+   * the host's own connections to a VIP.
+   */
+  process(buf: Buffer, len: number, ourMac: Uint8Array = this.captureMac): Verdict {
     const c = this.counters;
     c[Counter.RxFrames]++;
     c[Counter.RxBytes] += len;
@@ -99,13 +111,17 @@ export class Forwarder {
       }
       return this.drop(parsed);
     }
-    if (!macEquals(buf, ETH_DST, this.captureMac)) return this.drop(Drop.NotOurMac);
+    if (!macEquals(buf, ETH_DST, ourMac)) return this.drop(Drop.NotOurMac);
     const svc = this.services.lookup(f.dstAddr, f.dstPort, f.proto);
     if (svc === null) return this.drop(Drop.Unsupported);
 
     let slot = this.lookup(svc, f);
     if (slot < 0) {
       slot = this.schedule(svc, f);
+      if (slot < 0) return this.drop(~slot);
+    } else if (this.dests.downAction[this.conns.dest[slot]] !== DOWN_KEEP) {
+      // The flow's real server failed its health check (on_down reschedule | drop).
+      slot = this.downFlow(svc, f, slot);
       if (slot < 0) return this.drop(~slot);
     }
     this.track(slot, f);
@@ -120,6 +136,38 @@ export class Forwarder {
     c[Counter.TxFrames]++;
     c[Counter.TxBytes] += len;
     return Verdict.Forward;
+  }
+
+  /**
+   * An existing flow whose real server is down (health, on_down): `drop` forgets the entry
+   * and drops the frame (IPVS expire_nodest_conn); `reschedule` moves the entry to a server
+   * the scheduler picks now (or the sorry server), whose kernel answers the mid-stream
+   * segment with a RST, so the client fails fast instead of timing out. The entry keeps its
+   * state, so ActiveConn/InActConn move with it. Returns the slot, or ~reason.
+   */
+  private downFlow(svc: VirtualService, f: ParsedFrame, slot: number): number {
+    const conns = this.conns;
+    const d = this.dests;
+    const old = conns.dest[slot];
+    if (d.downAction[old] === DOWN_DROP) {
+      this.expire(slot);
+      this.downFlowsDropped++;
+      return ~Drop.NoRealServer;
+    }
+    this.flow.srcAddr = f.srcAddr;
+    this.flow.srcPort = f.srcPort;
+    const dest = svc.sorryActive && svc.sorry !== null ? svc.sorry : (svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null);
+    if (dest === null) return ~Drop.NoRealServer;
+    if ((conns.flags[slot] & CONN_F_INACTIVE) !== 0) {
+      d.inactive[old]--;
+      d.inactive[dest.index]++;
+    } else {
+      d.active[old]--;
+      d.active[dest.index]++;
+    }
+    conns.dest[slot] = dest.index;
+    this.downFlowsRescheduled++;
+    return slot;
   }
 
   private drop(reason: number): Verdict {
@@ -145,7 +193,10 @@ export class Forwarder {
     this.flow.srcPort = f.srcPort;
     let template = -1;
     let dest: RealServer | null;
-    if (svc.persistence > 0) {
+    if (svc.sorryActive && svc.sorry !== null) {
+      // Health: fewer than quorum servers up, the sorry server takes every new flow.
+      dest = svc.sorry;
+    } else if (svc.persistence > 0) {
       template = this.persistentDest(svc, f.srcAddr);
       if (template < 0) return template;
       dest = this.dests.views[this.templates.dest[template]];
@@ -177,7 +228,7 @@ export class Forwarder {
     let slot = t.find(client, key);
     if (slot >= 0) {
       const current = this.dests.views[t.dest[slot]];
-      if (current.removed || (current.flags & DEST_F_DOWN) !== 0) {
+      if (current.removed || (current.flags & DEST_F_DOWN) !== 0 || current.health === 'down') {
         const dest = svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null;
         if (dest === null) return ~Drop.NoRealServer;
         this.dests.persistent[current.index]--;
@@ -250,6 +301,27 @@ export class Forwarder {
   sweepAll(): number {
     const n = this.sweep(this.conns.slots);
     this.sweepTemplates();
+    return n;
+  }
+
+  /**
+   * Cuts every flow of one real server at once (on_remove: drop, like IPVS's
+   * expire_nodest_conn): its entries leave the table, later segments of those flows find no
+   * entry and are dropped. Returns how many entries were removed. A full pass over the table.
+   */
+  expireDest(dest: number): number {
+    const conns = this.conns;
+    let n = 0;
+    for (let i = 0; i < conns.slots; ) {
+      if (conns.dest[i] === dest) {
+        this.expire(i);
+        n++;
+        // Removal may shift a later entry into this slot: look at it again.
+        if (conns.dest[i] !== SLOT_EMPTY) continue;
+      }
+      i++;
+    }
+    this.counters[Counter.ExpiredConns] += n;
     return n;
   }
 

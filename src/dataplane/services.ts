@@ -21,6 +21,12 @@ export class DestTable {
   readonly conns = new Float64Array(MAX_DESTS);
   readonly packets = new Float64Array(MAX_DESTS);
   readonly bytes = new Float64Array(MAX_DESTS);
+  /**
+   * What happens to an existing flow's next frame when its real server failed its health
+   * check (on_down): DOWN_KEEP (0, forward as before), DOWN_RESCHEDULE or DOWN_DROP. Zero for
+   * every server that is up, so the per-frame cost is one typed-array read.
+   */
+  readonly downAction = new Uint8Array(MAX_DESTS);
   readonly views: RealServer[] = [];
 
   add(service: VirtualService, addr: number, port: number, weight: number): RealServer {
@@ -35,6 +41,11 @@ export class DestTable {
     this.macKnown[index] = 1;
   }
 }
+
+/** DestTable.downAction values (on_down of a server that is down). */
+export const DOWN_KEEP = 0;
+export const DOWN_RESCHEDULE = 1;
+export const DOWN_DROP = 2;
 
 /** A real server as schedulers and the control plane see it. */
 export class RealServer implements Dest {
@@ -81,6 +92,10 @@ export class VirtualService {
   removed = false;
   /** Removed and drained: out of the lookup table. */
   gone = false;
+  /** The sorry server (health: fewer than quorum servers up), not in dests; null when none. */
+  sorry: RealServer | null = null;
+  /** True while new flows go to the sorry server (set by the health manager). */
+  sorryActive = false;
   conns = 0;
   packets = 0;
   bytes = 0;

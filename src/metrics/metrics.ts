@@ -9,6 +9,8 @@ export interface MetricsSource {
   /** 'ts' or 'native': which data-plane path forwards frames. */
   dataplanePath: string;
   version: string;
+  /** Health metrics (src/health/manager.ts): registered into the same registry. */
+  health?: { register(registry: Registry): void };
 }
 
 /**
@@ -155,6 +157,7 @@ export function createRegistry(src: MetricsSource): Registry {
       this.set({ version: src.version }, 1);
     },
   });
+  src.health?.register(registry);
   return registry;
 }
 

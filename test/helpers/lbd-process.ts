@@ -9,6 +9,8 @@ let seq = 0;
 export interface LbdProcess {
   proc: ChildProcess;
   configFile: string;
+  /** The admin socket (issue 5): lab.dir/lbd-PID-N.sock unless the config sets admin.socket. */
+  socket: string;
   /** Every log line so far, parsed. */
   logs(): any[];
   /** /metrics, fetched inside the balancer namespace. */
@@ -22,6 +24,10 @@ export interface LbdProcess {
 /** Starts `lbd --config` in the lab's balancer namespace and waits for its startup line. */
 export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; timeoutMs?: number } = {}): Promise<LbdProcess> {
   const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
+  // Each lbd gets its own admin socket in the lab's directory (unless the test sets one), so
+  // that parallel runs never meet on the default /run/lbd/lbd.sock.
+  const socket = /^admin:/m.test(yaml) ? /^\s+socket:\s*(\S+)/m.exec(yaml.slice(yaml.search(/^admin:/m)))?.[1] ?? '/run/lbd/lbd.sock' : path.join(lab.dir, `lbd-${process.pid}-${seq}.sock`);
+  if (!/^admin:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${socket}\n`;
   writeFileSync(configFile, yaml);
   const proc = lab.spawn(lab.ns.balancer, [process.execPath, LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -57,6 +63,7 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
   return {
     proc,
     configFile,
+    socket,
     logs: () => lines,
     metrics,
     metric: (name, labels = {}) => sampleValue(metrics(), name, labels),

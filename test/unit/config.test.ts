@@ -63,6 +63,7 @@ test('examples/lb.yaml (the lab topology) loads to the expected config', () => {
     metrics: { listen: '127.0.0.1:9469', host: '127.0.0.1', port: 9469 },
     log: { level: 'info' },
     dataplane: 'auto',
+    local_access: false,
     connection_table: { size: 1048576 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     services: [
@@ -80,6 +81,7 @@ test('examples/lb.yaml (the lab topology) loads to the expected config', () => {
         ],
       },
     ],
+    admin: { socket: '/run/lbd/lbd.sock' },
   };
   assert.deepEqual(cfg, expected);
 });
@@ -95,6 +97,7 @@ test('defaults are applied to a minimal config', () => {
     metrics: { listen: '127.0.0.1:9469', host: '127.0.0.1', port: 9469 },
     log: { level: 'info' },
     dataplane: 'auto',
+    local_access: false,
     connection_table: { size: 1 << 20 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     services: [
@@ -109,6 +112,7 @@ test('defaults are applied to a minimal config', () => {
         real_servers: [{ address: '10.0.10.40', port: 80, weight: 1 }],
       },
     ],
+    admin: { socket: '/run/lbd/lbd.sock' },
   });
 });
 
@@ -246,7 +250,7 @@ test('unknown keys, with a suggestion or the list of valid keys, located at the 
     'lb.yaml:7:5 services[0].shceduler: unknown key "shceduler"; did you mean "scheduler"?',
   ]);
   assert.deepEqual(errorsOf(withService(['colour: blue'])), [
-    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers)',
+    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove)',
   ]);
   assert.deepEqual(errorsOf('interface:\n  capture: eth0\n' + withService().split('\n').slice(2).join('\n')), [
     'lb.yaml:1:1 interface: unknown key "interface"; did you mean "interfaces"?',
@@ -402,7 +406,7 @@ test('broken YAML, non-mapping and empty documents', () => {
   assert.ok(tabs.length >= 1);
   assert.ok(tabs.every((i) => i.message.startsWith('invalid YAML: ') && i.line >= 1 && i.col >= 1));
   assert.deepEqual(errorsOf('- eth0\n- web\n'), [
-    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, connection_table, timeouts, services), got a list',
+    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, connection_table, timeouts, services, admin, on_remove, local_access), got a list',
   ]);
   assert.deepEqual(errorsOf(''), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
   assert.deepEqual(errorsOf('# nothing but a comment\n'), [
@@ -427,7 +431,7 @@ test('anchors and aliases resolve; an unknown alias is reported', () => {
   assert.deepEqual(cfg.services[1].real_servers, cfg.services[0].real_servers);
   assert.ok(errorsOf(withService([], ['      - *nope'])).includes('lb.yaml:8:9: invalid YAML: unknown alias "*nope" (no anchor "&nope" before it)'));
   assert.deepEqual(errorsOf('interfaces: { capture: eth0 }\nservices:\n  - null\n'), [
-    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers), got nothing',
+    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove), got nothing',
   ]);
 });
 
@@ -506,4 +510,11 @@ test('didYouMean and editDistance', () => {
   assert.equal(didYouMean('persist', ['persistence', 'persistence_netmask']), 'persistence');
   assert.equal(didYouMean('colour', ['name', 'vip', 'port']), undefined);
   assert.equal(didYouMean('', ['a']), undefined);
+});
+
+test('local_access: a boolean, default false', () => {
+  const base = 'interfaces:\n  capture: eth0\nservices:\n  - name: web\n    vip: 10.0.10.100\n    port: 80\n    real_servers: [10.0.10.40]\n';
+  assert.equal(parseConfig(base, 'lb.yaml').local_access, false);
+  assert.equal(parseConfig(`local_access: true\n${base}`, 'lb.yaml').local_access, true);
+  assert.throws(() => parseConfig(`local_access: sometimes\n${base}`, 'lb.yaml'), /lb\.yaml:1:15 local_access: /);
 });

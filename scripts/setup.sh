@@ -37,21 +37,6 @@ if [ ! -f node_modules/cap/build/Release/cap.node ] || [ ! -d node_modules/types
   npm ci --no-audit --no-fund --foreground-scripts >&2
 fi
 
+# The TypeScript build, then the native fast path (scripts/build-native.sh; lbd runs without it).
 echo "setup: building" >&2
 npm run --silent build >&2
-
-# The native fast path (native/, a Node-API addon built by npm's node-gyp). lbd runs without it
-# (dataplane: auto falls back to the TypeScript data plane and says why), so a failed build
-# warns and does not fail the setup; the unit tests then fail under CI (CI=true).
-addon=native/build/Release/lbd_native.node
-if [ ! -f "$addon" ] || [ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null)" ]; then
-  echo "setup: building the native fast path" >&2
-  # Use the headers installed with node when there are some (no download from nodejs.org).
-  nodeprefix=$(dirname "$(dirname "$(command -v node)")")
-  if [ -z "${npm_config_nodedir:-}" ] && [ -f "$nodeprefix/include/node/node_api.h" ]; then
-    export npm_config_nodedir="$nodeprefix"
-  fi
-  if ! npm run --silent build:native >&2; then
-    echo "setup: WARNING: the native fast path did not build: lbd will run the TypeScript data plane" >&2
-  fi
-fi

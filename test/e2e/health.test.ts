@@ -62,6 +62,15 @@ async function waitTransition(lbd: LbdProcess, realAddr: string, to: 'up' | 'dow
   }
 }
 
+/** Waits for a log line: lines reach the test through a pipe, read only while the test awaits. */
+async function waitLog(lbd: LbdProcess, match: (l: any) => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!lbd.logs().some(match)) {
+    if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms:\n${lbd.logs().map((l) => JSON.stringify(l)).join('\n')}`);
+    await sleep(20);
+  }
+}
+
 const TCP_CHECK = ['health_check:', '  type: tcp', '  interval: 300ms', '  timeout: 200ms', '  rise: 2', '  fall: 2'];
 
 test('the seed\'s experiment: stop Apache on server111, after fall×interval + one interval 40 curls all reach server40; back after rise×interval + one interval', async (t) => {
@@ -206,12 +215,12 @@ test('quorum and sorry server: with quorum 2 and one of two servers down, every 
     assert.deepEqual(during.bodies, Array(8).fill('server112'), 'the sorry server takes every new flow although server40 is up');
     assert.equal(lbd.metric('lbd_service_quorum_up', { service: 'web' }), 0);
     assert.equal(lbd.metric('lbd_service_sorry_server_active', { service: 'web' }), 1);
-    assert.ok(lbd.logs().some((l) => l.msg === 'quorum lost: new flows go to the sorry server' && l.sorry_server === lab.addr.rs[2]));
+    await waitLog(lbd, (l) => l.msg === 'quorum lost: new flows go to the sorry server' && l.sorry_server === lab.addr.rs[2]);
     lab.startApache(1);
     await waitTransition(lbd, real(1), 'up');
     assert.deepEqual(new Set(curls(4).bodies), new Set(['server40', 'server111']));
     assert.equal(lbd.metric('lbd_service_sorry_server_active', { service: 'web' }), 0);
-    assert.ok(lbd.logs().some((l) => l.msg === 'quorum regained: new flows go to the real servers again'));
+    await waitLog(lbd, (l) => l.msg === 'quorum regained: new flows go to the real servers again');
   } finally {
     lab.startApache(1);
     await lbd.stop();

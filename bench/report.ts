@@ -1,0 +1,468 @@
+/**
+ * Results: the summary (medians over repetitions, ratios against nftables), the text/Markdown
+ * tables and the SVG chart.
+ */
+import { median, spread } from './measure';
+
+export interface Machine {
+  date: string;
+  nproc: number;
+  cpuModel: string;
+  kernel: string;
+  node: string;
+  tools: Record<string, string>;
+  git: string;
+  loadavgAtStart: number[];
+  otherNamespacesAtStart: number;
+}
+
+export interface HttpRun {
+  scenario: string;
+  rep: number;
+  conns: number;
+  rps: number;
+  p50us: number;
+  p90us: number;
+  p99us: number;
+  socketErrors: number;
+  non2xx: number;
+  clientRetrans: number;
+}
+
+export interface PacketRun {
+  scenario: string;
+  test: string;
+  rep: number;
+  rate: number;
+  sent: number;
+  attempted: number;
+  sendErrors: number;
+  elapsedNs: number;
+  offeredPps: number;
+  /** frames counted by the balancer's capture interface */
+  balancerRx: number;
+  /** frames counted by the real servers' interfaces, summed */
+  forwarded: number;
+  forwardedPps: number;
+  loss: number;
+  lossPct: number;
+  genCpuNs: number;
+  procCpuNs: number;
+  ksoftirqdNs: number;
+  totalNs: number;
+  /** totalNs ÷ forwarded (÷ sent for the baseline) */
+  nsPerPkt: number;
+  settleMs: number;
+  /** wall time from the before-snapshot to the after-snapshot (generator run + drain) */
+  windowNs: number;
+  /** machine-wide busy time (/proc/stat, tick-sampled) over the run, minus what we accounted: other load */
+  otherBusyNs: number;
+  /** machine-wide steal time over the run (/proc/stat) */
+  stealNs: number;
+  diag: Record<string, number>;
+}
+
+export interface PacketTest {
+  id: string;
+  mode: 'syn' | 'steady';
+  rate: number;
+}
+
+export interface Results {
+  version: 1;
+  machine: Machine;
+  options: Record<string, unknown>;
+  scenarios: { name: string; what: string }[];
+  unavailable: Record<string, string>;
+  errors: { scenario: string; rep: number; phase: string; message: string }[];
+  http: HttpRun[];
+  packets: PacketRun[];
+  tests: PacketTest[];
+  durationS: number;
+  complete: boolean;
+  summary?: Summary;
+}
+
+export interface HttpSummary {
+  rpsC32: number;
+  rpsC32Spread: { min: number; max: number };
+  rpsC1: number;
+  p50C1us: number;
+  p99C1us: number;
+  p50C32us: number;
+  p99C32us: number;
+  errors: number;
+  /** client TCP retransmissions, summed over all runs of the scenario */
+  retrans: number;
+  reps: number;
+  rpsC32VsNft: number;
+  rpsC32VsHaproxy: number;
+  p99C1VsNft: number;
+}
+
+export interface PacketSummary {
+  offeredPps: number;
+  forwardedPps: number;
+  forwardedPpsSpread: { min: number; max: number };
+  lossPct: number;
+  nsPerPkt: number;
+  /** nsPerPkt − the baseline's nsPerPkt for the same test */
+  addedNsPerPkt: number;
+  addedSpread: { min: number; max: number };
+  addedVsNft: number;
+  forwardedVsNft: number;
+  /** other machine load during the runs (tick-sampled), % of all CPUs */
+  otherLoadPct: number;
+  reps: number;
+}
+
+export interface Summary {
+  http: Record<string, HttpSummary>;
+  /** scenario → test id → figures */
+  packets: Record<string, Record<string, PacketSummary>>;
+  baselineNsPerPkt: Record<string, number>;
+}
+
+const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
+
+export function summarize(r: Results): Summary {
+  const names = r.scenarios.map((s) => s.name);
+  const http: Record<string, HttpSummary> = {};
+  for (const n of names) {
+    const c32 = r.http.filter((h) => h.scenario === n && h.conns > 1);
+    const c1 = r.http.filter((h) => h.scenario === n && h.conns === 1);
+    if (!c32.length && !c1.length) continue;
+    http[n] = {
+      rpsC32: median(c32.map((h) => h.rps)),
+      rpsC32Spread: spread(c32.map((h) => h.rps)),
+      rpsC1: median(c1.map((h) => h.rps)),
+      p50C1us: median(c1.map((h) => h.p50us)),
+      p99C1us: median(c1.map((h) => h.p99us)),
+      p50C32us: median(c32.map((h) => h.p50us)),
+      p99C32us: median(c32.map((h) => h.p99us)),
+      errors: [...c32, ...c1].reduce((a, h) => a + h.socketErrors + h.non2xx, 0),
+      retrans: [...c32, ...c1].reduce((a, h) => a + (Number.isFinite(h.clientRetrans) ? h.clientRetrans : 0), 0),
+      reps: c32.length,
+      rpsC32VsNft: NaN,
+      rpsC32VsHaproxy: NaN,
+      p99C1VsNft: NaN,
+    };
+  }
+  for (const h of Object.values(http)) {
+    h.rpsC32VsNft = ratio(h.rpsC32, http.nftables?.rpsC32);
+    h.rpsC32VsHaproxy = ratio(h.rpsC32, http.haproxy?.rpsC32);
+    h.p99C1VsNft = ratio(h.p99C1us, http.nftables?.p99C1us);
+  }
+  const baselineNsPerPkt: Record<string, number> = {};
+  for (const t of r.tests) {
+    baselineNsPerPkt[t.id] = median(r.packets.filter((p) => p.scenario === 'baseline' && p.test === t.id).map((p) => p.nsPerPkt));
+  }
+  const packets: Record<string, Record<string, PacketSummary>> = {};
+  for (const n of names) {
+    for (const t of r.tests) {
+      const runs = r.packets.filter((p) => p.scenario === n && p.test === t.id);
+      if (!runs.length) continue;
+      const base = n === 'baseline' ? 0 : baselineNsPerPkt[t.id];
+      const added = runs.map((p) => p.nsPerPkt - base);
+      (packets[n] ??= {})[t.id] = {
+        offeredPps: median(runs.map((p) => p.offeredPps)),
+        forwardedPps: median(runs.map((p) => p.forwardedPps)),
+        forwardedPpsSpread: spread(runs.map((p) => p.forwardedPps)),
+        lossPct: median(runs.map((p) => p.lossPct)),
+        nsPerPkt: median(runs.map((p) => p.nsPerPkt)),
+        addedNsPerPkt: median(runs.map((p) => p.nsPerPkt)) - base,
+        addedSpread: spread(added),
+        addedVsNft: NaN,
+        forwardedVsNft: NaN,
+        otherLoadPct: median(runs.map((p) => (100 * p.otherBusyNs) / (p.windowNs * r.machine.nproc))),
+        reps: runs.length,
+      };
+    }
+  }
+  for (const [n, tests] of Object.entries(packets)) {
+    if (n === 'baseline') continue;
+    for (const [id, s] of Object.entries(tests)) {
+      const nft = packets.nftables?.[id];
+      s.addedVsNft = ratio(s.addedNsPerPkt, nft?.addedNsPerPkt);
+      s.forwardedVsNft = ratio(s.forwardedPps, nft?.forwardedPps);
+    }
+  }
+  return { http, packets, baselineNsPerPkt };
+}
+
+// ───────────────────────────── formatting ─────────────────────────────
+
+const fmtInt = (x: number): string => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
+const fmtK = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : '–');
+const fmt1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '–');
+const fmt2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
+const fmtUs = (x: number): string => (Number.isFinite(x) ? `${Math.round(x)}` : '–');
+const fmtX = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
+const fmtPct = (x: number): string => (Number.isFinite(x) ? `${x < 0.05 && x > -0.05 ? '0' : x.toFixed(1)}%` : '–');
+
+type Table = { head: string[]; rows: string[][]; align: ('l' | 'r')[] };
+
+export function tables(r: Results): { title: string; table: Table; note?: string }[] {
+  const s = r.summary ?? summarize(r);
+  const out: { title: string; table: Table; note?: string }[] = [];
+  const names = r.scenarios.map((x) => x.name).filter((n) => n !== 'baseline');
+
+  // headline
+  const head: Table = {
+    head: ['scenario', 'req/s c32', '× nft', '× haproxy', 'p50/p99 c1 µs', 'fwd pps steady max', 'added ns/pkt steady max', '× nft', 'added ns/pkt SYN max', '× nft'],
+    rows: [],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  };
+  for (const n of names) {
+    if (r.unavailable[n]) {
+      head.rows.push([n, 'unavailable', '', '', '', '', '', '', '', '']);
+      continue;
+    }
+    const h = s.http[n];
+    const st = s.packets[n]?.['steady-max'];
+    const sy = s.packets[n]?.['syn-max'];
+    head.rows.push([
+      n,
+      h ? fmtInt(h.rpsC32) : '–',
+      h ? fmtX(h.rpsC32VsNft) : '–',
+      h ? fmtX(h.rpsC32VsHaproxy) : '–',
+      h ? `${fmtUs(h.p50C1us)} / ${fmtUs(h.p99C1us)}` : '–',
+      st ? fmtK(st.forwardedPps) : '–',
+      st ? fmt1(st.addedNsPerPkt) : '–',
+      st ? fmtX(st.addedVsNft) : '–',
+      sy ? fmt1(sy.addedNsPerPkt) : '–',
+      sy ? fmtX(sy.addedVsNft) : '–',
+    ]);
+  }
+  out.push({ title: 'Summary (medians)', table: head });
+
+  // HTTP detail
+  const ht: Table = {
+    head: ['scenario', 'req/s c32 (min–max)', 'req/s c1', 'p50 c1 µs', 'p99 c1 µs', 'p99 c1 × nft', 'p50 c32 µs', 'p99 c32 µs', 'errors', 'client retrans', 'reps'],
+    rows: [],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  };
+  for (const n of names) {
+    const h = s.http[n];
+    if (!h) continue;
+    ht.rows.push([
+      n,
+      `${fmtInt(h.rpsC32)} (${fmtInt(h.rpsC32Spread.min)}–${fmtInt(h.rpsC32Spread.max)})`,
+      fmtInt(h.rpsC1),
+      fmtUs(h.p50C1us),
+      fmtUs(h.p99C1us),
+      fmtX(h.p99C1VsNft),
+      fmtUs(h.p50C32us),
+      fmtUs(h.p99C32us),
+      String(h.errors),
+      String(h.retrans),
+      String(h.reps),
+    ]);
+  }
+  out.push({ title: 'HTTP (wrk -t1, keep-alive, index.html)', table: ht });
+
+  // packets detail
+  const pt: Table = {
+    head: ['scenario', 'test', 'offered pps', 'forwarded pps (min–max)', 'fwd × nft', 'loss', 'CPU ns/pkt', 'added ns/pkt (min–max)', 'added × nft', 'other load', 'reps'],
+    rows: [],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+  };
+  for (const n of [...names, 'baseline']) {
+    for (const t of r.tests) {
+      const p = s.packets[n]?.[t.id];
+      if (!p) continue;
+      const base = n === 'baseline';
+      pt.rows.push([
+        n,
+        t.id,
+        fmtK(p.offeredPps),
+        base ? '(dropped at the balancer)' : `${fmtK(p.forwardedPps)} (${fmtK(p.forwardedPpsSpread.min)}–${fmtK(p.forwardedPpsSpread.max)})`,
+        base ? '' : fmtX(p.forwardedVsNft),
+        base ? '' : fmtPct(p.lossPct),
+        fmt1(p.nsPerPkt),
+        base ? '(the baseline)' : `${fmt1(p.addedNsPerPkt)} (${fmt1(p.addedSpread.min)}–${fmt1(p.addedSpread.max)})`,
+        base ? '' : fmtX(p.addedVsNft),
+        fmtPct(p.otherLoadPct),
+        String(p.reps),
+      ]);
+    }
+  }
+  out.push({
+    title: 'Packets (54-byte TCP frames to the VIP; real servers drop them at ingress)',
+    table: pt,
+    note:
+      'CPU ns/pkt = run time of generator + balancer tasks + ksoftirqd ÷ frames forwarded (÷ frames sent for the baseline); ' +
+      'added = that minus the baseline (generator alone, frames dropped at the balancer\'s ingress) for the same test. ' +
+      'other load = machine-wide busy time not accounted to the measured tasks (/proc/stat, tick-sampled), % of all CPUs: ' +
+      'a noise indicator (other processes on the machine), not part of any figure.',
+  });
+  return out;
+}
+
+function pad(s: string, w: number, a: 'l' | 'r'): string {
+  const n = [...s].length;
+  return a === 'l' ? s + ' '.repeat(Math.max(0, w - n)) : ' '.repeat(Math.max(0, w - n)) + s;
+}
+
+export function textTable(t: Table): string {
+  const w = t.head.map((h, i) => Math.max([...h].length, ...t.rows.map((r) => [...(r[i] ?? '')].length)));
+  const line = (cells: string[]) => cells.map((c, i) => pad(c ?? '', w[i], t.align[i])).join('  ').trimEnd();
+  return [line(t.head), w.map((x) => '-'.repeat(x)).join('  '), ...t.rows.map(line)].join('\n');
+}
+
+export function mdTable(t: Table): string {
+  const esc = (s: string) => s.replace(/\|/g, '\\|');
+  return [
+    `| ${t.head.map(esc).join(' | ')} |`,
+    `|${t.align.map((a) => (a === 'r' ? '---:' : ':---')).join('|')}|`,
+    ...t.rows.map((r) => `| ${r.map((c) => esc(c ?? '')).join(' | ')} |`),
+  ].join('\n');
+}
+
+export function machineLine(m: Machine): string {
+  return `${m.nproc} × ${m.cpuModel}, Linux ${m.kernel}, Node ${m.node}, ${Object.entries(m.tools)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}; git ${m.git}; ${m.date}`;
+}
+
+/** median machine load not accounted to the measured tasks during the packet runs, % of all CPUs */
+export function otherLoad(r: Results): number {
+  // max-rate runs only: with the generator sleeping between small batches (paced), tick sampling
+  // misses much of the busy time and the figure is biased low (even negative)
+  return median(r.packets.filter((p) => p.rate === 0).map((p) => (100 * p.otherBusyNs) / (p.windowNs * r.machine.nproc)));
+}
+
+function noiseNote(r: Results): string | null {
+  const o = otherLoad(r);
+  if (!(o > 15)) return null;
+  return `Note: other processes used ~${Math.round(o)}% of the machine during the max-rate packet runs (median, tick-sampled): absolute figures are noisy, compare ratios within this run.`;
+}
+
+export function textReport(r: Results): string {
+  const parts = [`lbd bench — ${machineLine(r.machine)}`, `${r.complete ? 'complete' : 'INCOMPLETE'} in ${Math.round(r.durationS)} s`];
+  const nn = noiseNote(r);
+  if (nn) parts.push(nn);
+  for (const [n, why] of Object.entries(r.unavailable)) parts.push(`${n}: unavailable: ${why}`);
+  for (const t of tables(r)) {
+    parts.push('', `${t.title}`, textTable(t.table));
+    if (t.note) parts.push(t.note);
+  }
+  if (r.errors.length) {
+    parts.push('', 'Errors:');
+    for (const e of r.errors) parts.push(`  ${e.scenario} rep ${e.rep} ${e.phase}: ${e.message.split('\n')[0]}`);
+  }
+  return parts.join('\n');
+}
+
+export function mdReport(r: Results): string {
+  const parts = [
+    '# lbd benchmark — latest run',
+    '',
+    `Machine: ${machineLine(r.machine)}.`,
+    `Options: ${JSON.stringify(r.options)}. ${r.complete ? 'Complete' : '**Incomplete**'} in ${Math.round(r.durationS)} s. ` +
+      `Load average at start ${r.machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}; ` +
+      `${r.machine.otherNamespacesAtStart} network namespaces of other runs present at start.`,
+    '',
+    'Scenarios:',
+    ...r.scenarios.map((s) => `- **${s.name}**: ${r.unavailable[s.name] ? `unavailable: ${r.unavailable[s.name]}` : s.what}`),
+  ];
+  const nn = noiseNote(r);
+  if (nn) parts.push('', `**${nn}**`);
+  for (const t of tables(r)) {
+    parts.push('', `## ${t.title}`, '', mdTable(t.table));
+    if (t.note) parts.push('', t.note);
+  }
+  if (r.errors.length) {
+    parts.push('', '## Errors', '');
+    for (const e of r.errors) parts.push(`- ${e.scenario} rep ${e.rep} ${e.phase}: ${e.message.split('\n')[0]}`);
+  }
+  parts.push('', '![chart](latest.svg)', '');
+  return parts.join('\n');
+}
+
+// ───────────────────────────── SVG ─────────────────────────────
+
+const COLORS: Record<string, string> = {
+  direct: '#7f7f7f',
+  'lbd-native': '#2ca02c',
+  'lbd-ts': '#98df8a',
+  nftables: '#1f77b4',
+  haproxy: '#ff7f0e',
+};
+
+function xml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Two horizontal bar panels: req/s at c32, and added CPU ns per forwarded packet (steady max, SYN max). */
+export function svgChart(r: Results): string {
+  const s = r.summary ?? summarize(r);
+  const names = r.scenarios.map((x) => x.name).filter((n) => n !== 'baseline');
+  const W = 760;
+  const labelW = 110;
+  const barMax = W - labelW - 150;
+  const rowH = 22;
+  const out: string[] = [];
+  let y = 0;
+  const text = (x: number, yy: number, t: string, o: { size?: number; anchor?: string; weight?: string; fill?: string } = {}) =>
+    out.push(
+      `<text x="${x}" y="${yy}" font-size="${o.size ?? 12}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`,
+    );
+  y += 22;
+  text(10, y, `lbd bench — ${r.machine.nproc} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, ${r.machine.date.slice(0, 10)}`, { size: 14, weight: 'bold' });
+
+  // panel 1: req/s c32
+  y += 28;
+  text(10, y, 'HTTP requests/s, wrk -c32 (median; higher is better)', { weight: 'bold' });
+  y += 8;
+  const rpsMax = Math.max(1, ...names.map((n) => s.http[n]?.rpsC32 ?? 0).filter(Number.isFinite));
+  for (const n of names) {
+    y += rowH;
+    text(labelW - 8, y - 6, n, { anchor: 'end' });
+    const h = s.http[n];
+    if (r.unavailable[n] || !h || !Number.isFinite(h.rpsC32)) {
+      text(labelW, y - 6, r.unavailable[n] ? `unavailable: ${r.unavailable[n].slice(0, 90)}` : 'not measured', { fill: '#999', size: 11 });
+      continue;
+    }
+    const w = Math.max(1, (h.rpsC32 / rpsMax) * barMax);
+    out.push(`<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"/>`);
+    text(labelW + w + 6, y - 6, `${Math.round(h.rpsC32).toLocaleString('en-US')}${Number.isFinite(h.rpsC32VsNft) ? `  (${h.rpsC32VsNft.toFixed(2)}× nft)` : ''}`);
+  }
+
+  // panel 2: added CPU per forwarded packet
+  y += 36;
+  text(10, y, 'CPU added by the balancer per forwarded packet, ns (median; lower is better)', { weight: 'bold' });
+  y += 8;
+  const tests = ['steady-max', 'syn-max'];
+  const pk = names.filter((n) => s.packets[n] || r.unavailable[n]).filter((n) => n !== 'direct' && n !== 'haproxy');
+  const cpuMax = Math.max(1, ...pk.flatMap((n) => tests.map((t) => s.packets[n]?.[t]?.addedNsPerPkt ?? 0)).filter(Number.isFinite));
+  for (const n of pk) {
+    for (const t of tests) {
+      y += rowH;
+      text(labelW - 8, y - 6, `${n} ${t === 'steady-max' ? 'steady' : 'SYN'}`, { anchor: 'end', size: 11 });
+      const p = s.packets[n]?.[t];
+      if (r.unavailable[n] || !p || !Number.isFinite(p.addedNsPerPkt)) {
+        text(labelW, y - 6, r.unavailable[n] ? 'unavailable' : 'not measured', { fill: '#999' });
+        continue;
+      }
+      const w = Math.max(1, (Math.max(0, p.addedNsPerPkt) / cpuMax) * barMax);
+      out.push(
+        `<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"${t === 'syn-max' ? ' fill-opacity="0.6"' : ''}/>`,
+      );
+      text(labelW + w + 6, y - 6, `${Math.round(p.addedNsPerPkt)} ns${Number.isFinite(p.addedVsNft) ? `  (${p.addedVsNft.toFixed(2)}× nft)` : ''}, ${Math.round(p.forwardedPps / 1000)}k pps`);
+    }
+  }
+  y += 20;
+  text(10, y, 'generator at its max rate; added = (generator + balancer + ksoftirqd run time) ÷ forwarded − baseline', { size: 10, fill: '#666' });
+  y += 10;
+  const H = y + 10;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<rect width="${W}" height="${H}" fill="#fff"/>`,
+    ...out,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+export { fmt2 };

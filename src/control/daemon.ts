@@ -5,11 +5,11 @@ import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
 import { HostGuard, LocalAccess, interfaceAddress, interfaceMtu, localAddresses } from '../dataplane/host';
 import { CapPort, Port } from '../dataplane/io';
-import { selectDataplane } from '../dataplane/native';
+import { NativePort, selectDataplane } from '../dataplane/native';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { RealServer, VirtualService, protoNumber } from '../dataplane/services';
 import { createScheduler } from '../scheduler/index';
-import { createRegistry, serveMetrics } from '../metrics/metrics';
+import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
 import { HealthManager, HealthManagerOptions } from '../health/manager';
 import { Action, describeAction, plan, serviceKey } from './reconcile';
@@ -89,6 +89,7 @@ export class Daemon {
   private readonly local: Set<string>;
   private readonly localAccess = new LocalAccess();
   private localPort: Port | null = null;
+  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0 };
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
@@ -242,7 +243,13 @@ export class Daemon {
 
   private async listenMetrics(listen: string): Promise<void> {
     const { host, port } = splitListen(listen);
-    const registry = createRegistry({ forwarder: this.forwarder, dataplanePath: this.dataplanePath, version: VERSION, health: this.health });
+    const registry = createRegistry({
+      forwarder: this.forwarder,
+      dataplanePath: this.dataplanePath,
+      version: VERSION,
+      health: this.health,
+      nativeStats: () => this.nativeStats(),
+    });
     try {
       this.metricsServer = await serveMetrics(registry, host, port);
     } catch (e) {
@@ -428,7 +435,10 @@ export class Daemon {
       this.forwarder.egress = next;
     }
     this.arp.setPorts(this.capture, this.egress);
-    if (old !== next) old.close();
+    if (old !== next) {
+      this.retireNativeStats(old);
+      old.close();
+    }
     this.arp.announce();
     this.refreshLocalAccess(live);
   }
@@ -460,6 +470,28 @@ export class Daemon {
     if (!this.localAccess.active) return;
     this.localAccess.routes(this.localAccessVips(live), interfaceAddress(this.running.interfaces.egress)!);
     this.openLocalPort(live);
+  }
+
+  /** The native capture's counters over the daemon's life (a reload reopens the capture). */
+  nativeStats(): NativeCounters | null {
+    if (!(this.capture instanceof NativePort)) return null;
+    const now = this.capture.stats();
+    const r = this.retiredNative;
+    return {
+      ringDrops: r.ringDrops + now.ringDrops,
+      wakeups: r.wakeups + now.wakeups,
+      sendSyscalls: r.sendSyscalls + now.sendSyscalls,
+      upcalls: r.upcalls + now.upcalls,
+    };
+  }
+
+  private retireNativeStats(port: Port): void {
+    if (!(port instanceof NativePort)) return;
+    const s = port.stats();
+    this.retiredNative.ringDrops += s.ringDrops;
+    this.retiredNative.wakeups += s.wakeups;
+    this.retiredNative.sendSyscalls += s.sendSyscalls;
+    this.retiredNative.upcalls += s.upcalls;
   }
 
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */

@@ -11,7 +11,24 @@ export interface MetricsSource {
   version: string;
   /** Health metrics (src/health/manager.ts): registered into the same registry. */
   health?: { register(registry: Registry): void };
+  /** The native capture's own counters, summed over its lifetime; null on the TypeScript path. */
+  nativeStats?: () => NativeCounters | null;
 }
+
+export interface NativeCounters {
+  ringDrops: number;
+  wakeups: number;
+  sendSyscalls: number;
+  upcalls: number;
+}
+
+/** Native-path counters, exported only while the native path runs. */
+const NATIVE_COUNTERS: [keyof NativeCounters, string, string][] = [
+  ['ringDrops', 'lbd_native_capture_dropped_packets_total', 'Frames the kernel could not queue to the native capture ring: lost before lbd saw them.'],
+  ['wakeups', 'lbd_native_wakeups_total', 'Wake-ups of the native capture loop (frames per wake-up = received / wakeups).'],
+  ['sendSyscalls', 'lbd_native_send_syscalls_total', 'sendmmsg system calls of the native path (frames per call = forwarded / calls).'],
+  ['upcalls', 'lbd_native_upcalls_total', 'Calls from the native path up into TypeScript (new flows, flows of down servers).'],
+];
 
 /**
  * Prometheus metrics. Nothing here runs per packet: every value is read from the data
@@ -138,6 +155,18 @@ export function createRegistry(src: MetricsSource): Registry {
       });
     },
   });
+  for (const [key, name, help] of src.dataplanePath === 'native' ? NATIVE_COUNTERS : []) {
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const stats = src.nativeStats?.();
+        if (stats) this.inc(stats[key]);
+      },
+    });
+  }
   new Gauge({
     name: 'lbd_dataplane_info',
     help: 'The data-plane path forwarding frames (ts or native); the value is always 1.',

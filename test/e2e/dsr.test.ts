@@ -34,6 +34,7 @@ test('dataplane: ts, the TypeScript reference path, balances live traffic the sa
   const lbd = await startLbd(lab, lbdConfig(lab, { top: 'dataplane: ts' }));
   try {
     assert.equal(lbd.metric('lbd_dataplane_info', { path: 'ts' }), 1);
+    assert.ok(Number.isNaN(lbd.metric('lbd_native_wakeups_total')), 'no native counters on the TypeScript path');
     const bodies = [0, 1, 2, 3].map(() => curl(lab, `http://${lab.addr.vip}/`));
     assert.deepEqual(bodies, ['server40', 'server111', 'server40', 'server111']);
     const w = parseWrk(lab.exec(lab.ns.client, ['wrk', '-t1', '-c8', '-d2s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 }));

@@ -81,6 +81,14 @@ ${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
     for (const reason of ['no_connection', 'send_failed', 'truncated']) {
       assert.equal(lbd.metric('lbd_dropped_packets_total', { reason }), 0, `no ${reason} drops`);
     }
+    // The native path's own counters: batches (frames per wake-up and per sendmmsg) and no
+    // frame lost before lbd saw it.
+    const forwarded = lbd.metric('lbd_forwarded_packets_total');
+    const wakeups = lbd.metric('lbd_native_wakeups_total');
+    const sends = lbd.metric('lbd_native_send_syscalls_total');
+    assert.ok(wakeups > 0 && sends > 0 && sends <= forwarded, `wakeups ${wakeups}, sendmmsg ${sends}, forwarded ${forwarded}`);
+    assert.ok(lbd.metric('lbd_native_upcalls_total') >= 10 + 2 + 8, 'one upcall per new flow at least');
+    assert.equal(lbd.metric('lbd_native_capture_dropped_packets_total'), 0);
 
     // The capture interface goes down and up again (the socket reports ENETDOWN): the capture
     // carries on.

@@ -9,27 +9,7 @@ cd "$(dirname "$0")/.."
 # metrics format check and the Prometheus e2e test, iptables for the REDIRECT real-server variant;
 # g++, make and python3 for node-gyp (the native fast path, native/).
 PACKAGES=(libpcap-dev apache2 curl wrk nftables ethtool iproute2 tcpdump procps prometheus iptables g++ make python3)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" != 0 ]; then
-    echo "setup: missing Debian packages: ${missing[*]} — run as root or: apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "setup: installing ${missing[*]}" >&2
-  # Packages install without starting their services (no apache2 or prometheus left running
-  # in the root namespace): the lab starts its own instances.
-  policy=/usr/sbin/policy-rc.d
-  created_policy=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
-  fi
-  trap 'if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
-  apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-fi
+bash scripts/apt-install.sh "${PACKAGES[@]}"
 
 # npm dependencies, with the native builds of cap and raw-socket.
 if [ ! -f node_modules/cap/build/Release/cap.node ] || [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -90,6 +90,7 @@ enum : uint8_t {
 
 constexpr int32_t SLOT_EMPTY = -1;
 constexpr uint8_t CONN_F_INACTIVE = 1;
+// CONN_F_PERSIST = 2 is set and read by TypeScript only (persistence templates); C++ keeps it.
 
 /** contract.ts flowHash(): Math.imul is a wrapping 32-bit multiply. */
 inline uint32_t flowHash(uint32_t addr, uint32_t port) {

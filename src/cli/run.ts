@@ -113,6 +113,23 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
   let daemon: Daemon | undefined;
   let admin: AdminServer | undefined;
   let control: Control | undefined;
+  // Signals are ours from the first moment: a SIGTERM while start() is still resolving MACs
+  // must undo what start() already changed on the host, not kill the process half-way.
+  let stopSignal: string | null = null;
+  let onStop: (signal: string) => void = (signal) => (stopSignal = signal);
+  let onHup: () => void = () => log.warn({ signal: 'SIGHUP' }, 'still starting: reload ignored');
+  const sigterm = () => onStop('SIGTERM');
+  const sigint = () => onStop('SIGINT');
+  const sighup = () => onHup();
+  process.on('SIGTERM', sigterm);
+  process.on('SIGINT', sigint);
+  process.on('SIGHUP', sighup);
+  // A bug must not leave the nftables guard, lbd0 or the socket behind: undo, then exit 1.
+  process.on('uncaughtException', (e) => {
+    log.fatal({ err: e.stack ?? String(e) }, 'uncaught exception: undoing host changes and exiting');
+    Promise.all([admin?.close().catch(() => {}), daemon?.stop().catch(() => {})]).finally(() => process.exit(1));
+    setTimeout(() => process.exit(1), 900).unref();
+  });
   try {
     daemon = new Daemon({ config, log });
     control = new Control(daemon, { log });
@@ -129,18 +146,20 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
   const d = daemon;
   const a = admin;
   const c = control;
-  const onHup = () => {
+  onHup = () => {
     log.info({ signal: 'SIGHUP', file: d.running.file }, 'reloading');
     // Control.reload logs the outcome (changes, or the errors and that nothing changed).
     c.reload('SIGHUP').catch(() => {});
   };
-  process.on('SIGHUP', onHup);
   return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
+    let stopping = false;
+    onStop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       log.info({ signal }, 'stopping');
-      process.off('SIGHUP', onHup);
+      onHup = () => {};
       // Whatever happens, exit within a second of the signal.
-      setTimeout(() => resolve(0), 900).unref();
+      setTimeout(() => resolve(0), 700).unref();
       Promise.all([a.close().catch(() => {}), d.stop()]).then(
         () => resolve(0),
         (e) => {
@@ -149,7 +168,6 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
         },
       );
     };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    if (stopSignal) onStop(stopSignal);
   });
 }

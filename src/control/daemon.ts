@@ -7,7 +7,7 @@ import { HostGuard, LocalAccess, interfaceAddress, interfaceMtu, localAddresses 
 import { CapPort, Port } from '../dataplane/io';
 import { NativePort, selectDataplane } from '../dataplane/native';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
-import { RealServer, VirtualService, protoNumber } from '../dataplane/services';
+import { MAX_DESTS, RealServer, VirtualService, protoNumber } from '../dataplane/services';
 import { createScheduler } from '../scheduler/index';
 import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
@@ -35,6 +35,9 @@ export class ReloadError extends LbdError {
     super('E_RELOAD', message);
   }
 }
+
+/** Service indices share a 32-bit key with the client port: 16 bits (contract.ts). */
+const MAX_SERVICE_INDEX = 1 << 16;
 
 /** How often the coarse clock advances and a slice of the connection table is swept. */
 const TICK_MS = 100;
@@ -82,7 +85,8 @@ export class Daemon {
   private readonly openPort: (iface: string, filter: string) => Port;
   private metricsServer: Server | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private readonly startedAt = Date.now();
+  /** The coarse clock counts from here, on the monotonic clock: an NTP step must not expire every flow. */
+  private readonly startedAt = performance.now();
   private ticks = 0;
   private nextServiceIndex = 0;
   private stopped = false;
@@ -168,10 +172,16 @@ export class Daemon {
   private addReal(svc: VirtualService, r: RealServerConfig): RealServer {
     const addr = ipToInt(r.address);
     // A server removed a moment ago and still draining comes back as it was, like IPVS's trash.
-    let rs = svc.reals.find((x) => x.addr === addr && x.removed);
+    // A server removed a moment ago and still draining comes back as it was (IPVS's trash);
+    // one that is already there is updated, never listed twice.
+    let rs = svc.reals.find((x) => x.addr === addr);
     if (rs) {
       rs.removed = false;
       rs.weight = r.weight;
+      if (svc.dests.includes(rs)) {
+        if (r.mac) this.forwarder.dests.setMac(rs.index, macFromString(r.mac));
+        return rs;
+      }
     } else {
       rs = this.forwarder.dests.add(svc, addr, r.port, r.weight);
       svc.reals.push(rs);
@@ -272,12 +282,18 @@ export class Daemon {
   /** Advances the coarse clock, sweeps a slice of the table, keeps MACs fresh, finishes drains. */
   tick(): void {
     const fw = this.forwarder;
-    fw.now = 1 + Math.floor((Date.now() - this.startedAt) / 1000);
+    fw.now = 1 + Math.floor((performance.now() - this.startedAt) / 1000);
     fw.sweep(Math.ceil(fw.conns.slots / SWEEP_TICKS));
     this.ticks++;
     if (this.ticks % SWEEP_TICKS === 0) {
-      this.arp.resolve(this.ticks % (SWEEP_TICKS * ARP_REFRESH_S) === 0);
-      this.finishDrains();
+      // Control-plane work on a timer: a failure (an interface gone, nft refusing) is logged
+      // and tried again next second; it must not kill the daemon with host changes left behind.
+      try {
+        this.arp.resolve(this.ticks % (SWEEP_TICKS * ARP_REFRESH_S) === 0);
+        this.finishDrains();
+      } catch (e) {
+        this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'periodic control-plane work failed');
+      }
     }
   }
 
@@ -313,6 +329,7 @@ export class Daemon {
     const actions = plan(this.running, desired);
     const restart = actions.filter((a) => a.kind === 'restart-required');
     if (restart.length) throw new ReloadError(`not applied, restart lbd for: ${restart.map(describeAction).join('; ')}`);
+    this.checkCapacity(actions);
     let servicesChanged = false;
     for (const a of actions) {
       switch (a.kind) {
@@ -404,11 +421,39 @@ export class Daemon {
     return actions;
   }
 
+  /**
+   * Real-server and service indices are never reused while flows may point at them, so a
+   * long-lived daemon can run out: refuse such a change whole, before anything is applied.
+   */
+  private checkCapacity(actions: Action[]): void {
+    let dests = 0;
+    let services = 0;
+    for (const a of actions) {
+      if (a.kind === 'real-add') dests++;
+      if (a.kind === 'service-add' && !this.services.has(serviceKey(a.service))) {
+        services++;
+        dests += a.service.real_servers.length;
+      }
+    }
+    if (this.forwarder.dests.views.length + dests > MAX_DESTS) {
+      throw new ReloadError(`not applied: lbd tracks at most ${MAX_DESTS} real servers over its lifetime and this change needs ${dests} more; restart lbd`);
+    }
+    if (this.nextServiceIndex + services > MAX_SERVICE_INDEX) {
+      throw new ReloadError(`not applied: lbd numbers at most ${MAX_SERVICE_INDEX} services over its lifetime; restart lbd`);
+    }
+  }
+
   private updateService(svc: VirtualService, s: ServiceConfig): void {
     svc.name = s.name;
     if (svc.scheduler.name !== s.scheduler) svc.scheduler = createScheduler(s.scheduler);
-    svc.persistence = Math.ceil(s.persistence);
-    svc.persistenceMask = ipToInt(s.persistence_netmask);
+    const persistence = Math.ceil(s.persistence);
+    const mask = ipToInt(s.persistence_netmask);
+    if (persistence !== svc.persistence || mask !== svc.persistenceMask) {
+      // Templates made under the old settings would be looked up under the new ones: drop them.
+      this.forwarder.resetPersistence(svc);
+      svc.persistence = persistence;
+      svc.persistenceMask = mask;
+    }
     svc.changed();
   }
 

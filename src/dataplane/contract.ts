@@ -134,6 +134,7 @@ export const CONN_STATE_NAMES = [
  */
 export const SLOT_EMPTY = -1;
 export const CONN_F_INACTIVE = 1; // counted in the real server's InActConn, not ActiveConn
+export const CONN_F_PERSIST = 2; // holds a reference on its persistence template (TypeScript only)
 
 /** The slot hash both implementations use. Integer-only so C computes the same bits. */
 export function flowHash(addr: number, port: number): number {

@@ -1,5 +1,5 @@
 import {
-  ConnState, CONN_F_INACTIVE, COUNTER_COUNT, Counter, Drop, DROP_REASONS, ETH_DST, IPPROTO_TCP, SLOT_EMPTY,
+  ConnState, CONN_F_INACTIVE, CONN_F_PERSIST, COUNTER_COUNT, Counter, Drop, DROP_REASONS, ETH_DST, IPPROTO_TCP, SLOT_EMPTY,
   TCP_ACK, TCP_RST, TCP_SYN, Verdict,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
@@ -205,7 +205,8 @@ export class Forwarder {
       if (dest === null) return ~Drop.NoRealServer;
     }
     const state = f.proto === IPPROTO_TCP ? ConnState.None : ConnState.Udp;
-    const slot = this.conns.insert(f.srcAddr, connPort(svc.index, f.srcPort), dest.index, state, CONN_F_INACTIVE, this.now + 2);
+    const flags = template >= 0 ? CONN_F_INACTIVE | CONN_F_PERSIST : CONN_F_INACTIVE;
+    const slot = this.conns.insert(f.srcAddr, connPort(svc.index, f.srcPort), dest.index, state, flags, this.now + 2);
     if (slot < 0) return ~Drop.TableFull;
     if (template >= 0) this.templates.refs[template]++;
     // IPVS counts a new connection as inactive until it reaches ESTABLISHED.
@@ -331,11 +332,31 @@ export class Forwarder {
     if ((conns.flags[slot] & CONN_F_INACTIVE) !== 0) this.dests.inactive[dest]--;
     else this.dests.active[dest]--;
     const svc = this.services.all[conns.keyPort[slot] >>> 16];
-    if (svc !== undefined && svc.persistence > 0) {
+    if (svc !== undefined && (conns.flags[slot] & CONN_F_PERSIST) !== 0) {
       const t = this.templates.find((conns.keyAddr[slot] & svc.persistenceMask) >>> 0, connPort(svc.index, 0));
       if (t >= 0 && this.templates.refs[t] > 0) this.templates.refs[t]--;
     }
     conns.remove(slot);
+  }
+
+  /**
+   * The service's persistence settings changed: its templates go (their clients are scheduled
+   * afresh) and its connections no longer hold references on them, so that no template is
+   * kept alive by a count that can never reach zero.
+   */
+  resetPersistence(svc: VirtualService): void {
+    const t = this.templates;
+    for (let i = 0; i < t.slots; ) {
+      if (t.dest[i] !== SLOT_EMPTY && t.keyPort[i] >>> 16 === svc.index) {
+        this.dests.persistent[t.dest[i]]--;
+        if (t.remove(i)) continue;
+      }
+      i++;
+    }
+    const c = this.conns;
+    for (let i = 0; i < c.slots; i++) {
+      if (c.dest[i] !== SLOT_EMPTY && c.keyPort[i] >>> 16 === svc.index) c.flags[i] &= ~CONN_F_PERSIST;
+    }
   }
 
   /** A template outlives its timeout while connections still rely on it, as in IPVS. */

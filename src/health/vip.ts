@@ -95,10 +95,12 @@ export class VipProber {
   setVips(vips: number[]): void {
     const next = new Set(vips);
     if (next.size === this.vips.size && [...next].every((v) => this.vips.has(v))) return;
+    if (this.o.nft !== false) {
+      execFileSync('nft', ['-f', '-'], { input: this.nftScript([...next]), stdio: ['pipe', 'ignore', 'pipe'] });
+      this.nftInstalled = true;
+    }
+    // Only once the rule is in: a failed install is tried again on the next sync.
     this.vips = next;
-    if (this.o.nft === false) return;
-    execFileSync('nft', ['-f', '-'], { input: this.nftScript([...next]), stdio: ['pipe', 'ignore', 'pipe'] });
-    this.nftInstalled = true;
   }
 
   private open(): ProbePort {

@@ -98,3 +98,24 @@ test('apply: a new service is balanced at once; the scheduler can change under r
     await t.daemon.stop();
   }
 });
+
+test('apply: changing persistence drops the old templates; removed servers still drain to zero references', async () => {
+  const t = await testDaemon(BASE_CONFIG({ persistence: '60s' }));
+  try {
+    const fw = t.daemon.forwarder;
+    t.send(frame({ flags: SYN, sport: 51000 }));
+    t.send(frame({ flags: ACK, sport: 51000 }));
+    assert.equal(fw.templates.size, 1);
+    await t.daemon.apply(cfg(BASE_CONFIG({ persistence: '0' })));
+    assert.equal(fw.templates.size, 0, 'the template made under persistence 60s is gone');
+    assert.equal(fw.dests.persistent[0], 0);
+    // The flow goes on; when it ends nothing is left pointing at its server.
+    t.send(frame({ flags: 0x04, sport: 51000 }));
+    fw.now += 11;
+    fw.sweepAll();
+    assert.equal(fw.conns.size, 0);
+    assert.equal(fw.dests.views[0].references, 0);
+  } finally {
+    await t.daemon.stop();
+  }
+});

@@ -46,16 +46,23 @@ const SWEEP_TICKS = 10;
 /** Unresolved real-server MACs are asked for every second; resolved ones re-checked this often. */
 const ARP_REFRESH_S = 30;
 
-/** The capture filter: inbound VIP traffic of every service, and ARP. */
-export function captureFilter(services: { vip: string; port: number; protocol: string }[]): string {
-  const vipTerms = services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`);
-  return vipTerms.length ? `inbound and (arp or ${vipTerms.join(' or ')})` : 'inbound and arp';
+type ServiceAddress = { vip: string; port: number; protocol: string };
+
+/** "(dst host VIP and tcp dst port P) or …" for every service; '' when there is none. */
+function vipTerms(services: ServiceAddress[]): string {
+  return services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`).join(' or ');
 }
 
-/** The local-access filter: the host's own frames to a VIP, leaving through the dummy interface. */
-export function localAccessFilter(services: { vip: string; port: number; protocol: string }[]): string {
-  const vipTerms = services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`);
-  return vipTerms.length ? `outbound and (${vipTerms.join(' or ')})` : 'outbound and not ip';
+/** The capture filter: inbound VIP traffic of every service, and ARP. */
+export function captureFilter(services: ServiceAddress[]): string {
+  const terms = vipTerms(services);
+  return terms ? `inbound and (arp or ${terms})` : 'inbound and arp';
+}
+
+/** The local-access filter: the host's own frames to a VIP, leaving through lbd0. */
+export function localAccessFilter(services: ServiceAddress[]): string {
+  const terms = vipTerms(services);
+  return terms ? `outbound and (${terms})` : 'outbound and not ip';
 }
 
 function splitListen(listen: string): { host: string; port: number } {
@@ -503,7 +510,7 @@ export class Daemon {
     this.log.info({ interface: LocalAccess.IFACE, vips: this.localAccessVips(this.running.services) }, 'local access: the VIPs are reachable from this host');
   }
 
-  private openLocalPort(services: { vip: string; port: number; protocol: string }[]): void {
+  private openLocalPort(services: ServiceAddress[]): void {
     const port = this.openPort(LocalAccess.IFACE, localAccessFilter(services));
     port.start((buf, len) => this.forwarder.process(buf, len, port.mac));
     const old = this.localPort;
@@ -511,7 +518,7 @@ export class Daemon {
     if (old && old !== port) old.close();
   }
 
-  private refreshLocalAccess(live: { vip: string; port: number; protocol: string }[]): void {
+  private refreshLocalAccess(live: ServiceAddress[]): void {
     if (!this.localAccess.active) return;
     this.localAccess.routes(this.localAccessVips(live), interfaceAddress(this.running.interfaces.egress)!);
     this.openLocalPort(live);

@@ -23,6 +23,46 @@ export interface GuardedService {
 }
 
 /**
+ * The script for one of lbd's own nftables tables: a netdev table with a single ingress
+ * chain on `device`. "add" then "delete" first clears a table a crashed lbd may have left,
+ * without failing if there is none, so applying the script replaces the table atomically.
+ * nft 1.0.6 rejects a rule and a closing brace on one line: one rule per line.
+ */
+export function netdevIngressTable(table: string, chain: string, device: string, policy: 'accept' | 'drop', rules: string[]): string {
+  return [
+    `add table netdev ${table}`,
+    `delete table netdev ${table}`,
+    `table netdev ${table} {`,
+    `  chain ${chain} {`,
+    `    type filter hook ingress device "${device}" priority 0; policy ${policy};`,
+    ...rules.map((r) => `    ${r}`),
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Runs an nft script; a failure is a HostSetupError with nft's own message. */
+export function nftApply(script: string): void {
+  try {
+    execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string; code?: string };
+    if (err.code === 'ENOENT') throw new HostSetupError('nft not found: install the nftables package');
+    throw new HostSetupError(`nftables: ${err.stderr?.toString().trim() || err.message}`);
+  }
+}
+
+/** Removes one of lbd's tables; one that is already gone is fine. */
+export function nftDeleteTable(table: string): void {
+  try {
+    execFileSync('nft', ['delete', 'table', 'netdev', table], { stdio: 'ignore' });
+  } catch {
+    /* not there */
+  }
+}
+
+/**
  * Keeps the host's own kernel away from balanced traffic: without it the kernel answers a
  * local VIP's SYNs itself (RST, or a local listener) or, with ip_forward=1, routes the frames
  * a second time. One netdev-ingress rule per service on the capture interface drops exactly
@@ -36,40 +76,19 @@ export class HostGuard {
   constructor(private readonly captureInterface: string) {}
 
   script(services: GuardedService[]): string {
-    const t = HostGuard.TABLE;
-    // "add" then "delete" clears a table a crashed lbd may have left, without failing if none.
-    const lines = [
-      `add table netdev ${t}`,
-      `delete table netdev ${t}`,
-      `table netdev ${t} {`,
-      `  chain capture_ingress {`,
-      `    type filter hook ingress device "${this.captureInterface}" priority 0; policy accept;`,
-    ];
-    // nft 1.0.6 rejects a rule and a closing brace on one line: one rule per line.
-    for (const s of services) lines.push(`    ip daddr ${s.vip} ${s.protocol} dport ${s.port} drop`);
-    lines.push('  }', '}', '');
-    return lines.join('\n');
+    const rules = services.map((s) => `ip daddr ${s.vip} ${s.protocol} dport ${s.port} drop`);
+    return netdevIngressTable(HostGuard.TABLE, 'capture_ingress', this.captureInterface, 'accept', rules);
   }
 
   install(services: GuardedService[]): void {
-    this.nft(this.script(services));
+    nftApply(this.script(services));
     this.installed = true;
   }
 
   remove(): void {
     if (!this.installed) return;
-    this.nft(`delete table netdev ${HostGuard.TABLE}\n`);
+    nftApply(`delete table netdev ${HostGuard.TABLE}\n`);
     this.installed = false;
-  }
-
-  private nft(script: string): void {
-    try {
-      execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
-    } catch (e) {
-      const err = e as { stderr?: Buffer; message: string; code?: string };
-      if (err.code === 'ENOENT') throw new HostSetupError('nft not found: install the nftables package');
-      throw new HostSetupError(`nftables: ${err.stderr?.toString().trim() || err.message}`);
-    }
   }
 }
 
@@ -98,22 +117,7 @@ export class LocalAccess {
     run('ip', ['link', 'set', peer, 'mtu', String(mtu), 'up']);
     run('ip', ['link', 'set', dev, 'arp', 'off', 'mtu', String(mtu), 'up']);
     run('ethtool', ['-K', dev, 'tx', 'off', 'sg', 'off', 'tso', 'off', 'gso', 'off']);
-    const t = LocalAccess.TABLE;
-    const script = [
-      `add table netdev ${t}`,
-      `delete table netdev ${t}`,
-      `table netdev ${t} {`,
-      '  chain peer_ingress {',
-      `    type filter hook ingress device "${peer}" priority 0; policy drop;`,
-      '  }',
-      '}',
-      '',
-    ].join('\n');
-    try {
-      execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
-    } catch (e) {
-      throw new HostSetupError(`nftables: ${(e as { stderr?: Buffer }).stderr?.toString().trim() || (e as Error).message}`);
-    }
+    nftApply(netdevIngressTable(LocalAccess.TABLE, 'peer_ingress', peer, 'drop', []));
     this.routes(vips, sourceAddress);
   }
 
@@ -126,15 +130,11 @@ export class LocalAccess {
   /** Deleting the pair removes its routes too. */
   teardown(quiet = false): void {
     if (!this.active && !quiet) return;
-    for (const [cmd, args] of [
-      ['nft', ['delete', 'table', 'netdev', LocalAccess.TABLE]],
-      ['ip', ['link', 'del', LocalAccess.IFACE]],
-    ] as [string, string[]][]) {
-      try {
-        execFileSync(cmd, args, { stdio: 'ignore' });
-      } catch {
-        /* not there */
-      }
+    nftDeleteTable(LocalAccess.TABLE);
+    try {
+      execFileSync('ip', ['link', 'del', LocalAccess.IFACE], { stdio: 'ignore' });
+    } catch {
+      /* not there */
     }
     this.active = false;
   }

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { netdevIngressTable, nftApply, nftDeleteTable } from '../dataplane/host';
 import { randomBytes } from 'node:crypto';
 import { CapPort } from '../dataplane/io';
 import { intToIp } from '../dataplane/packet';
@@ -77,18 +77,8 @@ export class VipProber {
   }
 
   nftScript(vips: number[]): string {
-    const lines = [
-      `add table netdev ${NFT_TABLE}`,
-      `delete table netdev ${NFT_TABLE}`,
-      `table netdev ${NFT_TABLE} {`,
-      `  chain probe_ingress {`,
-      `    type filter hook ingress device "${this.o.iface}" priority 0; policy accept;`,
-    ];
-    for (const v of vips) {
-      lines.push(`    ip saddr ${intToIp(v)} ip daddr ${intToIp(this.o.egressIp)} tcp dport ${PROBE_PORT_MIN}-${PROBE_PORT_MAX} drop`);
-    }
-    lines.push('  }', '}', '');
-    return lines.join('\n');
+    const rules = vips.map((v) => `ip saddr ${intToIp(v)} ip daddr ${intToIp(this.o.egressIp)} tcp dport ${PROBE_PORT_MIN}-${PROBE_PORT_MAX} drop`);
+    return netdevIngressTable(NFT_TABLE, 'probe_ingress', this.o.iface, 'accept', rules);
   }
 
   /** The VIPs probed: the nftables rule covers exactly these sources. */
@@ -96,7 +86,7 @@ export class VipProber {
     const next = new Set(vips);
     if (next.size === this.vips.size && [...next].every((v) => this.vips.has(v))) return;
     if (this.o.nft !== false) {
-      execFileSync('nft', ['-f', '-'], { input: this.nftScript([...next]), stdio: ['pipe', 'ignore', 'pipe'] });
+      nftApply(this.nftScript([...next]));
       this.nftInstalled = true;
     }
     // Only once the rule is in: a failed install is tried again on the next sync.
@@ -138,18 +128,7 @@ export class VipProber {
       };
       p.timer.unref?.();
       this.pending.set(sport, p);
-      const syn = buildTcpFrame({
-        dstMac,
-        srcMac: this.o.egressMac,
-        srcIp: this.o.egressIp,
-        dstIp: vip,
-        sport,
-        dport: vport,
-        seq,
-        ack: 0,
-        flags: TCP_SYN,
-        mss: 1460,
-      });
+      const syn = this.probeFrame(dstMac, vip, vport, sport, seq, TCP_SYN);
       this.stats.probes++;
       if (!port.send(syn, syn.length)) this.finish(sport, { ok: false, reason: 'vip path: send failed' });
     });
@@ -182,8 +161,9 @@ export class VipProber {
     this.finish(sport, { ok: false, reason: 'vip path: no SYN-ACK' });
   }
 
-  private sendRst(dstMac: Uint8Array, vip: number, vport: number, sport: number, seq: number): void {
-    const rst = buildTcpFrame({
+  /** A probe's segment: from the egress address and a probe port to VIP:port, at the real server's MAC. */
+  private probeFrame(dstMac: Uint8Array, vip: number, vport: number, sport: number, seq: number, flags: number): Buffer {
+    return buildTcpFrame({
       dstMac,
       srcMac: this.o.egressMac,
       srcIp: this.o.egressIp,
@@ -192,8 +172,13 @@ export class VipProber {
       dport: vport,
       seq,
       ack: 0,
-      flags: TCP_RST,
+      flags,
+      ...(flags === TCP_SYN ? { mss: 1460 } : {}),
     });
+  }
+
+  private sendRst(dstMac: Uint8Array, vip: number, vport: number, sport: number, seq: number): void {
+    const rst = this.probeFrame(dstMac, vip, vport, sport, seq, TCP_RST);
     if (this.port?.send(rst, rst.length)) this.stats.rstsSent++;
   }
 
@@ -253,11 +238,7 @@ export class VipProber {
     this.port?.close();
     this.port = null;
     if (this.nftInstalled) {
-      try {
-        execFileSync('nft', ['delete', 'table', 'netdev', NFT_TABLE], { stdio: 'ignore' });
-      } catch {
-        /* already gone */
-      }
+      nftDeleteTable(NFT_TABLE);
       this.nftInstalled = false;
     }
     this.vips = new Set();

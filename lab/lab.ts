@@ -689,7 +689,7 @@ class LabImpl implements Lab {
       'KeepAlive On',
       'MaxKeepAliveRequests 0',
       'KeepAliveTimeout 15',
-      // a slow reader (curl --limit-rate) must be able to take minutes over /big.bin
+      // a held or slow reader (lab/held-download.ts, curl --limit-rate) may keep /big.bin open for minutes
       'Timeout 600',
       'ListenBacklog 1024',
       'EnableSendfile On',

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
+import { HeldDownload, heldDownload, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
 
 // One lab for the file, with a third real server (10.0.10.112) to serve as the sorry server.
 let lab: Lab;
@@ -264,20 +264,15 @@ test('a flapping server (Apache up/down every second) is damped: down once, kept
   }
 });
 
-test('drain: weight 0 by SIGHUP reload while a slow download runs on server111: new flows avoid it, the download completes', async (t) => {
+test('drain: weight 0 by SIGHUP reload while a long download runs on server111: new flows avoid it, the download completes', async (t) => {
   const lbd = await startLbd(lab, config({ svc: TCP_CHECK }));
+  let dl: HeldDownload | undefined;
   try {
     await sleep(400);
     assert.equal(tryCurl(), 'server40'); // rr: the next flow goes to server111
-    // 3 MB at 1 MB/s: a connection that stays open ~3 s.
-    const dl = lab.spawn(
-      lab.ns.client,
-      ['curl', '-sS', '--max-time', '20', '--limit-rate', '1M', '-r', '0-2999999', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `http://${lab.addr.vip}/big.bin`],
-      { stdio: ['ignore', 'pipe', 'pipe'], ref: true },
-    );
-    let out = '';
-    dl.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((r) => dl.once('exit', (code) => r(code)));
+    // A download that holds its connection open until released: the long-lived flow.
+    dl = heldDownload(lab, lab.addr.vip);
+    assert.equal(await dl.started, 200);
     await sleep(500);
     const entries = (r: number) => lbd.metric('lbd_real_server_active_connections', { real: real(r) }) + lbd.metric('lbd_real_server_inactive_connections', { real: real(r) });
     assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'the download runs on server111');
@@ -294,17 +289,15 @@ test('drain: weight 0 by SIGHUP reload while a slow download runs on server111: 
     assert.deepEqual(during.bodies, Array(6).fill('server40'), 'new connections avoid the quiesced server');
     assert.equal(entries(1), 1, 'the open one is still there');
     assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'and nothing new went to server111');
-    assert.equal(dl.exitCode, null, 'still downloading after the reload');
-    const timer = setTimeout(() => lab.kill(dl), 20000);
-    const code = await exited;
-    clearTimeout(timer);
-    assert.equal(code, 0, out);
-    assert.equal(out.trim(), '206 3000000', 'the download completed on the drained server');
+    assert.ok(dl.running(), 'still downloading after the reload');
+    dl.release();
+    assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`, 'the download completed on the drained server');
     await sleep(200);
     assert.equal(lbd.metric('lbd_real_server_active_connections', { real: real(1) }), 0, 'active connections fell to zero');
     assert.equal(lbd.metric('lbd_real_server_up', { real: real(1) }), 1, 'drain is not a health verdict');
-    t.diagnostic('drain: 3 MB slow download on server111 completed across a weight-0 reload; 6 new curls all to server40');
+    t.diagnostic('drain: a 20 MiB download held open on server111 completed across a weight-0 reload; 6 new curls all to server40');
   } finally {
+    if (dl?.running()) lab.kill(dl.proc);
     await lbd.stop();
   }
 });

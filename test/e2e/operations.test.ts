@@ -8,7 +8,7 @@ import { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createLab, Lab } from '../../lab/lab';
-import { curl, LBD_BIN, lbdConfig, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
+import { curl, HeldDownload, heldDownload, LBD_BIN, lbdConfig, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
 
 let lab: Lab;
 before(() => {
@@ -39,13 +39,17 @@ function background(cmd: string[]): { proc: ChildProcess; done: Promise<string> 
   return { proc, done };
 }
 
-/**
- * A slow download that keeps one connection ESTABLISHED for about 10 s: the lab's 20 MiB
- * /big.bin at 2 MB/s (curl 7.88 lets a small ranged download at 200k through in ~1.5 s, its
- * socket buffers absorb it, so the whole file at a higher limit is the reliable long flow).
- */
-const slowDownload = () =>
-  background(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', '--limit-rate', '2M', '--max-time', '60', `http://${lab.addr.vip}/big.bin`]);
+/** The lab's 20 MiB /big.bin through the VIP, its connection held ESTABLISHED until released. */
+const longDownload = () => heldDownload(lab, lab.addr.vip);
+
+/** Runs `lbd ARGS` in the balancer namespace without waiting for it. */
+function lbdCliAsync(args: string[]): { proc: ChildProcess; done: Promise<{ code: number | null; out: string }> } {
+  const proc = lab.spawn(lab.ns.balancer, [process.execPath, LBD_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ref: true });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return { proc, done: new Promise((resolve) => proc.once('exit', (code) => resolve({ code, out }))) };
+}
 
 /** Writes a new config file for a running lbd (its admin socket kept). */
 function rewrite(lbd: LbdProcess, yaml: string): void {
@@ -61,6 +65,7 @@ const oneServer = (weight = 1) =>
 test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns, -c, --rate)', async () => {
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));
   const [rs0, rs1] = lab.addr.rs;
+  let dl: HeldDownload | undefined;
   try {
     for (let i = 0; i < 6; i++) assert.match(curl(lab, `http://${lab.addr.vip}/`), /^server(40|111)$/);
     await sleep(300);
@@ -72,8 +77,9 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     assert.match(row(rs0), /^ {2}-> \S+ +Route {3}1 {6}0 {10}3 {10}unchecked$/, text);
     assert.match(row(rs1), /^ {2}-> \S+ +Route {3}1 {6}0 {10}3 {10}unchecked$/, text);
 
-    const dl = slowDownload();
-    await sleep(1500);
+    dl = longDownload();
+    assert.equal(await dl.started, 200);
+    await sleep(200);
     const j = listJson(lbd);
     const busy = j.services[0].reals.find((r: any) => r.active === 1);
     assert.ok(busy, JSON.stringify(j.services[0].reals));
@@ -95,7 +101,8 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     assert.equal(est.length, 1, c.join('\n'));
     assert.match(est[0], new RegExp(`^TCP \\d\\d:\\d\\d  ESTABLISHED ${lab.addr.client.replace(/\./g, '\\.')}:\\d+ +${lab.addr.vip.replace(/\./g, '\\.')}:80 +${busy.address.replace(/\./g, '\\.')}:80$`));
 
-    lab.kill(dl.proc);
+    dl.release();
+    assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`);
     // --rate: per second over the last 2-second interval. A download's ACKs come in bursts
     // (TCP window updates), so measure a steady stream instead: ~10 connections a second for
     // 4.5 s, then read the rates of the last full interval.
@@ -106,6 +113,7 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     assert.ok(rate.inbps > 0 && rate.outpps === 0, JSON.stringify(rate));
     assert.match(cliOk(['list', '--rate', '--socket', lbd.socket]), /CPS {4}InPPS {3}OutPPS {4}InBPS {3}OutBPS/);
   } finally {
+    if (dl?.running()) lab.kill(dl.proc);
     await lbd.stop();
   }
 });
@@ -172,9 +180,11 @@ test('a bad config on reload is refused with the lbd check errors; the running c
 
 test('drain keeps a long-lived connection while new ones avoid the server; --wait reports until it ends', async () => {
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));
+  let dl: HeldDownload | undefined;
   try {
-    const dl = slowDownload();
-    await sleep(1000);
+    dl = longDownload();
+    assert.equal(await dl.started, 200);
+    await sleep(200);
     const conns = JSON.parse(cliOk(['list', '-c', '--json', '--socket', lbd.socket]));
     const est = conns.filter((e: any) => e.state === 'ESTABLISHED');
     assert.equal(est.length, 1, JSON.stringify(conns));
@@ -184,13 +194,20 @@ test('drain keeps a long-lived connection while new ones avoid the server; --wai
     const out = cliOk(['server', 'drain', 'web', busy, '--socket', lbd.socket]);
     assert.equal(out, `update real server ${busy} of ${lab.addr.vip}:80/tcp: weight\n`);
     for (let i = 0; i < 4; i++) assert.equal(curl(lab, `http://${lab.addr.vip}/`), otherName, 'new connections avoid the drained server');
-    const w = cliOk(['server', 'drain', 'web', busy, '--wait', '--timeout', '40', '--socket', lbd.socket]).trim().split('\n');
+    const waiting = lbdCliAsync(['server', 'drain', 'web', busy, '--wait', '--timeout', '40', '--socket', lbd.socket]);
+    await sleep(2500);
+    assert.ok(dl.running(), 'the long-lived download is still open');
+    dl.release();
+    assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`, 'the long-lived download completed through the drain');
+    const { code, out: waitOut } = await waiting.done;
+    assert.equal(code, 0, waitOut);
+    const w = waitOut.trim().split('\n');
     assert.ok(w.filter((l) => l.includes(': 1 active')).length >= 2, `reported every second:\n${w.join('\n')}`);
     assert.equal(w[w.length - 1], `${busy}:80 drained: no active connection left`);
-    assert.equal((await dl.done).trim(), '200 20971520', 'the long-lived download completed through the drain');
     const saved = cliOk(['save', '--socket', lbd.socket]);
     assert.match(saved, new RegExp(`address: ${busy.replace(/\./g, '\\.')}\\n {8}port: 80\\n {8}weight: 0`));
   } finally {
+    if (dl?.running()) lab.kill(dl.proc);
     await lbd.stop();
   }
 });

@@ -97,6 +97,59 @@ export function curl(lab: Lab, url: string, maxTime = 5): string {
   return lab.exec(lab.ns.client, ['curl', '-sS', '--max-time', String(maxTime), url]).trim();
 }
 
+const HELD_DOWNLOAD_JS = path.resolve(__dirname, '../../lab/held-download.js');
+
+export interface HeldDownload {
+  proc: ChildProcess;
+  /** Resolves with the HTTP status once the first bytes arrived and reading stopped. */
+  started: Promise<number>;
+  /** Let it read to the end. */
+  release(): void;
+  /** Resolves with the last line it printed: `done STATUS BYTES` or `error ...`. */
+  done: Promise<string>;
+  /** True while the process runs (the connection is still open). */
+  running(): boolean;
+}
+
+/**
+ * A download from the lab's client that holds its connection ESTABLISHED until release():
+ * a long-lived flow whose length does not depend on how fast the machine is (see
+ * lab/held-download.ts for why curl --limit-rate is not that).
+ */
+export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port = 80): HeldDownload {
+  const proc = lab.spawn(lab.ns.client, [process.execPath, HELD_DOWNLOAD_JS, '--host', host, '--port', String(port), '--path', urlPath], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    ref: true,
+  });
+  let out = '';
+  let onStart: (status: number) => void = () => undefined;
+  let onFail: (err: Error) => void = () => undefined;
+  const started = new Promise<number>((resolve, reject) => {
+    onStart = resolve;
+    onFail = reject;
+  });
+  started.catch(() => undefined); // a test that never awaits it must not die of the rejection
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    const m = /^started (\d+)$/m.exec(out);
+    if (m) onStart(Number(m[1]));
+  });
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<string>((resolve) =>
+    proc.once('exit', () => {
+      onFail(new Error(`held download ended before it started: ${out.trim()}`));
+      resolve(out.trim().split('\n').pop() ?? '');
+    }),
+  );
+  return {
+    proc,
+    started,
+    release: () => proc.stdin!.end('go\n'),
+    done,
+    running: () => proc.exitCode === null && proc.signalCode === null,
+  };
+}
+
 /** Parses wrk's summary. */
 export function parseWrk(out: string): { requests: number; socketErrors: number; non2xx: number; rps: number } {
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);

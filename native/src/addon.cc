@@ -361,7 +361,9 @@ void Dataplane::onReadable() {
   uint32_t np = 0;
   const uint32_t hdrLen = TPACKET_ALIGN(sizeof(tpacket2_hdr));
   const uint32_t frameSize = ring_.frameSize();
-  for (uint32_t budget = kWakeBudget; budget > 0; budget--) {
+  // closeRequested_: close() from an upcall of this wake-up; the frames taken so far are
+  // flushed and handed back, the rest stay in the ring for the socket's close to discard.
+  for (uint32_t budget = kWakeBudget; budget > 0 && !closeRequested_; budget--) {
     tpacket2_hdr* h = ring_.frame(ring_.cursor);
     const uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if ((st & TP_STATUS_USER) == 0) break;

@@ -109,5 +109,5 @@ ${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
 test('dataplane: native refuses to start when the capture interface cannot be opened natively', async (t) => {
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const yaml = lbdConfig(lab, { top: top() }).replace(`capture: ${lab.ifaces.balancerCapture}`, 'capture: lo');
-  await assert.rejects(startLbd(lab, yaml, { timeoutMs: 5000 }), /dataplane: native.*not Ethernet/s);
+  await assert.rejects(startLbd(lab, yaml), /dataplane: native.*not Ethernet/s);
 });

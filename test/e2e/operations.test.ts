@@ -43,12 +43,13 @@ function background(cmd: string[]): { proc: ChildProcess; done: Promise<string> 
 const longDownload = () => heldDownload(lab, lab.addr.vip);
 
 /** Runs `lbd ARGS` in the balancer namespace without waiting for it. */
-function lbdCliAsync(args: string[]): { proc: ChildProcess; done: Promise<{ code: number | null; out: string }> } {
+function lbdCliAsync(args: string[]): { proc: ChildProcess; out(): string; done: Promise<{ code: number | null; out: string }> } {
   const proc = lab.spawn(lab.ns.balancer, [process.execPath, LBD_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ref: true });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { proc, done: new Promise((resolve) => proc.once('exit', (code) => resolve({ code, out }))) };
+  // 'close', not 'exit': the pipes are drained by then.
+  return { proc, out: () => out, done: new Promise((resolve) => proc.once('close', (code) => resolve({ code, out }))) };
 }
 
 /** Writes a new config file for a running lbd (its admin socket kept). */
@@ -66,6 +67,7 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));
   const [rs0, rs1] = lab.addr.rs;
   let dl: HeldDownload | undefined;
+  let stream: ReturnType<typeof background> | undefined;
   try {
     for (let i = 0; i < 6; i++) assert.match(curl(lab, `http://${lab.addr.vip}/`), /^server(40|111)$/);
     await sleep(300);
@@ -103,17 +105,22 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
 
     dl.release();
     assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`);
-    // --rate: per second over the last 2-second interval. A download's ACKs come in bursts
+    // --rate: per second over the last full 2-second interval. A download's ACKs come in bursts
     // (TCP window updates), so measure a steady stream instead: ~10 connections a second for
-    // 4.5 s, then read the rates of the last full interval.
-    lab.exec(lab.ns.client, ['sh', '-c', `for i in $(seq 45); do curl -s -o /dev/null http://${lab.addr.vip}/; sleep 0.1; done`], { timeoutMs: 30000 });
+    // about 7 s, and read the rates 4 s into it, when a whole interval lies inside the stream.
+    stream = background(['sh', '-c', `for i in $(seq 70); do curl -s -o /dev/null http://${lab.addr.vip}/; sleep 0.1; done`]);
+    await sleep(4000);
     const rate = listJson(lbd).services[0].rate;
     assert.ok(rate.cps >= 3 && rate.cps <= 15, JSON.stringify(rate));
     assert.ok(rate.inpps >= 5 * rate.cps, JSON.stringify(rate));
     assert.ok(rate.inbps > 0 && rate.outpps === 0, JSON.stringify(rate));
     assert.match(cliOk(['list', '--rate', '--socket', lbd.socket]), /CPS {4}InPPS {3}OutPPS {4}InBPS {3}OutBPS/);
+    const stopStream = setTimeout(() => lab.kill(stream!.proc), 30000);
+    await stream.done;
+    clearTimeout(stopStream);
   } finally {
     if (dl?.running()) lab.kill(dl.proc);
+    if (stream && stream.proc.exitCode === null) lab.kill(stream.proc);
     await lbd.stop();
   }
 });
@@ -171,8 +178,10 @@ test('a bad config on reload is refused with the lbd check errors; the running c
     assert.equal(cliOk(['save', '--socket', lbd.socket]), before, 'the running config stays');
     const bodies = [0, 1, 2, 3].map(() => curl(lab, `http://${lab.addr.vip}/`));
     assert.deepEqual(new Set(bodies), new Set(['server40', 'server111']));
-    await sleep(200); // the CLI calls above were synchronous: let lbd's log lines arrive
-    assert.ok(lbd.logs().some((l) => l.msg === 'reload refused: the config file has errors; the running config stays'));
+    // The CLI calls above were synchronous: lbd's log lines arrive once the test awaits.
+    const refused = (l: any) => l.msg === 'reload refused: the config file has errors; the running config stays';
+    for (const deadline = Date.now() + 5000; !lbd.logs().some(refused) && Date.now() < deadline; ) await sleep(50);
+    assert.ok(lbd.logs().some(refused), 'the refusal is logged');
   } finally {
     await lbd.stop();
   }
@@ -195,7 +204,11 @@ test('drain keeps a long-lived connection while new ones avoid the server; --wai
     assert.equal(out, `update real server ${busy} of ${lab.addr.vip}:80/tcp: weight\n`);
     for (let i = 0; i < 4; i++) assert.equal(curl(lab, `http://${lab.addr.vip}/`), otherName, 'new connections avoid the drained server');
     const waiting = lbdCliAsync(['server', 'drain', 'web', busy, '--wait', '--timeout', '40', '--socket', lbd.socket]);
-    await sleep(2500);
+    // Two reports of the open connection (one a second), then let the download finish.
+    for (const deadline = Date.now() + 15000; (waiting.out().match(/: 1 active/g) ?? []).length < 2; ) {
+      if (Date.now() > deadline) throw new Error(`drain --wait did not report twice:\n${waiting.out()}`);
+      await sleep(100);
+    }
     assert.ok(dl.running(), 'the long-lived download is still open');
     dl.release();
     assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`, 'the long-lived download completed through the drain');

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { curl, lbdConfig, startLbd } from '../helpers/lbd-process';
+import { curl, lbdConfig, sampleValue, startLbd } from '../helpers/lbd-process';
 
 // The seed's two-NIC shape: clients on eth0's network, real servers behind eth1 with the
 // balancer as their gateway. lbd captures on eth0 and re-injects on eth1; replies are routed
@@ -18,9 +18,19 @@ test('two NICs: capture on eth0, egress on eth1, replies routed by the kernel', 
   try {
     const bodies = [0, 1, 2, 3, 4, 5].map(() => curl(lab, `http://${lab.addr.vip}/`));
     assert.deepEqual(bodies, ['server40', 'server111', 'server40', 'server111', 'server40', 'server111']);
-    const received = lbd.metric('lbd_received_packets_total');
-    const forwarded = lbd.metric('lbd_forwarded_packets_total');
-    const arp = lbd.metric('lbd_arp_packets_total');
+    // One scrape for all three, once the last connection's closing segments have arrived
+    // (two scrapes in a row agree).
+    let text = lbd.metrics();
+    for (let prev = '', deadline = Date.now() + 5000; Date.now() < deadline; ) {
+      const counters = text.split('\n').filter((l) => /^lbd_(received|forwarded|arp)_packets_total /.test(l)).join('\n');
+      if (counters === prev) break;
+      prev = counters;
+      await new Promise((r) => setTimeout(r, 200));
+      text = lbd.metrics();
+    }
+    const received = sampleValue(text, 'lbd_received_packets_total');
+    const forwarded = sampleValue(text, 'lbd_forwarded_packets_total');
+    const arp = sampleValue(text, 'lbd_arp_packets_total');
     // Every frame lbd received was a client's frame to the VIP (forwarded) or ARP: no reply
     // from a real server ever reached it.
     assert.equal(received, forwarded + arp, `received ${received}, forwarded ${forwarded}, arp ${arp}`);

@@ -51,10 +51,14 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
   });
   proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  // 'close' comes after 'exit' once stdout and stderr are drained: only then are the logs complete.
+  const closed = new Promise<void>((resolve) => proc.once('close', () => resolve()));
+  const drained = () => Promise.race([closed, new Promise<void>((r) => setTimeout(r, 2000))]);
   const deadline = Date.now() + (opts.timeoutMs ?? 15000);
   while (!lines.some((l) => l.msg === 'lbd started')) {
     if (proc.exitCode !== null || Date.now() > deadline) {
       if (proc.exitCode === null) lab.kill(proc);
+      await drained();
       throw new Error(`lbd did not start (exit ${proc.exitCode}):\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -69,12 +73,17 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
     metric: (name, labels = {}) => sampleValue(metrics(), name, labels),
     async stop() {
       const t0 = Date.now();
-      if (proc.exitCode !== null) return { code: proc.exitCode, ms: 0 };
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        await drained();
+        return { code: proc.exitCode, ms: 0 };
+      }
       proc.kill('SIGTERM');
       const timer = setTimeout(() => lab.kill(proc, { signal: 'SIGKILL', graceMs: 0 }), 5000);
       const code = await exited;
       clearTimeout(timer);
-      return { code, ms: Date.now() - t0 };
+      const ms = Date.now() - t0;
+      await drained();
+      return { code, ms };
     },
   };
 }

@@ -235,10 +235,18 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     assert.match(o.stderr, /1 runtime change not in .*lb\.yaml.*lbd save > /);
     // drain --wait: reports each second; the open flow ends (RST) while it waits.
     o = io();
-    setTimeout(() => t.send(frame({ flags: 0x04, sport: 40001 })), 1200);
-    const t0 = Date.now();
+    // The RST comes after the first report of the open flow, however late that report is.
+    const writeOut = o.out;
+    let reset = false;
+    o.out = (text: string) => {
+      writeOut(text);
+      if (!reset && / 1 active/.test(text)) {
+        reset = true;
+        setImmediate(() => t.send(frame({ flags: 0x04, sport: 40001 })));
+      }
+    };
     assert.equal(await main(['server', 'drain', 'web', '10.0.10.40', '--wait', '--timeout', '10', '--socket', sock], o), 0);
-    assert.ok(Date.now() - t0 >= 1000);
+    assert.ok(reset, 'it reported the open flow before it ended');
     const lines = o.stdout.trim().split('\n');
     assert.equal(lines[0], 'update real server 10.0.10.40 of 10.0.10.100:80/tcp: weight');
     assert.equal(lines[1], '10.0.10.40:80 (web): 1 active, 0 inactive connection');

@@ -4,7 +4,7 @@
  */
 import type { ConnEntry, ListResult, RealView, ServiceView } from '../control/admin';
 
-export type ListMode = 'plain' | 'stats' | 'rate';
+export type ListMode = 'plain' | 'stats' | 'rate' | 'thresholds';
 
 function padEnd(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
@@ -70,6 +70,10 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
   if (mode === 'plain') {
     lines.push('Prot LocalAddress:Port Scheduler Flags');
     lines.push('  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health');
+  } else if (mode === 'thresholds') {
+    // ipvsadm -L -n --thresholds, plus lbd's Overload column (is the server over its threshold now).
+    lines.push('Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn Overload');
+    lines.push('  -> RemoteAddress:Port');
   } else {
     const cols = mode === 'stats' ? ['Conns', 'InPkts', 'OutPkts', 'InBytes', 'OutBytes'] : ['CPS', 'InPPS', 'OutPPS', 'InBPS', 'OutBPS'];
     lines.push(`${padEnd('Prot LocalAddress:Port', 33)} ${cols.map((c) => padStart(c, 8)).join(' ')}`);
@@ -77,7 +81,7 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
   }
   const services = o.nosort ? r.services : sortServices(r.services);
   for (const s of services) {
-    if (mode === 'plain') {
+    if (mode === 'plain' || mode === 'thresholds') {
       let line = `${serviceName(s)} ${s.scheduler}`;
       if (s.persistence > 0) {
         line += ` persistent ${Math.ceil(s.persistence)}`;
@@ -85,6 +89,13 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
       }
       line += s.removed ? ` (${s.name}, removed: draining)` : ` (${s.name})`;
       lines.push(line);
+      if (mode === 'thresholds') {
+        for (const d of s.reals) {
+          const cols = [d.u_threshold, d.l_threshold, d.active, d.inactive].map((n) => padEnd(String(n), 10)).join(' ');
+          lines.push(`  -> ${padEnd(realName(d), 28)} ${cols} ${d.overloaded ? 'yes' : 'no'}`);
+        }
+        continue;
+      }
       for (const d of s.reals) {
         lines.push(
           `  -> ${padEnd(realName(d), 28)} ${padEnd(d.forward, 7)} ${padEnd(String(d.weight), 6)} ${padEnd(String(d.active), 10)} ${padEnd(String(d.inactive), 10)} ${healthText(d)}`,

@@ -4,7 +4,7 @@ import { resolveServiceView } from './resolve';
 import { bool, Command, parseFlags, socketPath, UsageError } from './command';
 import { formatConnections, formatList } from './format';
 
-const USAGE = `Usage: lbd list [SERVICE] [--stats | --rate | -c] [--json] [--exact] [--nosort]
+const USAGE = `Usage: lbd list [SERVICE] [--stats | --rate | --thresholds | -c] [--json] [--exact] [--nosort]
                 [--socket PATH | --config FILE]
 
 The running services and real servers in \`ipvsadm -L -n\` layout, plus lbd's Health
@@ -14,6 +14,8 @@ Options:
   --stats              Conns InPkts OutPkts InBytes OutBytes (totals since start; Out* are 0:
                        in Direct Routing the replies never pass through lbd)
   --rate               CPS InPPS OutPPS InBPS OutBPS over the last 2-second interval
+  --thresholds         Uthreshold Lthreshold ActiveConn InActConn, and whether each real
+                       server is overloaded now (over u_threshold, not yet below l_threshold)
   -c, --connections    the connection table: pro expire state source virtual destination
   --json               the daemon's answer as JSON (for scripts)
   -x, --exact          exact numbers in --stats/--rate (no K/M/G)
@@ -26,7 +28,7 @@ Options:
 
 export const command: Command = {
   name: 'list',
-  summary: 'list services and real servers like ipvsadm -L -n (--stats, --rate, -c, --json)',
+  summary: 'list services and real servers like ipvsadm -L -n (--stats, --rate, --thresholds, -c, --json)',
   usage: USAGE,
   async run(argv, io) {
     const p = parseFlags(
@@ -34,6 +36,7 @@ export const command: Command = {
       {
         '--stats': {},
         '--rate': {},
+        '--thresholds': {},
         '--connections': { short: '-c' },
         '--json': {},
         '--exact': { short: '-x' },
@@ -49,7 +52,7 @@ export const command: Command = {
       io.out(USAGE);
       return 0;
     }
-    const modes = ['--stats', '--rate', '--connections'].filter((m) => bool(p, m));
+    const modes = ['--stats', '--rate', '--thresholds', '--connections'].filter((m) => bool(p, m));
     if (modes.length > 1) throw new UsageError(`lbd list: ${modes.join(' and ')} cannot be combined`);
     if (p.positionals.length > 1) throw new UsageError(`lbd list: one SERVICE at most (got ${p.positionals.join(' ')})`);
     const sock = socketPath(p);
@@ -70,7 +73,8 @@ export const command: Command = {
       io.out(JSON.stringify(r, null, 2) + '\n');
       return 0;
     }
-    io.out(formatList(r, { mode: bool(p, '--stats') ? 'stats' : bool(p, '--rate') ? 'rate' : 'plain', exact: bool(p, '--exact'), nosort: bool(p, '--nosort') }));
+    const mode = bool(p, '--stats') ? 'stats' : bool(p, '--rate') ? 'rate' : bool(p, '--thresholds') ? 'thresholds' : 'plain';
+    io.out(formatList(r, { mode, exact: bool(p, '--exact'), nosort: bool(p, '--nosort') }));
     return 0;
   },
 };

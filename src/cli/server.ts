@@ -4,8 +4,8 @@ import { LbdError } from '../errors';
 import { bool, CliIO, Command, parseFlags, saveHint, socketPath, str, UsageError } from './command';
 import { resolveServiceView } from './resolve';
 
-const USAGE = `Usage: lbd server add    SERVICE ADDRESS [--weight N] [--mac MAC]
-       lbd server edit   SERVICE ADDRESS [--weight N] [--mac MAC|auto]
+const USAGE = `Usage: lbd server add    SERVICE ADDRESS [--weight N] [--mac MAC] [-x N] [-y N]
+       lbd server edit   SERVICE ADDRESS [--weight N] [--mac MAC|auto] [-x N] [-y N]
        lbd server remove SERVICE ADDRESS
        lbd server drain  SERVICE ADDRESS [--wait [--timeout SECONDS]]
        (each with [--socket PATH | --config FILE])
@@ -16,6 +16,10 @@ accepted when PORT is the service port: Direct Routing cannot change it).
 
   add      a new real server (weight 1 unless --weight; MAC by ARP unless --mac)
   edit     change its weight and/or MAC (--mac auto: resolve it by ARP again)
+  -x, --u-threshold N  at N connections (active + inactive) the server takes no new
+                       ones: it is overloaded (ipvsadm -x; 0 = no limit)
+  -y, --l-threshold N  it takes new connections again below N (default: below 3/4 of
+                       the upper threshold; ipvsadm -y)
   remove   take it out; its flows drain (or are cut with on_remove: drop, see docs)
   drain    weight 0: no new connections, existing ones continue. With --wait, reports its
            active connections every second until none is left (exit 0), or until
@@ -37,6 +41,8 @@ export const command: Command = {
       {
         '--weight': { short: '-w', value: true },
         '--mac': { value: true },
+        '--u-threshold': { short: '-x', value: true },
+        '--l-threshold': { short: '-y', value: true },
         '--wait': {},
         '--timeout': { value: true },
         '--socket': { value: true },
@@ -61,9 +67,18 @@ export const command: Command = {
     if (extra.length) throw new UsageError(`lbd server ${action}: unexpected argument "${extra[0]}"`);
     const weightText = str(p, '--weight');
     const mac = str(p, '--mac');
-    if ((action === 'remove' || action === 'drain') && (weightText !== undefined || mac !== undefined)) {
-      throw new UsageError(`lbd server ${action}: --weight and --mac belong to add and edit`);
+    const upperText = str(p, '--u-threshold');
+    const lowerText = str(p, '--l-threshold');
+    if ((action === 'remove' || action === 'drain') && [weightText, mac, upperText, lowerText].some((v) => v !== undefined)) {
+      throw new UsageError(`lbd server ${action}: --weight, --mac and the thresholds belong to add and edit`);
     }
+    const threshold = (text: string | undefined, flag: string): number | undefined => {
+      if (text === undefined) return undefined;
+      if (!/^\d+$/.test(text)) throw new UsageError(`${flag}: expected a number of connections (0 = no limit), got "${text}"`);
+      return Number(text);
+    };
+    const u_threshold = threshold(upperText, '--u-threshold');
+    const l_threshold = threshold(lowerText, '--l-threshold');
     if (action !== 'drain' && (bool(p, '--wait') || str(p, '--timeout') !== undefined)) throw new UsageError('lbd server: --wait and --timeout belong to drain');
     if (str(p, '--timeout') !== undefined && !bool(p, '--wait')) throw new UsageError('lbd server drain: --timeout needs --wait');
     let weight: number | undefined;
@@ -78,7 +93,7 @@ export const command: Command = {
       if (!(timeout > 0)) throw new UsageError(`--timeout: expected a number of seconds, got "${t}"`);
     }
     const sock = socketPath(p);
-    const change = { op: `server-${action}`, service, address, weight, mac } as Change;
+    const change = { op: `server-${action}`, service, address, weight, mac, u_threshold, l_threshold } as Change;
     const r = await adminRequest<ChangeResult>(sock, 'change', change);
     printChanges(r, io);
     if (action === 'drain' && bool(p, '--wait')) return waitDrained(sock, service, address, timeout, io);

@@ -73,7 +73,7 @@ const SERVICE_KEYS = [
   'initial_state',
   'on_remove',
 ] as const;
-const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'mac', 'health_check'] as const;
+const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'mac', 'u_threshold', 'l_threshold', 'health_check'] as const;
 const HEALTH_KEYS = ['type', 'interval', 'timeout', 'rise', 'fall', 'path', 'host', 'expect_status', 'expect_body', 'port'] as const;
 const HTTP_ONLY_KEYS = ['path', 'host', 'expect_status', 'expect_body'] as const;
 const HEALTH_TYPES: readonly HealthCheckType[] = ['tcp', 'http', 'vip'];
@@ -94,6 +94,8 @@ const DATAPLANE_MODES: readonly DataplaneMode[] = ['auto', 'native', 'ts'];
 export const CONN_TABLE_MIN = 1024;
 export const CONN_TABLE_MAX = 16777216;
 export const WEIGHT_MAX = 65535;
+/** IPVS keeps thresholds in a u32; a connection table never holds more than 2^31 entries. */
+export const THRESHOLD_MAX = 2 ** 31 - 1;
 
 const NAME_RE = /^[A-Za-z0-9_.-]+$/;
 
@@ -969,6 +971,7 @@ class Validator {
     let port: number | undefined;
     let weight = DEFAULTS.weight;
     let mac: string | undefined;
+    const thresholds: { u_threshold?: number; l_threshold?: number } = {};
     let addressNode: YNode | undefined;
     let portNode: YNode | undefined;
     let ok = true;
@@ -989,7 +992,7 @@ class Validator {
         }
       }
     } else {
-      const what = 'a real server: a mapping with address (and optional port, weight, mac) or a string "address[:port]"';
+      const what = 'a real server: a mapping with address (and optional port, weight, mac, u_threshold, l_threshold) or a string "address[:port]"';
       if (!isMap(node)) {
         this.report(node, path, `expected ${what}, got ${this.describe(node)}`, seq);
         return undefined;
@@ -1014,6 +1017,27 @@ class Validator {
         mac = this.mac(mc.node ?? mc.key, `${path}.mac`);
         if (mac === undefined) ok = false;
       }
+      for (const k of ['u_threshold', 'l_threshold'] as const) {
+        const t = this.optional(f, k);
+        if (!t) continue;
+        const v = this.integer(t.node, `${path}.${k}`, 0, THRESHOLD_MAX, t.key);
+        if (v === undefined) ok = false;
+        else thresholds[k] = v;
+      }
+      // As the kernel's ip_vs_add_dest: a lower threshold above the upper one is refused (with
+      // no upper threshold there is nothing to be below).
+      const l = thresholds.l_threshold ?? 0;
+      if (l > 0 && l >= (thresholds.u_threshold ?? 0) && ok) {
+        const at = f.get('l_threshold')!;
+        this.report(
+          at.value ?? at.key,
+          `${path}.l_threshold`,
+          thresholds.u_threshold
+            ? `l_threshold (${l}) must be below u_threshold (${thresholds.u_threshold}): the server takes new flows again once its connections fall below l_threshold`
+            : `l_threshold (${l}) needs a u_threshold above it: without an upper threshold the server is never overloaded`,
+        );
+        ok = false;
+      }
       const hc = this.optional(f, 'health_check');
       if (hc) {
         healthOverride = this.healthCheck(hc.node, hc.key, `${path}.health_check`, { servicePort, protocol: health.protocol, override: true, base: health.base });
@@ -1036,6 +1060,8 @@ class Validator {
     if (!ok || address === undefined) return { address, addressNode };
     const config: RealServerConfig = { address, port: servicePort ?? port ?? 0, weight };
     if (mac !== undefined) config.mac = mac;
+    if (thresholds.u_threshold) config.u_threshold = thresholds.u_threshold;
+    if (thresholds.l_threshold) config.l_threshold = thresholds.l_threshold;
     if (healthOverride !== undefined) config.health_check = healthOverride;
     return { config, address, addressNode };
   }
@@ -1144,6 +1170,8 @@ export function formatConfig(cfg: Config): string {
       real_servers: s.real_servers.map((r) => {
         const rs: Record<string, unknown> = { address: r.address, port: r.port, weight: r.weight };
         if (r.mac !== undefined) rs.mac = r.mac;
+        if (r.u_threshold) rs.u_threshold = r.u_threshold;
+        if (r.l_threshold) rs.l_threshold = r.l_threshold;
         if (r.health_check !== undefined) rs.health_check = r.health_check;
         return rs;
       }),

@@ -14,6 +14,13 @@ export interface RealServerConfig {
   weight: number;
   /** Lower-case aa:bb:cc:dd:ee:ff, or undefined to resolve by ARP on the egress interface. */
   mac?: string;
+  /**
+   * Connection thresholds, as `ipvsadm -x/-y` (keepalived uthreshold/lthreshold); absent = 0 =
+   * none. At u_threshold connections (active + inactive) the server is overloaded: no new
+   * flows until it falls below l_threshold (or 3/4 of u_threshold when l_threshold is 0).
+   */
+  u_threshold?: number;
+  l_threshold?: number;
   /** Overrides of the service's health_check for this server (absent = the service's as is). */
   health_check?: Partial<HealthCheckConfig>;
 }

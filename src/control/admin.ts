@@ -15,14 +15,14 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { formatConfig, loadConfig, parseConfig, parseDuration, parseIPv4, parseMac, WEIGHT_MAX } from '../config/load';
+import { formatConfig, loadConfig, parseConfig, parseDuration, parseIPv4, parseMac, THRESHOLD_MAX, WEIGHT_MAX } from '../config/load';
 import { didYouMean } from '../config/suggest';
 import { Config, DEFAULTS, OnRemove, RealServerConfig, ServiceConfig } from '../config/types';
 import { ConfigError, LbdError, formatConfigIssue } from '../errors';
 import { CONN_STATE_NAMES, ConnState, SLOT_EMPTY } from '../dataplane/contract';
 import { intToIp, macToString } from '../dataplane/packet';
 import type { RealServer, VirtualService } from '../dataplane/services';
-import { SCHEDULER_NAMES } from '../scheduler/index';
+import { DEST_F_OVERLOAD, SCHEDULER_NAMES } from '../scheduler/index';
 import { VERSION } from '../version';
 import type { Daemon } from './daemon';
 import { Action, describeAction, serviceKey } from './reconcile';
@@ -55,6 +55,11 @@ export interface RealView {
   inactive: number;
   /** Persistence templates pointing at this server. */
   persistent: number;
+  /** Connection thresholds (ipvsadm -x/-y), 0 = none. */
+  u_threshold: number;
+  l_threshold: number;
+  /** At its upper threshold: no new flows until it falls below the lower one. */
+  overloaded: boolean;
   health: string;
   health_reason: string;
   /** Removed from the config and still draining its flows. */
@@ -125,8 +130,8 @@ export interface SaveResult {
 
 /** A runtime change, as the CLI sends it. */
 export type Change =
-  | { op: 'server-add'; service: string; address: string; weight?: number; mac?: string }
-  | { op: 'server-edit'; service: string; address: string; weight?: number; mac?: string }
+  | { op: 'server-add'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
+  | { op: 'server-edit'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
   | { op: 'server-remove'; service: string; address: string }
   | { op: 'server-drain'; service: string; address: string }
   | {
@@ -207,6 +212,22 @@ function parseWeight(w: unknown): number {
   return n;
 }
 
+function thresholdArg(v: unknown, name: string): number {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 0 || n > THRESHOLD_MAX) throw new AdminError('E_USAGE', `invalid ${name} ${JSON.stringify(v)}: expected an integer 0-${THRESHOLD_MAX} (0 = none)`);
+  return n;
+}
+
+/** Sets (or with 0 removes) a real server's connection thresholds; absent keys stay as they are. */
+function setThresholds(r: RealServerConfig, c: { u_threshold?: number; l_threshold?: number }): void {
+  for (const k of ['u_threshold', 'l_threshold'] as const) {
+    if (c[k] === undefined) continue;
+    const v = thresholdArg(c[k], k);
+    if (v) r[k] = v;
+    else delete r[k];
+  }
+}
+
 function macArg(m: string): string | undefined {
   if (m === 'auto' || m === 'arp' || m === '') return undefined;
   const mac = parseMac(m);
@@ -260,14 +281,18 @@ export function applyChange(running: Config, c: Change): Config {
       const r: RealServerConfig = { address, port: s.port, weight: c.weight === undefined ? DEFAULTS.weight : parseWeight(c.weight) };
       const mac = c.mac === undefined ? undefined : macArg(c.mac);
       if (mac) r.mac = mac;
+      setThresholds(r, c);
       s.real_servers.push(r);
       break;
     }
     case 'server-edit': {
       const s = resolveService(cfg, c.service);
       const r = findReal(s, c.address);
-      if (c.weight === undefined && c.mac === undefined) throw new AdminError('E_USAGE', 'lbd server edit: nothing to change (give --weight N and/or --mac MAC)');
+      if (c.weight === undefined && c.mac === undefined && c.u_threshold === undefined && c.l_threshold === undefined) {
+        throw new AdminError('E_USAGE', 'lbd server edit: nothing to change (give --weight N, --mac MAC, --u-threshold N and/or --l-threshold N)');
+      }
       if (c.weight !== undefined) r.weight = parseWeight(c.weight);
+      setThresholds(r, c);
       if (c.mac !== undefined) {
         const mac = macArg(c.mac);
         if (mac) r.mac = mac;
@@ -502,6 +527,9 @@ export class Control {
               active: d.active[rs.index],
               inactive: d.inactive[rs.index],
               persistent: d.persistent[rs.index],
+              u_threshold: rs.uThreshold,
+              l_threshold: rs.lThreshold,
+              overloaded: (rs.flags & DEST_F_OVERLOAD) !== 0,
               health: rs.health,
               health_reason: rs.healthReason,
               removed: rs.removed,

@@ -185,12 +185,14 @@ export class Daemon {
     if (rs) {
       rs.removed = false;
       rs.weight = r.weight;
+      rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
       if (svc.dests.includes(rs)) {
         if (r.mac) this.forwarder.dests.setMac(rs.index, macFromString(r.mac));
         return rs;
       }
     } else {
       rs = this.forwarder.dests.add(svc, addr, r.port, r.weight);
+      rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
       svc.reals.push(rs);
       if (!r.mac) this.arp.track(rs);
     }
@@ -406,6 +408,7 @@ export class Daemon {
           const svc = this.services.get(a.key)!;
           const rs = svc.dests.find((x) => x.addr === ipToInt(a.real.address))!;
           rs.weight = a.real.weight;
+          rs.setThresholds(a.real.u_threshold ?? 0, a.real.l_threshold ?? 0);
           if (a.fields.includes('mac')) {
             if (a.real.mac) {
               this.arp.untrack(rs);

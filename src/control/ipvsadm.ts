@@ -5,7 +5,7 @@
  * rules are refused with the reason.
  */
 import { stringify } from 'yaml';
-import { parseIPv4, WEIGHT_MAX } from '../config/load';
+import { parseIPv4, THRESHOLD_MAX, WEIGHT_MAX } from '../config/load';
 import { didYouMean } from '../config/suggest';
 import type { Config, Protocol } from '../config/types';
 import { LbdError } from '../errors';
@@ -22,7 +22,14 @@ export function toIpvsadmRules(cfg: Pick<Config, 'services'>): string {
       if (s.persistence_netmask !== '255.255.255.255') a += ` -M ${s.persistence_netmask}`;
     }
     lines.push(a);
-    for (const r of s.real_servers) lines.push(`-a ${svc} -r ${r.address}:${r.port} -g -w ${r.weight}`);
+    for (const r of s.real_servers) {
+      // ipvsadm -R takes -x/-y on -a lines; they are written only when set, so a config without
+      // thresholds saves exactly as ipvsadm -S -n does.
+      let line = `-a ${svc} -r ${r.address}:${r.port} -g -w ${r.weight}`;
+      if (r.u_threshold) line += ` -x ${r.u_threshold}`;
+      if (r.l_threshold) line += ` -y ${r.l_threshold}`;
+      lines.push(line);
+    }
   }
   return lines.length ? lines.join('\n') + '\n' : '';
 }
@@ -37,6 +44,9 @@ export interface ImportedReal {
   address: string;
   port: number;
   weight: number;
+  /** -x / -y when given (0 = none). */
+  u_threshold?: number;
+  l_threshold?: number;
 }
 export interface ImportedService {
   protocol: Protocol;
@@ -217,13 +227,21 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
       weight = /^\d+$/.test(w) ? Number(w) : NaN;
       if (!(weight >= 0 && weight <= WEIGHT_MAX)) return bad(`invalid weight "${w}": lbd takes 0-${WEIGHT_MAX}`);
     }
-    if (opts.has('u-threshold') || opts.has('l-threshold')) warnings.push(`${where}: connection thresholds (-x/-y) are ignored`);
+    const thresholds: { u_threshold?: number; l_threshold?: number } = {};
+    for (const [opt, key] of [['u-threshold', 'u_threshold'], ['l-threshold', 'l_threshold']] as const) {
+      if (!opts.has(opt)) continue;
+      const t = opts.get(opt)!;
+      const v = /^\d+$/.test(t) ? Number(t) : NaN;
+      if (!(v >= 0 && v <= THRESHOLD_MAX)) return bad(`invalid ${opt} "${t}": expected a number of connections 0-${THRESHOLD_MAX}`);
+      thresholds[key] = v;
+    }
     if (command === 'add-server') {
       if (existing) return bad(`real server ${rs.addr} is added twice to ${label}`);
-      svc.reals.push({ address: rs.addr, port: ep.port, weight });
+      svc.reals.push({ address: rs.addr, port: ep.port, weight, ...thresholds });
     } else {
       if (!existing) return bad(`-e ${label} -r ${rs.addr}: no such real server`);
       if (opts.has('weight')) existing.weight = weight;
+      Object.assign(existing, thresholds);
     }
   });
   for (const s of services.values()) {
@@ -280,7 +298,12 @@ export function importIpvsadm(text: string, opts: { interface?: string; egress?:
         out.persistence = s.persistence;
         if (s.netmask !== '255.255.255.255') out.persistence_netmask = s.netmask;
       }
-      out.real_servers = s.reals.map((r) => ({ address: r.address, weight: r.weight }));
+      out.real_servers = s.reals.map((r) => ({
+        address: r.address,
+        weight: r.weight,
+        ...(r.u_threshold ? { u_threshold: r.u_threshold } : {}),
+        ...(r.l_threshold ? { l_threshold: r.l_threshold } : {}),
+      }));
       return out;
     }),
   };

@@ -6,7 +6,7 @@ import { ConnTable, connPort } from './conntable';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
 import { DOWN_DROP, DOWN_KEEP, DestTable, RealServer, ServiceTable, VirtualService } from './services';
 import { nextTcpState, tcpTimeouts } from './tcpstate';
-import { DEST_F_DOWN, FlowInfo } from '../scheduler/index';
+import { DEST_F_DOWN, DEST_F_OVERLOAD, FlowInfo } from '../scheduler/index';
 
 /** Where forwarded frames go: the egress interface (or a test's memory). */
 export interface FrameSink {
@@ -166,6 +166,8 @@ export class Forwarder {
       d.active[dest.index]++;
     }
     conns.dest[slot] = dest.index;
+    this.unbound(old);
+    this.bound(dest.index);
     this.downFlowsRescheduled++;
     return slot;
   }
@@ -213,6 +215,7 @@ export class Forwarder {
     const d = this.dests;
     d.inactive[dest.index]++;
     d.conns[dest.index]++;
+    this.bound(dest.index);
     svc.conns++;
     this.counters[Counter.NewConns]++;
     return slot;
@@ -326,11 +329,34 @@ export class Forwarder {
     return n;
   }
 
+  /**
+   * A connection was bound to `dest` (IPVS's ip_vs_bind_dest): at u_threshold connections,
+   * active and inactive together, the server is overloaded and takes no new flows.
+   */
+  private bound(dest: number): void {
+    const rs = this.dests.views[dest];
+    if (rs.uThreshold !== 0 && this.dests.active[dest] + this.dests.inactive[dest] >= rs.uThreshold) rs.flags |= DEST_F_OVERLOAD;
+  }
+
+  /**
+   * A connection left `dest` (ip_vs_unbind_dest): an overloaded server takes new flows again
+   * below l_threshold, or, without one, below 3/4 of u_threshold (total * 4 < u * 3 keeps it
+   * in integers). The gap between the two is the hysteresis that stops it flapping.
+   */
+  private unbound(dest: number): void {
+    const rs = this.dests.views[dest];
+    if ((rs.flags & DEST_F_OVERLOAD) === 0) return;
+    const total = this.dests.active[dest] + this.dests.inactive[dest];
+    const relieved = rs.lThreshold !== 0 ? total < rs.lThreshold : rs.uThreshold === 0 || total * 4 < rs.uThreshold * 3;
+    if (relieved) rs.flags &= ~DEST_F_OVERLOAD;
+  }
+
   private expire(slot: number): void {
     const conns = this.conns;
     const dest = conns.dest[slot];
     if ((conns.flags[slot] & CONN_F_INACTIVE) !== 0) this.dests.inactive[dest]--;
     else this.dests.active[dest]--;
+    this.unbound(dest);
     const svc = this.services.all[conns.keyPort[slot] >>> 16];
     if (svc !== undefined && (conns.flags[slot] & CONN_F_PERSIST) !== 0) {
       const t = this.templates.find((conns.keyAddr[slot] & svc.persistenceMask) >>> 0, connPort(svc.index, 0));

@@ -1,4 +1,4 @@
-import type { Dest, Scheduler } from '../scheduler/index';
+import { DEST_F_OVERLOAD, type Dest, type Scheduler } from '../scheduler/index';
 import type { Protocol } from '../config/types';
 import { IPPROTO_TCP, IPPROTO_UDP } from './contract';
 
@@ -58,6 +58,9 @@ export class RealServer implements Dest {
   health: 'up' | 'down' | 'unchecked' = 'unchecked';
   /** Why the last health transition happened ('connect refused', 'status 503', …). */
   healthReason = '';
+  /** Connection thresholds (ipvsadm -x/-y); 0 = none. The forwarder sets and clears DEST_F_OVERLOAD. */
+  uThreshold = 0;
+  lThreshold = 0;
   constructor(
     private readonly table: DestTable,
     readonly index: number,
@@ -71,6 +74,16 @@ export class RealServer implements Dest {
   }
   get inactConns(): number {
     return this.table.inactive[this.index];
+  }
+  /**
+   * New thresholds, with the kernel's rule for an edit (__ip_vs_update_dest): removing or
+   * raising the upper threshold lifts an overload at once; lowering it takes effect at the
+   * next connection, as in IPVS.
+   */
+  setThresholds(upper: number, lower: number): void {
+    if (upper === 0 || upper > this.uThreshold) this.flags &= ~DEST_F_OVERLOAD;
+    this.uThreshold = upper;
+    this.lThreshold = lower;
   }
   /** Connection entries and persistence templates that still point at this server. */
   get references(): number {

@@ -6,7 +6,13 @@ import type { Forwarder } from '../dataplane/forwarder';
 import { interfaceAddress } from '../dataplane/host';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, RealServer, VirtualService } from '../dataplane/services';
-import { DEST_F_DOWN, isAvailable } from '../scheduler/index';
+import { DEST_F_DOWN, type Dest } from '../scheduler/index';
+
+/**
+ * Up and weighted: what quorum counts. Unlike the schedulers' isAvailable, an overloaded server
+ * (u_threshold) still counts: overload is a moment's load, not a reason for the sorry server.
+ */
+const inService = (d: Dest): boolean => d.weight > 0 && (d.flags & DEST_F_DOWN) === 0;
 import { HttpChecker } from './http';
 import { HealthState, HealthSupervisor } from './supervisor';
 import { TcpChecker } from './tcp';
@@ -296,7 +302,7 @@ export class HealthManager {
   }
 
   private evalQuorum(svc: VirtualService, policy: Policy): void {
-    const up = svc.dests.filter((d) => isAvailable(d)).length;
+    const up = svc.dests.filter(inService).length;
     const below = up < policy.quorum;
     svc.sorryActive = below && svc.sorry !== null;
     if (below === policy.belowQuorum) return;
@@ -372,7 +378,7 @@ export class HealthManager {
           for (const [svc, p] of policies) if (!svc.gone) this.set({ service: svc.name }, read(svc, p));
         },
       });
-    perService('lbd_service_real_servers_up', 'Real servers of the service that can take new flows (up, weight > 0).', (svc) => svc.dests.filter((d) => isAvailable(d)).length);
+    perService('lbd_service_real_servers_up', 'Real servers of the service that are up with weight > 0 (what quorum counts).', (svc) => svc.dests.filter(inService).length);
     perService('lbd_service_quorum_up', '1 while at least quorum real servers are up, 0 when quorum is lost.', (_s, p) => (p.belowQuorum ? 0 : 1));
     perService('lbd_service_sorry_server_active', '1 while new flows go to the sorry server.', (svc) => (svc.sorryActive ? 1 : 0));
     new Counter({

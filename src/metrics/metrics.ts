@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { CONN_STATE_NAMES, Counter as C, DROP_REASONS } from '../dataplane/contract';
 import type { Forwarder } from '../dataplane/forwarder';
 import { intToIp } from '../dataplane/packet';
+import { DEST_F_OVERLOAD } from '../scheduler/index';
 
 export interface MetricsSource {
   forwarder: Forwarder;
@@ -77,6 +78,7 @@ export function createRegistry(src: MetricsSource): Registry {
   perReal(counter, 'lbd_real_server_packets_total', 'Frames forwarded to the real server.', (fw, i) => fw.dests.packets[i]);
   perReal(counter, 'lbd_real_server_bytes_total', 'Bytes (Ethernet frames) forwarded to the real server.', (fw, i) => fw.dests.bytes[i]);
   perReal(gauge, 'lbd_real_server_weight', 'Current weight of the real server; 0 = quiesced.', (fw, i) => fw.dests.views[i].weight);
+  perReal(gauge, 'lbd_real_server_overloaded', '1 while the real server is at its u_threshold connections and takes no new ones (until below l_threshold).', (fw, i) => ((fw.dests.views[i].flags & DEST_F_OVERLOAD) !== 0 ? 1 : 0));
   perReal(gauge, 'lbd_real_server_mac_resolved', '1 when the real server\'s MAC address is known.', (fw, i) => fw.dests.macKnown[i]);
 
   const perService = (name: string, help: string, read: (s: { conns: number; packets: number; bytes: number }) => number) =>

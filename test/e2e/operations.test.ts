@@ -225,6 +225,29 @@ test('drain keeps a long-lived connection while new ones avoid the server; --wai
   }
 });
 
+test('u_threshold: an overloaded real server gets no new connections; lbd list --thresholds shows it; raising the threshold lifts it', async () => {
+  const [rs0, rs1] = lab.addr.rs;
+  // server111 takes at most 2 connection entries (finished ones count until they expire, as in IPVS).
+  const yaml = lbdConfig(lab, { scheduler: 'rr' }).replace(`address: ${rs1}\n        weight: 1`, `address: ${rs1}\n        weight: 1\n        u_threshold: 2\n        l_threshold: 1`);
+  const lbd = await startLbd(lab, yaml);
+  try {
+    const bodies = Array.from({ length: 8 }, () => curl(lab, `http://${lab.addr.vip}/`));
+    assert.deepEqual(bodies, ['server40', 'server111', 'server40', 'server111', 'server40', 'server40', 'server40', 'server40'], 'rr until server111 holds 2 entries, then server40 only');
+    assert.equal(lbd.metric('lbd_real_server_overloaded', { real: `${rs1}:80` }), 1);
+    assert.equal(lbd.metric('lbd_real_server_overloaded', { real: `${rs0}:80` }), 0);
+    const text = cliOk(['list', '--thresholds', '--socket', lbd.socket]);
+    assert.match(text, /^Prot LocalAddress:Port {12}Uthreshold Lthreshold ActiveConn InActConn Overload$/m);
+    assert.match(text, new RegExp(`^ {2}-> ${rs1.replace(/\./g, '\\.')}:80 +2 {10}1 {10}0 {10}2 {10}yes$`, 'm'), text);
+    assert.match(text, new RegExp(`^ {2}-> ${rs0.replace(/\./g, '\\.')}:80 +0 {10}0 {10}0 {10}6 {10}no$`, 'm'), text);
+    // Raising the threshold at runtime lifts the overload at once (ipvsadm -e -x).
+    cliOk(['server', 'edit', 'web', rs1, '-x', '10', '--socket', lbd.socket]);
+    assert.equal(lbd.metric('lbd_real_server_overloaded', { real: `${rs1}:80` }), 0);
+    assert.deepEqual(new Set([0, 1].map(() => curl(lab, `http://${lab.addr.vip}/`))), new Set(['server40', 'server111']));
+  } finally {
+    await lbd.stop();
+  }
+});
+
 test("import-ipvsadm of the seed's rules gives a config lbd check accepts and that balances in the lab", async () => {
   const [rs0, rs1] = lab.addr.rs;
   const rules = [`-A -t ${lab.addr.vip}:80 -s wlc`, `-a -t ${lab.addr.vip}:80 -r ${rs0}:80 -g -w 1`, `-a -t ${lab.addr.vip}:80 -r ${rs1}:80 -g -w 1`, ''].join('\n');

@@ -86,7 +86,7 @@ test('admin.socket in the config: default, validation', () => {
 const zero = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
 const zr = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 const real = (address: string, o: Partial<ListResult['services'][0]['reals'][0]> = {}) => ({
-  address, port: 80, forward: 'Route' as const, weight: 1, active: 0, inactive: 0, persistent: 0, health: 'unchecked', health_reason: '', removed: false, mac: null, stats: zero, rate: zr, ...o,
+  address, port: 80, forward: 'Route' as const, weight: 1, active: 0, inactive: 0, persistent: 0, u_threshold: 0, l_threshold: 0, overloaded: false, health: 'unchecked', health_reason: '', removed: false, mac: null, stats: zero, rate: zr, ...o,
 });
 const LIST: ListResult = {
   version: '0.1.0',
@@ -100,7 +100,7 @@ const LIST: ListResult = {
       name: 'web', key: '10.0.10.100:80/tcp', protocol: 'tcp', vip: '10.0.10.100', port: 80, scheduler: 'wlc', persistence: 0, persistence_netmask: '255.255.255.255', removed: false, active: 3, inactive: 9,
       stats: { conns: 1234, inpkts: 56789, outpkts: 0, inbytes: 123456789012, outbytes: 0 }, rate: { cps: 12, inpps: 340, outpps: 0, inbps: 27000, outbps: 0 },
       reals: [
-        real('10.0.10.111', { weight: 3, active: 2, inactive: 5, health: 'up', stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 }, rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 } }),
+        real('10.0.10.111', { weight: 3, active: 2, inactive: 5, u_threshold: 7, l_threshold: 3, overloaded: true, health: 'up', stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 }, rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 } }),
         real('10.0.10.40', { weight: 0, active: 1, inactive: 4, health: 'down', health_reason: 'connect refused', stats: { conns: 434, inpkts: 16789, outpkts: 0, inbytes: 1000, outbytes: 0 } }),
         real('10.0.10.39', { removed: true, active: 0, inactive: 1 }),
       ],
@@ -159,6 +159,24 @@ test('lbd list --stats and --rate: ipvsadm columns and K/M/G', () => {
   assert.equal(largeNum(99999999), ' 99999999');
   assert.equal(largeNum(100000000), '  100000K');
   assert.equal(largeNum(5e12), '    5000G');
+});
+
+test('lbd list --thresholds: ipvsadm -L -n --thresholds columns, plus whether each server is overloaded', () => {
+  assert.equal(
+    formatList(LIST, { mode: 'thresholds' }),
+    [
+      'lbd Virtual Server version 0.1.0 (size=1048576)',
+      'Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn Overload',
+      '  -> RemoteAddress:Port',
+      'TCP  10.0.10.100:80 wlc (web)',
+      '  -> 10.0.10.39:80                0          0          0          1          no',
+      '  -> 10.0.10.40:80                0          0          1          4          no',
+      '  -> 10.0.10.111:80               7          3          2          5          yes',
+      'UDP  10.0.10.100:53 sh persistent 300 mask 255.255.255.0 (dns)',
+      '  -> 10.0.10.40:53                0          0          0          0          no',
+      '',
+    ].join('\n'),
+  );
 });
 
 test('lbd list -c: ipvsadm -L -n -c layout', () => {

@@ -330,6 +330,26 @@ test('invalid durations, MACs, weights, netmask', () => {
   ]);
 });
 
+test('connection thresholds: u_threshold/l_threshold as ipvsadm -x/-y, validated like the kernel', () => {
+  const ok = parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 100', '        l_threshold: 50', '      - 10.0.10.111']), 'lb.yaml');
+  assert.deepEqual(ok.services[0].real_servers, [
+    { address: '10.0.10.40', port: 80, weight: 1, u_threshold: 100, l_threshold: 50 },
+    { address: '10.0.10.111', port: 80, weight: 1 },
+  ]);
+  assert.deepEqual(parseConfig(formatConfig(ok), 'again.yaml').services, ok.services, 'formatConfig keeps them');
+  assert.deepEqual(parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 0']), 'lb.yaml').services[0].real_servers[0], { address: '10.0.10.40', port: 80, weight: 1 }, '0 = none');
+  assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 10'])), [
+    'lb.yaml:10:22 services[0].real_servers[0].l_threshold: l_threshold (10) must be below u_threshold (10): the server takes new flows again once its connections fall below l_threshold',
+  ]);
+  assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        l_threshold: 5'])), [
+    'lb.yaml:9:22 services[0].real_servers[0].l_threshold: l_threshold (5) needs a u_threshold above it: without an upper threshold the server is never overloaded',
+  ]);
+  assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: -1'])), [
+    'lb.yaml:9:22 services[0].real_servers[0].u_threshold: expected an integer 0-2147483647, got -1',
+  ]);
+  assert.match(errorsOf(withService([], ['      - address: 10.0.10.40', '        uthreshold: 10']))[0], /unknown key "uthreshold"; did you mean "u_threshold"\?/);
+});
+
 test('unknown protocol, log level, dataplane', () => {
   assert.deepEqual(errorsOf(withService(['protocol: tpc'])), [
     'lb.yaml:7:15 services[0].protocol: unknown protocol "tpc"; did you mean "tcp"? (tcp, udp)',

@@ -6,6 +6,8 @@ import { arpRequest, arpReply, parseArp, ARP_REPLY } from '../../src/dataplane/a
 import { macFromString } from '../../src/dataplane/packet';
 import { ACK, FIN, MAC, PSH, RST, SYN, frame } from '../helpers/frames';
 import { BASE_CONFIG, testDaemon } from '../helpers/daemon';
+import { DEST_F_OVERLOAD } from '../../src/scheduler/index';
+import { parseConfig } from '../../src/config/load';
 
 const drops = (d: { daemon: { forwarder: { drops: Float64Array } } }) => {
   const out: Record<string, number> = {};
@@ -237,6 +239,77 @@ test('weight 0 quiesces: the open flow continues, new flows go elsewhere', async
     rs40.service.changed();
     for (let i = 1; i <= 4; i++) assert.equal(dstMac(t.send(frame({ flags: SYN, sport: 47000 + i }))[0]), MAC.rs111);
     assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 47000 }))[0]), MAC.rs40, 'the existing flow continues');
+  } finally {
+    await t.daemon.stop();
+  }
+});
+
+/** BASE_CONFIG with connection thresholds on 10.0.10.40 (ipvsadm -x/-y). */
+const withThresholds = (lines: string) => BASE_CONFIG().replace(`mac: ${MAC.rs40}`, `mac: ${MAC.rs40}\n${lines}`);
+
+test('u_threshold/l_threshold: at u connections the server takes no new flows, below l it takes them again (IPVS overload)', async () => {
+  const t = await testDaemon(withThresholds('        u_threshold: 3\n        l_threshold: 2'));
+  try {
+    const fw = t.daemon.forwarder;
+    const rs40 = fw.dests.views[0];
+    assert.deepEqual([rs40.uThreshold, rs40.lThreshold], [3, 2]);
+    // rr alternates: flows 0, 2, 4 go to .40; its third connection reaches u_threshold.
+    const to = (sport: number) => dstMac(t.send(frame({ flags: SYN, sport }))[0]);
+    assert.deepEqual([0, 1, 2, 3, 4].map((i) => to(48000 + i)), [MAC.rs40, MAC.rs111, MAC.rs40, MAC.rs111, MAC.rs40]);
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, 'overloaded at 3 connections');
+    assert.deepEqual([5, 6, 7].map((i) => to(48000 + i)), [MAC.rs111, MAC.rs111, MAC.rs111], 'new flows avoid it');
+    assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 48000 }))[0]), MAC.rs40, 'its own flows go on');
+    // Connections end (RST → CLOSE, 10 s; a RST in SYN_RECV is ignored, as IPVS does): one
+    // gone leaves 2, not below l_threshold 2.
+    const start = fw.now;
+    t.send(frame({ flags: RST, sport: 48000 }));
+    fw.now = start + 11;
+    fw.sweepAll();
+    assert.equal(fw.dests.active[0] + fw.dests.inactive[0], 2);
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, 'still overloaded at l_threshold');
+    assert.equal(to(48010), MAC.rs111);
+    t.send(frame({ flags: ACK, sport: 48002 }));
+    t.send(frame({ flags: RST, sport: 48002 }));
+    fw.now = start + 22;
+    fw.sweepAll();
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, 0, 'below l_threshold: takes new flows again');
+    assert.ok([48011, 48012].map(to).includes(MAC.rs40));
+  } finally {
+    await t.daemon.stop();
+  }
+});
+
+test('u_threshold without l_threshold: relieved below 3/4 of it; raising it by reload lifts the overload at once', async () => {
+  const t = await testDaemon(withThresholds('        u_threshold: 4'));
+  try {
+    const fw = t.daemon.forwarder;
+    const rs40 = fw.dests.views[0];
+    for (let i = 0; i < 8; i++) t.send(frame({ flags: SYN, sport: 49000 + i })); // 4 each
+    assert.equal(fw.dests.inactive[0], 4);
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD);
+    const start = fw.now;
+    t.send(frame({ flags: ACK, sport: 49000 }));
+    t.send(frame({ flags: RST, sport: 49000 }));
+    fw.now = start + 11;
+    fw.sweepAll();
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, '3 is not below 3/4 of 4');
+    t.send(frame({ flags: ACK, sport: 49002 }));
+    t.send(frame({ flags: RST, sport: 49002 }));
+    fw.now = start + 22;
+    fw.sweepAll();
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, 0, '2 is below 3');
+    // Overloaded again, then a reload that raises u_threshold lifts it without waiting.
+    t.send(frame({ flags: SYN, sport: 49100 }));
+    t.send(frame({ flags: SYN, sport: 49101 }));
+    t.send(frame({ flags: SYN, sport: 49102 }));
+    t.send(frame({ flags: SYN, sport: 49103 }));
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD);
+    const cfg = parseConfig(withThresholds('        u_threshold: 100'), 'test.yaml');
+    const actions = await t.daemon.apply(cfg);
+    assert.deepEqual(actions.map((a) => a.kind), ['real-update']);
+    assert.equal(rs40.uThreshold, 100);
+    assert.equal(rs40.flags & DEST_F_OVERLOAD, 0);
+    assert.equal(fw.conns.size, 10, 'a reload never touches the connection table');
   } finally {
     await t.daemon.stop();
   }

@@ -87,12 +87,33 @@ test('NAT, tunnel, fwmark, hostnames and unknown schedulers are refused with the
   assert.throws(() => parseIpvsadmRules('-L -n\n'), /unknown ipvsadm option "-L"/);
 });
 
-test('warnings: placeholder interface, port differences, thresholds', () => {
-  const { yaml, warnings } = importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:8080 -g -w 1 -x 100\n');
+test('warnings: placeholder interface, port differences', () => {
+  const { yaml, warnings } = importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:8080 -g -w 1\n');
   assert.match(yaml, /^ {2}capture: eth0 {2}# FILL IN/m);
-  assert.equal(warnings.length, 3);
+  assert.equal(warnings.length, 2);
   assert.match(warnings[0], /placeholder/);
   assert.match(warnings[1], /rules:2: real server port 8080 differs from the service port 80/);
-  assert.match(warnings[2], /thresholds \(-x\/-y\) are ignored/);
   parseConfig(yaml, 'x.yaml');
+});
+
+test('connection thresholds (-x/-y, --u-threshold/--l-threshold) are imported, edited by -e and saved back', () => {
+  const rules = [
+    '-A -t 10.0.10.30:80 -s wlc',
+    '-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 1 -x 100 -y 50',
+    '-a -t 10.0.10.30:80 -r 10.0.10.111:80 -g -w 1 --u-threshold 10',
+    '-e -t 10.0.10.30:80 -r 10.0.10.111:80 -g -w 2 -x 20',
+    '',
+  ].join('\n');
+  const { yaml, warnings } = importIpvsadm(rules, { interface: 'eth0' });
+  assert.deepEqual(warnings, []);
+  const cfg = parseConfig(yaml, 'imported.yaml');
+  assert.deepEqual(cfg.services[0].real_servers, [
+    { address: '10.0.10.40', port: 80, weight: 1, u_threshold: 100, l_threshold: 50 },
+    { address: '10.0.10.111', port: 80, weight: 2, u_threshold: 20 },
+  ]);
+  assert.equal(
+    toIpvsadmRules(cfg),
+    ['-A -t 10.0.10.30:80 -s wlc', '-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 1 -x 100 -y 50', '-a -t 10.0.10.30:80 -r 10.0.10.111:80 -g -w 2 -x 20', ''].join('\n'),
+  );
+  assert.throws(() => importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -x many\n'), /rules:2: invalid u-threshold "many"/);
 });

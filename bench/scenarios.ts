@@ -155,6 +155,11 @@ export function lbd(lab: Lab, mode: 'native' | 'ts'): Scenario {
         const m = new RegExp(`^lbd_dropped_packets_total\\{[^}]*reason="${r}"[^}]*\\} (\\S+)$`, 'm').exec(text);
         out[`lbd_dropped_${r}`] = m ? Number(m[1]) : 0;
       }
+      // The native path's batching: frames per wake-up and per sendmmsg are these ÷ forwarded.
+      for (const c of ['wakeups', 'send_syscalls', 'upcalls', 'capture_dropped_packets']) {
+        const m = new RegExp(`^lbd_native_${c}_total (\\S+)$`, 'm').exec(text);
+        if (m) out[`lbd_native_${c}`] = Number(m[1]);
+      }
       return out;
     },
   };

@@ -4,7 +4,7 @@
  */
 import type { ConnEntry, ListResult, RealView, ServiceView } from '../control/admin';
 
-export type ListMode = 'plain' | 'stats' | 'rate' | 'thresholds';
+export type ListMode = 'plain' | 'stats' | 'rate' | 'thresholds' | 'persistent';
 
 function padEnd(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
@@ -70,6 +70,10 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
   if (mode === 'plain') {
     lines.push('Prot LocalAddress:Port Scheduler Flags');
     lines.push('  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn Health');
+  } else if (mode === 'persistent') {
+    // ipvsadm -L -n --persistent-conn: PersistConn = persistence templates (client networks) per server.
+    lines.push('Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn');
+    lines.push('  -> RemoteAddress:Port');
   } else if (mode === 'thresholds') {
     // ipvsadm -L -n --thresholds, plus lbd's Overload column (is the server over its threshold now).
     lines.push('Prot LocalAddress:Port            Uthreshold Lthreshold ActiveConn InActConn Overload');
@@ -81,7 +85,7 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
   }
   const services = o.nosort ? r.services : sortServices(r.services);
   for (const s of services) {
-    if (mode === 'plain' || mode === 'thresholds') {
+    if (mode === 'plain' || mode === 'thresholds' || mode === 'persistent') {
       let line = `${serviceName(s)} ${s.scheduler}`;
       if (s.persistence > 0) {
         line += ` persistent ${Math.ceil(s.persistence)}`;
@@ -89,6 +93,12 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
       }
       line += s.removed ? ` (${s.name}, removed: draining)` : ` (${s.name})`;
       lines.push(line);
+      if (mode === 'persistent') {
+        for (const d of s.reals) {
+          lines.push(`  -> ${padEnd(realName(d), 28)} ${padEnd(String(d.weight), 9)} ${padEnd(String(d.persistent), 11)} ${padEnd(String(d.active), 10)} ${padEnd(String(d.inactive), 10)}`.trimEnd());
+        }
+        continue;
+      }
       if (mode === 'thresholds') {
         for (const d of s.reals) {
           const cols = [d.u_threshold, d.l_threshold, d.active, d.inactive].map((n) => padEnd(String(n), 10)).join(' ');

@@ -4,7 +4,8 @@ import { resolveServiceView } from './resolve';
 import { bool, Command, parseFlags, socketPath, UsageError } from './command';
 import { formatConnections, formatList } from './format';
 
-const USAGE = `Usage: lbd list [SERVICE] [--stats | --rate | --thresholds | -c] [--json] [--exact] [--nosort]
+const USAGE = `Usage: lbd list [SERVICE] [--stats | --rate | --thresholds | --persistent-conn | -c] [--json]
+                [--exact] [--nosort]
                 [--socket PATH | --config FILE]
 
 The running services and real servers in \`ipvsadm -L -n\` layout, plus lbd's Health
@@ -16,6 +17,8 @@ Options:
   --rate               CPS InPPS OutPPS InBPS OutBPS over the last 2-second interval
   --thresholds         Uthreshold Lthreshold ActiveConn InActConn, and whether each real
                        server is overloaded now (over u_threshold, not yet below l_threshold)
+  --persistent-conn    Weight PersistConn ActiveConn InActConn: PersistConn counts the client
+                       networks held on the server by persistence templates
   -c, --connections    the connection table: pro expire state source virtual destination
   --json               the daemon's answer as JSON (for scripts)
   -x, --exact          exact numbers in --stats/--rate (no K/M/G)
@@ -28,7 +31,7 @@ Options:
 
 export const command: Command = {
   name: 'list',
-  summary: 'list services and real servers like ipvsadm -L -n (--stats, --rate, --thresholds, -c, --json)',
+  summary: 'list services and real servers like ipvsadm -L -n (--stats, --rate, --thresholds, --persistent-conn, -c, --json)',
   usage: USAGE,
   async run(argv, io) {
     const p = parseFlags(
@@ -37,6 +40,7 @@ export const command: Command = {
         '--stats': {},
         '--rate': {},
         '--thresholds': {},
+        '--persistent-conn': {},
         '--connections': { short: '-c' },
         '--json': {},
         '--exact': { short: '-x' },
@@ -52,7 +56,7 @@ export const command: Command = {
       io.out(USAGE);
       return 0;
     }
-    const modes = ['--stats', '--rate', '--thresholds', '--connections'].filter((m) => bool(p, m));
+    const modes = ['--stats', '--rate', '--thresholds', '--persistent-conn', '--connections'].filter((m) => bool(p, m));
     if (modes.length > 1) throw new UsageError(`lbd list: ${modes.join(' and ')} cannot be combined`);
     if (p.positionals.length > 1) throw new UsageError(`lbd list: one SERVICE at most (got ${p.positionals.join(' ')})`);
     const sock = socketPath(p);
@@ -73,7 +77,7 @@ export const command: Command = {
       io.out(JSON.stringify(r, null, 2) + '\n');
       return 0;
     }
-    const mode = bool(p, '--stats') ? 'stats' : bool(p, '--rate') ? 'rate' : bool(p, '--thresholds') ? 'thresholds' : 'plain';
+    const mode = bool(p, '--stats') ? 'stats' : bool(p, '--rate') ? 'rate' : bool(p, '--thresholds') ? 'thresholds' : bool(p, '--persistent-conn') ? 'persistent' : 'plain';
     io.out(formatList(r, { mode, exact: bool(p, '--exact'), nosort: bool(p, '--nosort') }));
     return 0;
   },

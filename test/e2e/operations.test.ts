@@ -248,6 +248,24 @@ test('u_threshold: an overloaded real server gets no new connections; lbd list -
   }
 });
 
+test('persistence: one client sticks to one real server across connections; lbd list --persistent-conn counts it', async () => {
+  const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr', persistence: '60' }));
+  try {
+    const bodies = Array.from({ length: 6 }, () => curl(lab, `http://${lab.addr.vip}/`));
+    assert.equal(new Set(bodies).size, 1, `rr, yet every connection of the client went to one server: ${bodies.join(' ')}`);
+    const sticky = lab.addr.rs[lab.names.indexOf(bodies[0])];
+    const other = lab.addr.rs.find((a) => a !== sticky)!;
+    const text = cliOk(['list', '--persistent-conn', '--socket', lbd.socket]);
+    assert.match(text, /^Prot LocalAddress:Port {12}Weight {4}PersistConn ActiveConn InActConn$/m);
+    assert.match(text, new RegExp(`^TCP  ${lab.addr.vip.replace(/\./g, '\\.')}:80 rr persistent 60 \\(web\\)$`, 'm'), text);
+    assert.match(text, new RegExp(`^ {2}-> ${sticky.replace(/\./g, '\\.')}:80 +1 {9}1 {11}0 {10}6$`, 'm'), text);
+    assert.match(text, new RegExp(`^ {2}-> ${other.replace(/\./g, '\\.')}:80 +1 {9}0 {11}0 {10}0$`, 'm'), text);
+    assert.equal(lbd.metric('lbd_real_server_persistent_clients', { real: `${sticky}:80` }), 1);
+  } finally {
+    await lbd.stop();
+  }
+});
+
 test("import-ipvsadm of the seed's rules gives a config lbd check accepts and that balances in the lab", async () => {
   const [rs0, rs1] = lab.addr.rs;
   const rules = [`-A -t ${lab.addr.vip}:80 -s wlc`, `-a -t ${lab.addr.vip}:80 -r ${rs0}:80 -g -w 1`, `-a -t ${lab.addr.vip}:80 -r ${rs1}:80 -g -w 1`, ''].join('\n');

@@ -100,7 +100,7 @@ const LIST: ListResult = {
       name: 'web', key: '10.0.10.100:80/tcp', protocol: 'tcp', vip: '10.0.10.100', port: 80, scheduler: 'wlc', persistence: 0, persistence_netmask: '255.255.255.255', removed: false, active: 3, inactive: 9,
       stats: { conns: 1234, inpkts: 56789, outpkts: 0, inbytes: 123456789012, outbytes: 0 }, rate: { cps: 12, inpps: 340, outpps: 0, inbps: 27000, outbps: 0 },
       reals: [
-        real('10.0.10.111', { weight: 3, active: 2, inactive: 5, u_threshold: 7, l_threshold: 3, overloaded: true, health: 'up', stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 }, rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 } }),
+        real('10.0.10.111', { weight: 3, active: 2, inactive: 5, persistent: 4, u_threshold: 7, l_threshold: 3, overloaded: true, health: 'up', stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 }, rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 } }),
         real('10.0.10.40', { weight: 0, active: 1, inactive: 4, health: 'down', health_reason: 'connect refused', stats: { conns: 434, inpkts: 16789, outpkts: 0, inbytes: 1000, outbytes: 0 } }),
         real('10.0.10.39', { removed: true, active: 0, inactive: 1 }),
       ],
@@ -175,6 +175,20 @@ test('lbd list --thresholds: ipvsadm -L -n --thresholds columns, plus whether ea
       'UDP  10.0.10.100:53 sh persistent 300 mask 255.255.255.0 (dns)',
       '  -> 10.0.10.40:53                0          0          0          0          no',
       '',
+    ].join('\n'),
+  );
+});
+
+test('lbd list --persistent-conn: ipvsadm -L -n --persistent-conn columns', () => {
+  assert.equal(
+    formatList(LIST, { mode: 'persistent' }).split('\n').slice(1, 7).join('\n'),
+    [
+      'Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn',
+      '  -> RemoteAddress:Port',
+      'TCP  10.0.10.100:80 wlc (web)',
+      '  -> 10.0.10.39:80                1         0           0          1',
+      '  -> 10.0.10.40:80                0         0           1          4',
+      '  -> 10.0.10.111:80               3         4           2          5',
     ].join('\n'),
   );
 });

@@ -16,7 +16,7 @@ Options:
                        in Direct Routing the replies never pass through lbd)
   --rate               CPS InPPS OutPPS InBPS OutBPS over the last 2-second interval
   --thresholds         Uthreshold Lthreshold ActiveConn InActConn, and whether each real
-                       server is overloaded now (over u_threshold, not yet below l_threshold)
+                       server is overloaded now (reached u_threshold, not yet below l_threshold)
   --persistent-conn    Weight PersistConn ActiveConn InActConn: PersistConn counts the client
                        networks held on the server by persistence templates
   -c, --connections    the connection table: pro expire state source virtual destination

@@ -15,15 +15,17 @@ service name or VIP:PORT[/PROTO]; ADDRESS is the real server's IPv4 address (ADD
 accepted when PORT is the service port: Direct Routing cannot change it).
 
   add      a new real server (weight 1 unless --weight; MAC by ARP unless --mac)
-  edit     change its weight and/or MAC (--mac auto: resolve it by ARP again)
-  -x, --u-threshold N  at N connections (active + inactive) the server takes no new
-                       ones: it is overloaded (ipvsadm -x; 0 = no limit)
-  -y, --l-threshold N  it takes new connections again below N (default: below 3/4 of
-                       the upper threshold; ipvsadm -y)
+  edit     change its weight, MAC (--mac auto: resolve it by ARP again) and/or thresholds
   remove   take it out; its flows drain (or are cut with on_remove: drop, see docs)
   drain    weight 0: no new connections, existing ones continue. With --wait, reports its
            active connections every second until none is left (exit 0), or until
            --timeout SECONDS pass (exit 1)
+
+Connection thresholds (add and edit), as ipvsadm -x/-y:
+  -x, --u-threshold N  at N connections (active + inactive) the server is overloaded and
+                       takes no new ones; 0 = no limit (and removes -y too)
+  -y, --l-threshold N  it takes new connections again below N (0 = below 3/4 of -x);
+                       at most the upper threshold
 
 Changes apply at once and live in memory: \`lbd save\` prints the running config to write
 back to the file, and \`lbd reload\` (or SIGHUP) returns to the file.

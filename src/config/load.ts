@@ -1025,16 +1025,16 @@ class Validator {
         else thresholds[k] = v;
       }
       // As the kernel's ip_vs_add_dest: a lower threshold above the upper one is refused (with
-      // no upper threshold there is nothing to be below).
+      // no upper threshold, any lower one is: nothing would ever overload the server).
       const l = thresholds.l_threshold ?? 0;
-      if (l > 0 && l >= (thresholds.u_threshold ?? 0) && ok) {
+      if (l > (thresholds.u_threshold ?? 0) && ok) {
         const at = f.get('l_threshold')!;
         this.report(
           at.value ?? at.key,
           `${path}.l_threshold`,
           thresholds.u_threshold
-            ? `l_threshold (${l}) must be below u_threshold (${thresholds.u_threshold}): the server takes new flows again once its connections fall below l_threshold`
-            : `l_threshold (${l}) needs a u_threshold above it: without an upper threshold the server is never overloaded`,
+            ? `l_threshold (${l}) must not exceed u_threshold (${thresholds.u_threshold}): the server takes new flows again once its connections fall below l_threshold`
+            : `l_threshold (${l}) needs a u_threshold: without an upper threshold the server is never overloaded`,
         );
         ok = false;
       }

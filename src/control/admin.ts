@@ -218,13 +218,23 @@ function thresholdArg(v: unknown, name: string): number {
   return n;
 }
 
-/** Sets (or with 0 removes) a real server's connection thresholds; absent keys stay as they are. */
+/**
+ * Sets (or with 0 removes) a real server's connection thresholds; absent keys stay as they are,
+ * except that removing the upper threshold removes the lower one with it (alone it means nothing).
+ */
 function setThresholds(r: RealServerConfig, c: { u_threshold?: number; l_threshold?: number }): void {
   for (const k of ['u_threshold', 'l_threshold'] as const) {
     if (c[k] === undefined) continue;
     const v = thresholdArg(c[k], k);
     if (v) r[k] = v;
     else delete r[k];
+  }
+  if (c.u_threshold !== undefined && !r.u_threshold && c.l_threshold === undefined) delete r.l_threshold;
+  if (c.u_threshold !== undefined && c.l_threshold === undefined && r.u_threshold && (r.l_threshold ?? 0) > r.u_threshold) {
+    throw new AdminError(
+      'E_USAGE',
+      `the real server's l_threshold ${r.l_threshold} is above the new u_threshold ${r.u_threshold}: give --l-threshold too (at most ${r.u_threshold}, or 0 for ¾ of it)`,
+    );
   }
 }
 

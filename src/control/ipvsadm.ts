@@ -235,13 +235,24 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
       if (!(v >= 0 && v <= THRESHOLD_MAX)) return bad(`invalid ${opt} "${t}": expected a number of connections 0-${THRESHOLD_MAX}`);
       thresholds[key] = v;
     }
+    // As the kernel's ip_vs_add_dest/ip_vs_edit_dest: a lower threshold above the upper one is
+    // refused (with no upper threshold, any lower one is).
+    const upper = thresholds.u_threshold ?? 0;
+    const lower = thresholds.l_threshold ?? 0;
+    if (lower > upper) {
+      return bad(upper ? `-y ${lower} is above -x ${upper}: the lower threshold must not exceed the upper one` : `-y ${lower} without -x: a lower threshold needs an upper one`);
+    }
+    // ipvsadm sends a whole real server on -a and -e alike: what a line does not give is the
+    // default (weight 1, no thresholds), so -e replaces, as ipvsadm-restore would.
+    const real: ImportedReal = { address: rs.addr, port: ep.port, weight };
+    if (upper) real.u_threshold = upper;
+    if (lower) real.l_threshold = lower;
     if (command === 'add-server') {
       if (existing) return bad(`real server ${rs.addr} is added twice to ${label}`);
-      svc.reals.push({ address: rs.addr, port: ep.port, weight, ...thresholds });
+      svc.reals.push(real);
     } else {
       if (!existing) return bad(`-e ${label} -r ${rs.addr}: no such real server`);
-      if (opts.has('weight')) existing.weight = weight;
-      Object.assign(existing, thresholds);
+      svc.reals[svc.reals.indexOf(existing)] = real;
     }
   });
   for (const s of services.values()) {

@@ -185,21 +185,31 @@ test('runtime changes: add, edit, drain, remove; errors name the services and se
 test('thresholds at runtime: server add/edit -x/-y, list shows them and the overload, save keeps them', async () => {
   await withAdmin(BASE_CONFIG(), async (t, sock) => {
     const change = (args: object) => adminRequest<ChangeResult>(sock, 'change', args);
+    const real40 = async () => (await adminRequest<ListResult>(sock, 'list')).services[0].reals.find((x) => x.address === '10.0.10.40')!;
     let r = await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 2 });
     assert.deepEqual(r.changes, ['update real server 10.0.10.40 of 10.0.10.100:80/tcp: u_threshold']);
     for (let i = 0; i < 4; i++) t.send(frame({ flags: SYN, sport: 53000 + i })); // rr: two each
-    let rs = (await adminRequest<ListResult>(sock, 'list')).services[0].reals.find((x) => x.address === '10.0.10.40')!;
+    let rs = await real40();
     assert.deepEqual([rs.u_threshold, rs.l_threshold, rs.inactive, rs.overloaded], [2, 0, 2, true]);
     assert.equal(macToString(t.send(frame({ flags: SYN, sport: 53010 }))[0]), MAC.rs111, 'an overloaded server gets no new flow');
+    // Lowering the upper threshold keeps the overload (it takes effect at the next connection).
+    r = await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 1 });
+    assert.equal((await real40()).overloaded, true);
+    // Removing it lifts the overload at once; -x 0 also removes a lower threshold.
+    await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 100, l_threshold: 50 });
     r = await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 0 });
-    rs = (await adminRequest<ListResult>(sock, 'list')).services[0].reals.find((x) => x.address === '10.0.10.40')!;
-    assert.equal(rs.overloaded, false, 'removing the threshold lifts the overload');
+    assert.deepEqual(r.changes, ['update real server 10.0.10.40 of 10.0.10.100:80/tcp: l_threshold, u_threshold']);
+    rs = await real40();
+    assert.deepEqual([rs.u_threshold, rs.l_threshold, rs.overloaded], [0, 0, false]);
     r = await change({ op: 'server-add', service: 'web', address: '10.0.10.112', mac: '02:00:00:00:01:12', u_threshold: '100', l_threshold: 80 });
+    assert.deepEqual(r.changes, ['add real server 10.0.10.112:80 to 10.0.10.100:80/tcp (weight 1)']);
     const save = await adminRequest<SaveResult>(sock, 'save');
     assert.deepEqual(cfg(save.yaml).services[0].real_servers[2], { address: '10.0.10.112', port: 80, weight: 1, mac: '02:00:00:00:01:12', u_threshold: 100, l_threshold: 80 });
     assert.match(save.ipvsadm, /^-a -t 10\.0\.10\.100:80 -r 10\.0\.10\.112:80 -g -w 1 -x 100 -y 80$/m);
-    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50 }), /l_threshold \(80\) must be below u_threshold \(50\)/);
+    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50 }), /l_threshold 80 is above the new u_threshold 50: give --l-threshold too/);
+    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50, l_threshold: 60 }), /l_threshold \(60\) must not exceed u_threshold \(50\)/);
     await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', l_threshold: 'x' }), /invalid l_threshold "x"/);
+    assert.equal((await adminRequest<SaveResult>(sock, 'save')).yaml, save.yaml, 'a refused change changes nothing');
   });
 });
 

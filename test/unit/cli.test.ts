@@ -265,6 +265,19 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     assert.equal(await main(['server', 'add', 'web', '10.0.10.112', '--weight', '2', '--mac', '02:00:00:00:01:12', '--socket', sock], o), 0);
     assert.equal(o.stdout, 'add real server 10.0.10.112:80 to 10.0.10.100:80/tcp (weight 2)\n');
     assert.match(o.stderr, /1 runtime change not in .*lb\.yaml.*lbd save > /);
+    // Thresholds, ipvsadm's -x/-y.
+    o = io();
+    assert.equal(await main(['server', 'edit', 'web', '10.0.10.112', '-x', '5', '--l-threshold', '3', '--socket', sock], o), 0);
+    assert.equal(o.stdout, 'update real server 10.0.10.112 of 10.0.10.100:80/tcp: l_threshold, u_threshold\n');
+    o = io();
+    assert.equal(await main(['list', '--thresholds', '--socket', sock], o), 0);
+    assert.match(o.stdout, /^ {2}-> 10\.0\.10\.112:80 {15}5 {10}3 {10}0 {10}0 {10}no$/m);
+    o = io();
+    assert.equal(await main(['server', 'edit', 'web', '10.0.10.112', '-x', 'lots', '--socket', sock], o), 2);
+    assert.match(o.stderr, /--u-threshold: expected a number of connections \(0 = no limit\), got "lots"/);
+    o = io();
+    assert.equal(await main(['server', 'drain', 'web', '10.0.10.112', '-y', '1', '--socket', sock], o), 2);
+    assert.match(o.stderr, /--weight, --mac and the thresholds belong to add and edit/);
     // drain --wait: reports each second; the open flow ends (RST) while it waits.
     o = io();
     // The RST comes after the first report of the open flow, however late that report is.
@@ -295,15 +308,16 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     assert.equal(await main(['save', '--socket', sock], o), 0);
     const saved = parseConfig(o.stdout, 'saved.yaml');
     assert.deepEqual(saved.services[0].real_servers.map((r) => [r.address, r.weight]), [['10.0.10.40', 0], ['10.0.10.111', dest === '10.0.10.111' ? 0 : 1], ['10.0.10.112', dest === '10.0.10.112' ? 0 : 2]]);
-    assert.match(o.stderr, /3 runtime changes not in/);
+    assert.match(o.stderr, /4 runtime changes not in/);
     o = io();
     assert.equal(await main(['save', '--ipvsadm', '--socket', sock], o), 0);
     assert.match(o.stdout, /^-A -t 10\.0\.10\.100:80 -s rr\n-a -t 10\.0\.10\.100:80 -r 10\.0\.10\.40:80 -g -w 0\n/);
+    assert.match(o.stdout, /^-a -t 10\.0\.10\.100:80 -r 10\.0\.10\.112:80 -g -w \d -x 5 -y 3$/m);
     // reload: back to the file; the runtime changes are listed as undone.
     o = io();
     assert.equal(await main(['reload', '--socket', sock], o), 0);
     assert.match(o.stdout, /lb\.yaml: reloaded, 3 changes\n {2}remove real server 10\.0\.10\.112 from 10\.0\.10\.100:80\/tcp \(drain\)\n/);
-    assert.match(o.stderr, /undid 3 runtime changes/);
+    assert.match(o.stderr, /undid 4 runtime changes/);
     fs.writeFileSync(file, BASE_CONFIG().replace('scheduler: rr', 'scheduler: wl'));
     o = io();
     assert.equal(await main(['reload', '--socket', sock], o), 1);

@@ -338,11 +338,13 @@ test('connection thresholds: u_threshold/l_threshold as ipvsadm -x/-y, validated
   ]);
   assert.deepEqual(parseConfig(formatConfig(ok), 'again.yaml').services, ok.services, 'formatConfig keeps them');
   assert.deepEqual(parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 0']), 'lb.yaml').services[0].real_servers[0], { address: '10.0.10.40', port: 80, weight: 1 }, '0 = none');
-  assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 10'])), [
-    'lb.yaml:10:22 services[0].real_servers[0].l_threshold: l_threshold (10) must be below u_threshold (10): the server takes new flows again once its connections fall below l_threshold',
+  // The kernel (ip_vs_add_dest) refuses only a lower threshold above the upper one: equal is fine.
+  assert.deepEqual(parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 10']), 'lb.yaml').services[0].real_servers[0].l_threshold, 10);
+  assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 11'])), [
+    'lb.yaml:10:22 services[0].real_servers[0].l_threshold: l_threshold (11) must not exceed u_threshold (10): the server takes new flows again once its connections fall below l_threshold',
   ]);
   assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        l_threshold: 5'])), [
-    'lb.yaml:9:22 services[0].real_servers[0].l_threshold: l_threshold (5) needs a u_threshold above it: without an upper threshold the server is never overloaded',
+    'lb.yaml:9:22 services[0].real_servers[0].l_threshold: l_threshold (5) needs a u_threshold: without an upper threshold the server is never overloaded',
   ]);
   assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: -1'])), [
     'lb.yaml:9:22 services[0].real_servers[0].u_threshold: expected an integer 0-2147483647, got -1',

@@ -6,7 +6,8 @@ import { arpRequest, arpReply, parseArp, ARP_REPLY } from '../../src/dataplane/a
 import { macFromString } from '../../src/dataplane/packet';
 import { ACK, FIN, MAC, PSH, RST, SYN, frame } from '../helpers/frames';
 import { BASE_CONFIG, testDaemon } from '../helpers/daemon';
-import { DEST_F_OVERLOAD } from '../../src/scheduler/index';
+import { DEST_F_DOWN, DEST_F_OVERLOAD } from '../../src/scheduler/index';
+import { DOWN_RESCHEDULE } from '../../src/dataplane/services';
 import { parseConfig } from '../../src/config/load';
 
 const drops = (d: { daemon: { forwarder: { drops: Float64Array } } }) => {
@@ -310,6 +311,26 @@ test('u_threshold without l_threshold: relieved below 3/4 of it; raising it by r
     assert.equal(rs40.uThreshold, 100);
     assert.equal(rs40.flags & DEST_F_OVERLOAD, 0);
     assert.equal(fw.conns.size, 10, 'a reload never touches the connection table');
+  } finally {
+    await t.daemon.stop();
+  }
+});
+
+test('thresholds and on_down reschedule: a moved flow binds to its new server (which may overload) and unbinds from the old', async () => {
+  const t = await testDaemon(BASE_CONFIG().replace(`mac: ${MAC.rs111}`, `mac: ${MAC.rs111}\n        u_threshold: 2`));
+  try {
+    const fw = t.daemon.forwarder;
+    const [rs40, rs111] = fw.dests.views;
+    assert.deepEqual([1, 2, 3].map((i) => dstMac(t.send(frame({ flags: SYN, sport: 55000 + i }))[0])), [MAC.rs40, MAC.rs111, MAC.rs40]);
+    assert.equal(rs111.flags & DEST_F_OVERLOAD, 0);
+    // rs40 fails its health check; its flows are rescheduled on their next frame.
+    rs40.flags |= DEST_F_DOWN;
+    fw.dests.downAction[rs40.index] = DOWN_RESCHEDULE;
+    assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 55001 }))[0]), MAC.rs111, 'moved to rs111');
+    assert.equal(fw.dests.inactive[rs111.index] + fw.dests.active[rs111.index], 2);
+    assert.equal(rs111.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, 'the moved flow counts toward rs111\'s threshold');
+    assert.equal(t.send(frame({ flags: ACK, sport: 55003 })).length, 0, 'no server can take the other one');
+    assert.deepEqual(drops(t), { no_real_server: 1 });
   } finally {
     await t.daemon.stop();
   }

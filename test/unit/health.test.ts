@@ -6,7 +6,7 @@ import type { HealthCheckConfig } from '../../src/config/types';
 import { Daemon } from '../../src/control/daemon';
 import { MemoryPort } from '../../src/dataplane/io';
 import { intToIp, ipToInt, macFromString, macToString } from '../../src/dataplane/packet';
-import { DEST_F_DOWN } from '../../src/scheduler/index';
+import { DEST_F_DOWN, DEST_F_OVERLOAD } from '../../src/scheduler/index';
 import { HealthSupervisor } from '../../src/health/supervisor';
 import type { Checker, CheckResult, Clock } from '../../src/health/types';
 import { ACK, FIN, MAC, PSH, SYN, frame } from '../helpers/frames';
@@ -357,6 +357,24 @@ test('daemon: quorum and sorry server: below quorum every new flow goes to the s
     await t.clock.advance(2000);
     assert.equal(svc.sorryActive, false);
     assert.deepEqual([6, 7].map((i) => t.send(syn(54000 + i))[0]).sort(), [MAC.rs40, MAC.rs111].sort());
+  } finally {
+    await t.daemon.stop();
+  }
+});
+
+test('daemon: quorum counts an overloaded server (u_threshold) as up: load is not a reason for the sorry server', async () => {
+  const t = await healthDaemon(healthConfig([`sorry_server: { address: ${SORRY}, mac: "${SORRY_MAC}" }`]));
+  try {
+    await t.clock.advance(0);
+    const svc = t.daemon.forwarder.services.all[0];
+    t.rs(RS40).setThresholds(1, 0);
+    assert.deepEqual(t.send(syn(56001)), [MAC.rs40]);
+    assert.equal(t.rs(RS40).flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD);
+    t.set(RS111, REFUSED);
+    await t.clock.advance(2000);
+    assert.equal(t.rs(RS111).health, 'down');
+    assert.equal(svc.sorryActive, false, 'rs40 is up: quorum 1 holds');
+    assert.deepEqual(t.send(syn(56002)), [], 'rs40 is full and rs111 down: dropped, as IPVS would');
   } finally {
     await t.daemon.stop();
   }

@@ -19,7 +19,7 @@ import { NativeDataplane, loadNative, selectDataplane } from '../../src/dataplan
 import { ipToInt, macFromString } from '../../src/dataplane/packet';
 import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, VirtualService } from '../../src/dataplane/services';
 import { arpRequest } from '../../src/dataplane/arp';
-import { createScheduler, DEST_F_DOWN } from '../../src/scheduler/index';
+import { createScheduler, DEST_F_DOWN, DEST_F_OVERLOAD } from '../../src/scheduler/index';
 import { parseConfig } from '../../src/config/load';
 import { ACK, FIN, MAC, PSH, RST, SYN, checksum, frame } from '../helpers/frames';
 import { readPcap } from '../helpers/pcap';
@@ -172,6 +172,7 @@ class Pair {
     for (const k of ['active', 'inactive', 'persistent', 'conns', 'packets', 'bytes', 'macKnown'] as const) {
       assert.deepEqual([...b.fw.dests[k].subarray(0, n)], [...a.fw.dests[k].subarray(0, n)], `${where}: dests.${k}`);
     }
+    assert.deepEqual(b.fw.dests.views.map((v) => v.flags), a.fw.dests.views.map((v) => v.flags), `${where}: dest flags (down, overload)`);
     const svcs = (fw: Forwarder) => fw.services.all.map((s) => s && { conns: s.conns, packets: s.packets, bytes: s.bytes });
     assert.deepEqual(svcs(b.fw), svcs(a.fw), `${where}: per-service counters`);
   }
@@ -316,6 +317,7 @@ test('differential: a long mixed run (rr, wlc, lc, sh, persistence, UDP, junk, e
   const r = rng(0x1bd);
   const p = new Pair(SERVICES, 6000);
   const frames = traffic(r, 4000, SERVICES);
+  let overloaded = 0;
   let now = 1;
   let at = 0;
   let round = 0;
@@ -332,6 +334,9 @@ test('differential: a long mixed run (rr, wlc, lc, sh, persistence, UDP, junk, e
       fw.sweep(Math.floor(fw.conns.slots / 3));
     });
     // Control-plane changes, the same on both sides.
+    // Connection thresholds (ipvsadm -x/-y): overload set and cleared as flows come and go.
+    if (round === 2) p.both((fw) => fw.dests.views[0].setThresholds(12, 6));
+    if (fw0Overloaded(p)) overloaded++;
     if (round === 5) p.both((fw) => (fw.dests.views[1].weight = 0)); // quiesce one server
     if (round === 8) p.both((fw) => ((fw.dests.views[3].flags |= DEST_F_DOWN), fw.services.all[1].changed())); // a health check fails
     if (round === 10) p.both((fw) => fw.setTimeouts({ tcp: 60, tcpfin: 10, udp: 20 }));
@@ -359,7 +364,13 @@ test('differential: a long mixed run (rr, wlc, lc, sh, persistence, UDP, junk, e
   assert.ok(p.ts.arps.length > 10, 'ARP frames went to the control plane');
   assert.ok(p.dp.stats().upcalls > 1000, 'new flows went up to the TypeScript scheduler');
   assert.ok(p.ts.fw.downFlowsRescheduled > 0 && p.ts.fw.downFlowsDropped > 0, 'flows of down servers were moved and dropped');
+  assert.ok(overloaded > 0 && !fw0Overloaded(p), `servers were overloaded (${overloaded} rounds) and relieved`);
 });
+
+/** Whether any real server of the TypeScript side is overloaded (u_threshold). */
+function fw0Overloaded(p: Pair): boolean {
+  return p.ts.fw.dests.views.some((v) => (v.flags & DEST_F_OVERLOAD) !== 0);
+}
 
 test('differential: a full table (table_full) and templates under churn', (t) => {
   if (!native(t)) return;

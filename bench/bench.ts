@@ -44,7 +44,7 @@ interface Options {
   budgetS: number;
 }
 
-const ALL = ['direct', 'lbd-native', 'lbd-ts', 'nftables', 'haproxy', 'baseline'];
+const ALL = ['direct', 'lbd-native', 'lbd-native-bp', 'lbd-ts', 'nftables', 'haproxy', 'baseline'];
 
 function usage(): never {
   process.stderr.write(
@@ -319,7 +319,7 @@ async function main(): Promise<number> {
   };
   let exitCode = 0;
   try {
-    const all: Scenario[] = [direct(lab), lbd(lab, 'native'), lbd(lab, 'ts'), nftables(lab), haproxy(lab), baseline(lab)];
+    const all: Scenario[] = [direct(lab), lbd(lab, 'native'), lbd(lab, 'native', '200us'), lbd(lab, 'ts'), nftables(lab), haproxy(lab), baseline(lab)];
     const scenarios = all.filter((s) => !o.only || o.only.includes(s.name));
     results.scenarios = scenarios.map((s) => ({ name: s.name, what: s.what }));
     const ks = ksoftirqdPids();

@@ -385,6 +385,7 @@ export function mdReport(r: Results): string {
 const COLORS: Record<string, string> = {
   direct: '#7f7f7f',
   'lbd-native': '#2ca02c',
+  'lbd-native-bp': '#17becf',
   'lbd-ts': '#98df8a',
   nftables: '#1f77b4',
   haproxy: '#ff7f0e',

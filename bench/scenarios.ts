@@ -105,16 +105,17 @@ export function direct(lab: Lab): Scenario {
 
 const DROP_REASONS = ['no_connection', 'table_full', 'no_mac', 'send_failed', 'no_real_server', 'not_our_mac'];
 
-export function lbd(lab: Lab, mode: 'native' | 'ts'): Scenario {
+/** lbd on one data-plane path; `busyPoll` (e.g. '200us') names the busy_poll variant lbd-native-bp. */
+export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenario {
   let p: LbdProcess | null = null;
   return {
-    name: `lbd-${mode}`,
-    what: `lbd, dataplane: ${mode}, rr over both real servers, DSR`,
+    name: busyPoll ? `lbd-${mode}-bp` : `lbd-${mode}`,
+    what: `lbd, dataplane: ${mode}${busyPoll ? `, busy_poll: ${busyPoll}` : ''}, rr over both real servers, DSR`,
     url: `http://${lab.addr.vip}/`,
     packets: true,
     async setup() {
       assertBalancerClean(lab);
-      const yaml = `${lbdConfig(lab, { scheduler: 'rr' })}\ndataplane: ${mode}\n`;
+      const yaml = `${lbdConfig(lab, { scheduler: 'rr' })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
       try {
         p = await startLbd(lab, yaml, { timeoutMs: 15000 });
       } catch (e) {

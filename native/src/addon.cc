@@ -7,6 +7,8 @@
 
 #include <linux/if_packet.h>
 
+#include <time.h>
+
 #include <cstring>
 #include <string>
 #include <vector>
@@ -19,7 +21,25 @@ namespace lbd {
 namespace {
 
 constexpr uint32_t kWakeBudget = 4096;  // frames per uv_poll wake-up before yielding to the loop
+// With busy-poll on, a wake-up also yields after this long, frames or not: a steady trickle
+// (one frame per spin) would otherwise keep the event loop (timers, admin, metrics) waiting.
+constexpr uint64_t kMaxBusyWakeNs = 1000000;
+constexpr uint64_t kMaxBusyPollNs = 10000000;
 constexpr size_t kDefaultRingBytes = 16u << 20;
+
+uint64_t monotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
+}
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 class Dataplane;
 
@@ -97,6 +117,7 @@ class Dataplane : public Napi::ObjectWrap<Dataplane> {
   Napi::Value Send(const Napi::CallbackInfo& info);
   Napi::Value SetFilter(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
+  Napi::Value SetBusyPoll(const Napi::CallbackInfo& info);
 
   void leaveJs();
   void stopPoll();
@@ -123,6 +144,7 @@ class Dataplane : public Napi::ObjectWrap<Dataplane> {
 
   double wakeups_ = 0;
   double liveFrames_ = 0;
+  uint64_t spinNs_ = 0;
   double ringPackets_ = 0;
   double ringDrops_ = 0;
   double pollErrors_ = 0;
@@ -204,6 +226,7 @@ Napi::Function Dataplane::Init(Napi::Env env) {
                          InstanceMethod("start", &Dataplane::Start),
                          InstanceMethod("stop", &Dataplane::Stop),
                          InstanceMethod("close", &Dataplane::Close),
+                         InstanceMethod("setBusyPoll", &Dataplane::SetBusyPoll),
                          InstanceMethod("send", &Dataplane::Send),
                          InstanceMethod("setFilter", &Dataplane::SetFilter),
                          InstanceMethod("stats", &Dataplane::Stats),
@@ -363,10 +386,29 @@ void Dataplane::onReadable() {
   const uint32_t frameSize = ring_.frameSize();
   // closeRequested_: close() from an upcall of this wake-up; the frames taken so far are
   // flushed and handed back, the rest stay in the ring for the socket's close to discard.
-  for (uint32_t budget = kWakeBudget; budget > 0 && !closeRequested_; budget--) {
+  // Busy-poll (config busy_poll): when the ring runs dry, send what was taken, then keep looking
+  // for up to spinNs_ before going back to epoll: at low load the next frame usually comes
+  // within a few tens of µs, and catching it here saves the sleep and wake-up (latency).
+  uint64_t idleSince = 0;
+  const uint64_t wakeDeadline = spinNs_ != 0 ? monotonicNs() + kMaxBusyWakeNs : 0;
+  for (uint32_t budget = kWakeBudget; budget > 0 && !closeRequested_;) {
     tpacket2_hdr* h = ring_.frame(ring_.cursor);
     const uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
-    if ((st & TP_STATUS_USER) == 0) break;
+    if ((st & TP_STATUS_USER) == 0) {
+      if (spinNs_ == 0) break;
+      const uint64_t now = monotonicNs();
+      if (idleSince == 0) {
+        fp_.flush(egressSink_);
+        for (uint32_t i = 0; i < np; i++) __atomic_store_n(&pending[i]->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+        np = 0;
+        idleSince = now;
+      }
+      if (now - idleSince >= spinNs_ || now >= wakeDeadline) break;
+      cpuRelax();
+      continue;
+    }
+    idleSince = 0;
+    budget--;
     ring_.cursor = ring_.cursor + 1 == ring_.frameCount() ? 0 : ring_.cursor + 1;
     pending[np++] = h;
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<uint8_t*>(h) + hdrLen);
@@ -544,6 +586,15 @@ void Dataplane::stopPoll() {
   p->data = nullptr;
   if (uv_is_active(reinterpret_cast<uv_handle_t*>(p))) uv_poll_stop(p);
   uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+}
+
+Napi::Value Dataplane::SetBusyPoll(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return throwError(env, "setBusyPoll(microseconds: number)");
+  const double us = info[0].As<Napi::Number>().DoubleValue();
+  if (!(us >= 0) || us * 1000.0 > double(kMaxBusyPollNs)) return throwError(env, "setBusyPoll: 0 to 10000 microseconds");
+  spinNs_ = uint64_t(us * 1000.0);
+  return env.Undefined();
 }
 
 Napi::Value Dataplane::Stop(const Napi::CallbackInfo& info) {

@@ -44,6 +44,7 @@ const TOP_KEYS = [
   'metrics',
   'log',
   'dataplane',
+  'busy_poll',
   'connection_table',
   'timeouts',
   'services',
@@ -94,6 +95,8 @@ const DATAPLANE_MODES: readonly DataplaneMode[] = ['auto', 'native', 'ts'];
 export const CONN_TABLE_MIN = 1024;
 export const CONN_TABLE_MAX = 16777216;
 export const WEIGHT_MAX = 65535;
+/** Seconds: 10 ms of spinning after the ring ran dry is already far past any benefit. */
+export const BUSY_POLL_MAX = 0.01;
 /** IPVS keeps thresholds in a u32; a connection table never holds more than 2^31 entries. */
 export const THRESHOLD_MAX = 2 ** 31 - 1;
 
@@ -131,8 +134,8 @@ export function parseDuration(v: unknown): number | undefined {
   if (typeof v !== 'string') return undefined;
   const s = v.trim();
   if (/^\d+(\.\d+)?$/.test(s)) return Number(s);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
-  const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const re = /(\d+(?:\.\d+)?)(ms|us|s|m|h)/y;
+  const unitMs: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
   let ms = 0;
   let parts = 0;
   re.lastIndex = 0;
@@ -716,6 +719,18 @@ class Validator {
     const dNode = this.optional(top, 'dataplane');
     if (dNode) dataplane = this.oneOf(dNode.node, 'dataplane', 'dataplane mode', DATAPLANE_MODES, dNode.key) ?? dataplane;
 
+    // busy_poll: how long the native path keeps polling its ring after it ran dry
+    let busyPoll = 0;
+    const bpNode = this.optional(top, 'busy_poll');
+    if (bpNode) {
+      const v = this.duration(bpNode.node ?? bpNode.key, 'busy_poll', false);
+      if (v !== undefined && v > BUSY_POLL_MAX) {
+        this.report(bpNode.node ?? bpNode.key, 'busy_poll', `expected at most 10ms (a longer spin only burns CPU), got ${this.describe(bpNode.node)}`);
+      } else if (v !== undefined) {
+        busyPoll = v;
+      }
+    }
+
     // connection_table
     let size = DEFAULTS.connTableSize;
     const ctNode = this.optional(top, 'connection_table');
@@ -778,6 +793,7 @@ class Validator {
       metrics,
       log: { level },
       dataplane,
+      busy_poll: busyPoll,
       connection_table: { size },
       timeouts,
       services,
@@ -1156,6 +1172,7 @@ export function formatConfig(cfg: Config): string {
     metrics: { listen: cfg.metrics.listen },
     log: { level: cfg.log.level },
     dataplane: cfg.dataplane,
+    busy_poll: cfg.busy_poll,
     local_access: cfg.local_access,
     connection_table: { size: cfg.connection_table.size },
     timeouts: { tcp: cfg.timeouts.tcp, tcpfin: cfg.timeouts.tcpfin, udp: cfg.timeouts.udp },

@@ -39,10 +39,13 @@ export class ReloadError extends LbdError {
 /** Service indices share a 32-bit key with the client port: 16 bits (contract.ts). */
 const MAX_SERVICE_INDEX = 1 << 16;
 
-/** How often the coarse clock advances and a slice of the connection table is swept. */
-const TICK_MS = 100;
+/**
+ * How often the coarse clock advances and a slice of the connection table is swept: often, so
+ * that each slice is short (the event loop, and the frames, wait while it runs).
+ */
+const TICK_MS = 10;
 /** A full sweep of the table takes this many ticks (one second). */
-const SWEEP_TICKS = 10;
+const SWEEP_TICKS = 100;
 /** Unresolved real-server MACs are asked for every second; resolved ones re-checked this often. */
 const ARP_REFRESH_S = 30;
 
@@ -222,6 +225,7 @@ export class Daemon {
     const { config: cfg, log } = this.opts;
     this.guard?.install(cfg.services);
     this.startCapture(this.capture);
+    if (cfg.busy_poll > 0 && this.dataplanePath !== 'native') log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
     this.setupLocalAccess();
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
     this.arp.announce();
@@ -242,6 +246,7 @@ export class Daemon {
         capture: cfg.interfaces.capture,
         egress: cfg.interfaces.egress,
         dataplane: this.dataplanePath,
+        busyPollUs: this.dataplanePath === 'native' ? Math.round(cfg.busy_poll * 1e6) : 0,
         metrics: this.opts.metrics === false ? null : cfg.metrics.listen,
         connTableSize: cfg.connection_table.size,
         services: cfg.services.map((s) => ({
@@ -258,6 +263,7 @@ export class Daemon {
 
   private startCapture(port: Port): void {
     port.start((buf, len) => this.forwarder.process(buf, len));
+    if (port instanceof NativePort) port.setBusyPoll(this.running.busy_poll);
   }
 
   private async listenMetrics(listen: string): Promise<void> {
@@ -347,6 +353,9 @@ export class Daemon {
           break;
         case 'timeouts':
           this.forwarder.setTimeouts(a.timeouts);
+          break;
+        case 'busy-poll':
+          if (this.capture instanceof NativePort) this.capture.setBusyPoll(a.busyPoll);
           break;
         case 'metrics-listen':
           if (this.metricsServer) {

@@ -10,6 +10,7 @@ export type Action =
   | { kind: 'restart-required'; field: string; from: unknown; to: unknown }
   | { kind: 'log-level'; level: Config['log']['level'] }
   | { kind: 'timeouts'; timeouts: Config['timeouts'] }
+  | { kind: 'busy-poll'; busyPoll: number }
   | { kind: 'metrics-listen'; listen: string }
   | { kind: 'service-add'; service: ServiceConfig }
   | { kind: 'service-remove'; key: string; name: string }
@@ -45,6 +46,7 @@ export function plan(running: Config, desired: Config): Action[] {
   const t0 = running.timeouts;
   const t1 = desired.timeouts;
   if (t0.tcp !== t1.tcp || t0.tcpfin !== t1.tcpfin || t0.udp !== t1.udp) actions.push({ kind: 'timeouts', timeouts: t1 });
+  if ((running.busy_poll ?? 0) !== (desired.busy_poll ?? 0)) actions.push({ kind: 'busy-poll', busyPoll: desired.busy_poll ?? 0 });
   if (running.metrics.listen !== desired.metrics.listen) actions.push({ kind: 'metrics-listen', listen: desired.metrics.listen });
 
   const before = new Map(running.services.map((s) => [serviceKey(s), s]));
@@ -107,6 +109,8 @@ export function describeAction(a: Action): string {
       return `log level → ${a.level}`;
     case 'timeouts':
       return `timeouts → tcp ${a.timeouts.tcp}s tcpfin ${a.timeouts.tcpfin}s udp ${a.timeouts.udp}s`;
+    case 'busy-poll':
+      return `busy_poll → ${Math.round(a.busyPoll * 1e6)}us`;
     case 'metrics-listen':
       return `metrics listen → ${a.listen}`;
     case 'service-add':

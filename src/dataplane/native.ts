@@ -82,6 +82,8 @@ interface AddonDataplane {
   close(): void;
   send(buf: Uint8Array, len: number): boolean;
   setFilter(filter: string): void;
+  /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 10000). */
+  setBusyPoll(microseconds: number): void;
   stats(): NativeStats;
 }
 
@@ -416,6 +418,11 @@ export class NativePort implements Port {
 
   setFilter(filter: string): void {
     this.dp.setFilter(filter);
+  }
+
+  /** Config busy_poll, in seconds. */
+  setBusyPoll(seconds: number): void {
+    this.dp.setBusyPoll(Math.round(seconds * 1e6));
   }
 
   stats(): NativeStats {

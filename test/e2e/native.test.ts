@@ -5,6 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { createLab, Lab } from '../../lab/lab';
 import { loadNative } from '../../src/dataplane/native';
 import { curl, lbdConfig, parseWrk, startLbd } from '../helpers/lbd-process';
@@ -110,4 +111,35 @@ test('dataplane: native refuses to start when the capture interface cannot be op
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const yaml = lbdConfig(lab, { top: top() }).replace(`capture: ${lab.ifaces.balancerCapture}`, 'capture: lo');
   await assert.rejects(startLbd(lab, yaml), /dataplane: native.*not Ethernet/s);
+});
+
+test('busy_poll: lbd keeps polling its ring between the frames of a closed-loop client instead of sleeping; reload switches it', async (t) => {
+  if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
+  const lbd = await startLbd(lab, lbdConfig(lab, { top: top(), scheduler: 'rr' }));
+  try {
+    /** wrk -c1 for 2 s: frames forwarded per wake-up of the capture loop. */
+    const framesPerWakeup = () => {
+      const f0 = lbd.metric('lbd_forwarded_packets_total');
+      const w0 = lbd.metric('lbd_native_wakeups_total');
+      const w = parseWrk(lab.exec(lab.ns.client, ['wrk', '-t1', '-c1', '-d2s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 }));
+      assert.ok(w.requests > 100 && w.socketErrors === 0 && w.non2xx === 0, JSON.stringify(w));
+      return (lbd.metric('lbd_forwarded_packets_total') - f0) / (lbd.metric('lbd_native_wakeups_total') - w0);
+    };
+    assert.equal(lbd.logs().find((l) => l.msg === 'lbd started')?.busyPollUs, 0);
+    const sleeping = framesPerWakeup();
+    writeFileSync(lbd.configFile, lbdConfig(lab, { top: `${top()}busy_poll: 500us\n`, scheduler: 'rr' }));
+    lbd.proc.kill('SIGHUP');
+    for (const deadline = Date.now() + 5000; !lbd.logs().some((l) => l.change === 'busy_poll → 500us'); ) {
+      if (Date.now() > deadline) throw new Error(`reload not applied:\n${lbd.logs().slice(-5).map((l) => JSON.stringify(l)).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const polling = framesPerWakeup();
+    t.diagnostic(`wrk -c1: ${sleeping.toFixed(1)} frames per wake-up sleeping in epoll, ${polling.toFixed(1)} with busy_poll 500us`);
+    // Each wake-up now lasts until the spin runs out or 1 ms passes, taking every frame of the
+    // request/response loop that arrives meanwhile: many frames per wake-up instead of one or two.
+    assert.ok(polling >= 3 * sleeping, `busy-poll: ${polling.toFixed(1)} frames per wake-up vs ${sleeping.toFixed(1)} without`);
+    assert.deepEqual(new Set([0, 1].map(() => curl(lab, `http://${lab.addr.vip}/`))), new Set(lab.names));
+  } finally {
+    await lbd.stop();
+  }
 });

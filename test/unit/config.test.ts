@@ -63,6 +63,7 @@ test('examples/lb.yaml (the lab topology) loads to the expected config', () => {
     metrics: { listen: '127.0.0.1:9469', host: '127.0.0.1', port: 9469 },
     log: { level: 'info' },
     dataplane: 'auto',
+    busy_poll: 0,
     local_access: false,
     connection_table: { size: 1048576 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
@@ -97,6 +98,7 @@ test('defaults are applied to a minimal config', () => {
     metrics: { listen: '127.0.0.1:9469', host: '127.0.0.1', port: 9469 },
     log: { level: 'info' },
     dataplane: 'auto',
+    busy_poll: 0,
     local_access: false,
     connection_table: { size: 1 << 20 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
@@ -129,6 +131,7 @@ interfaces: { capture: eth0, egress: eth1 }
 metrics: { listen: 0.0.0.0:9100 }
 log: { level: debug }
 dataplane: ts
+busy_poll: 150us
 connection_table: { size: 4096 }
 timeouts: { tcp: 1h, tcpfin: 30s, udp: 500ms }
 services:
@@ -148,6 +151,7 @@ services:
   assert.deepEqual(cfg.metrics, { listen: '0.0.0.0:9100', host: '0.0.0.0', port: 9100 });
   assert.equal(cfg.log.level, 'debug');
   assert.equal(cfg.dataplane, 'ts');
+  assert.equal(cfg.busy_poll, 0.00015);
   assert.equal(cfg.connection_table.size, 4096);
   assert.deepEqual(cfg.timeouts, { tcp: 3600, tcpfin: 30, udp: 0.5 });
   assert.deepEqual(cfg.services[0], {
@@ -182,6 +186,8 @@ test('durations: units, plain seconds, compound', () => {
     assert.equal(cfg.services[0].persistence, secs, text);
   }
   assert.equal(parseDuration(7), 7);
+  assert.equal(parseDuration('200us'), 0.0002);
+  assert.equal(parseDuration('1ms500us'), 0.0015);
   assert.equal(parseDuration('"x"'), undefined);
   for (const bad of [-1, '-1s', '5x', '1 m', 's', '', 'ms5', Infinity, true, null]) {
     assert.equal(parseDuration(bad), undefined, String(bad));
@@ -352,6 +358,17 @@ test('connection thresholds: u_threshold/l_threshold as ipvsadm -x/-y, validated
   assert.match(errorsOf(withService([], ['      - address: 10.0.10.40', '        uthreshold: 10']))[0], /unknown key "uthreshold"; did you mean "u_threshold"\?/);
 });
 
+test('busy_poll: a duration up to 10ms, 0 = off', () => {
+  assert.equal(parseConfig(withService(), 'lb.yaml').busy_poll, 0);
+  assert.equal(parseConfig(withService().replace('  capture: eth0', '  capture: eth0\nbusy_poll: 200us'), 'lb.yaml').busy_poll, 0.0002);
+  assert.deepEqual(errorsOf(withService().replace('  capture: eth0', '  capture: eth0\nbusy_poll: 1s')), [
+    'lb.yaml:3:12 busy_poll: expected at most 10ms (a longer spin only burns CPU), got "1s"',
+  ]);
+  assert.deepEqual(errorsOf(withService().replace('  capture: eth0', '  capture: eth0\nbusy_poll: fast')), [
+    'lb.yaml:3:12 busy_poll: invalid duration "fast": expected e.g. 500ms, 2s, 1m, 1h or a number of seconds',
+  ]);
+});
+
 test('unknown protocol, log level, dataplane', () => {
   assert.deepEqual(errorsOf(withService(['protocol: tpc'])), [
     'lb.yaml:7:15 services[0].protocol: unknown protocol "tpc"; did you mean "tcp"? (tcp, udp)',
@@ -428,7 +445,7 @@ test('broken YAML, non-mapping and empty documents', () => {
   assert.ok(tabs.length >= 1);
   assert.ok(tabs.every((i) => i.message.startsWith('invalid YAML: ') && i.line >= 1 && i.col >= 1));
   assert.deepEqual(errorsOf('- eth0\n- web\n'), [
-    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, connection_table, timeouts, services, admin, on_remove, local_access), got a list',
+    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, local_access), got a list',
   ]);
   assert.deepEqual(errorsOf(''), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
   assert.deepEqual(errorsOf('# nothing but a comment\n'), [

@@ -119,3 +119,11 @@ test('apply: changing persistence drops the old templates; removed servers still
     await t.daemon.stop();
   }
 });
+
+test('busy_poll: a change is one action, applied without a restart', () => {
+  const a = cfg(BASE_CONFIG());
+  const b = cfg(BASE_CONFIG().replace('log:', 'busy_poll: 150us\nlog:'));
+  assert.deepEqual(plan(a, b), [{ kind: 'busy-poll', busyPoll: 0.00015 }]);
+  assert.equal(describeAction(plan(a, b)[0]), 'busy_poll → 150us');
+  assert.deepEqual(plan(b, b), []);
+});

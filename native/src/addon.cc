@@ -24,7 +24,7 @@ constexpr uint32_t kWakeBudget = 4096;  // frames per uv_poll wake-up before yie
 // With busy-poll on, a wake-up also yields after this long, frames or not: a steady trickle
 // (one frame per spin) would otherwise keep the event loop (timers, admin, metrics) waiting.
 constexpr uint64_t kMaxBusyWakeNs = 1000000;
-constexpr uint64_t kMaxBusyPollNs = 10000000;
+constexpr uint64_t kMaxBusyPollNs = kMaxBusyWakeNs;  // a longer spin could not happen
 constexpr size_t kDefaultRingBytes = 16u << 20;
 
 uint64_t monotonicNs() {
@@ -391,7 +391,8 @@ void Dataplane::onReadable() {
   // within a few tens of µs, and catching it here saves the sleep and wake-up (latency).
   uint64_t idleSince = 0;
   const uint64_t wakeDeadline = spinNs_ != 0 ? monotonicNs() + kMaxBusyWakeNs : 0;
-  for (uint32_t budget = kWakeBudget; budget > 0 && !closeRequested_;) {
+  // poll_ == nullptr: stop() from an upcall of this wake-up.
+  for (uint32_t budget = kWakeBudget; budget > 0 && !closeRequested_ && poll_ != nullptr;) {
     tpacket2_hdr* h = ring_.frame(ring_.cursor);
     const uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if ((st & TP_STATUS_USER) == 0) {
@@ -592,7 +593,7 @@ Napi::Value Dataplane::SetBusyPoll(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) return throwError(env, "setBusyPoll(microseconds: number)");
   const double us = info[0].As<Napi::Number>().DoubleValue();
-  if (!(us >= 0) || us * 1000.0 > double(kMaxBusyPollNs)) return throwError(env, "setBusyPoll: 0 to 10000 microseconds");
+  if (!(us >= 0) || us * 1000.0 > double(kMaxBusyPollNs)) return throwError(env, "setBusyPoll: 0 to 1000 microseconds");
   spinNs_ = uint64_t(us * 1000.0);
   return env.Undefined();
 }

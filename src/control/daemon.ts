@@ -41,11 +41,10 @@ const MAX_SERVICE_INDEX = 1 << 16;
 
 /**
  * How often the coarse clock advances and a slice of the connection table is swept: often, so
- * that each slice is short (the event loop, and the frames, wait while it runs).
+ * that each slice is short (the event loop, and the frames, wait while it runs); a whole pass
+ * of the table takes a second.
  */
 const TICK_MS = 10;
-/** A full sweep of the table takes this many ticks (one second). */
-const SWEEP_TICKS = 100;
 /** Unresolved real-server MACs are asked for every second; resolved ones re-checked this often. */
 const ARP_REFRESH_S = 30;
 
@@ -97,7 +96,8 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   /** The coarse clock counts from here, on the monotonic clock: an NTP step must not expire every flow. */
   private readonly startedAt = performance.now();
-  private ticks = 0;
+  private lastSweepMs = 0;
+  private lastSecond = 0;
   private nextServiceIndex = 0;
   private stopped = false;
   private readonly local: Set<string>;
@@ -294,17 +294,25 @@ export class Daemon {
     });
   }
 
-  /** Advances the coarse clock, sweeps a slice of the table, keeps MACs fresh, finishes drains. */
+  /**
+   * Advances the coarse clock, sweeps a slice of the table, keeps MACs fresh, finishes drains.
+   * Paced by elapsed time, not by tick count: a late timer (a busy event loop) sweeps a bigger
+   * slice, up to a tenth of the table, so that a whole pass still takes about a second.
+   */
   tick(): void {
     const fw = this.forwarder;
-    fw.now = 1 + Math.floor((performance.now() - this.startedAt) / 1000);
-    fw.sweep(Math.ceil(fw.conns.slots / SWEEP_TICKS));
-    this.ticks++;
-    if (this.ticks % SWEEP_TICKS === 0) {
+    const elapsedMs = performance.now() - this.startedAt;
+    fw.now = 1 + Math.floor(elapsedMs / 1000);
+    const sinceMs = Math.min(Math.max(elapsedMs - this.lastSweepMs, TICK_MS), 100);
+    this.lastSweepMs = elapsedMs;
+    fw.sweep(Math.ceil((fw.conns.slots * sinceMs) / 1000));
+    const second = Math.floor(elapsedMs / 1000);
+    if (second !== this.lastSecond) {
+      this.lastSecond = second;
       // Control-plane work on a timer: a failure (an interface gone, nft refusing) is logged
       // and tried again next second; it must not kill the daemon with host changes left behind.
       try {
-        this.arp.resolve(this.ticks % (SWEEP_TICKS * ARP_REFRESH_S) === 0);
+        this.arp.resolve(second % ARP_REFRESH_S === 0);
         this.finishDrains();
       } catch (e) {
         this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'periodic control-plane work failed');
@@ -356,6 +364,7 @@ export class Daemon {
           break;
         case 'busy-poll':
           if (this.capture instanceof NativePort) this.capture.setBusyPoll(a.busyPoll);
+          else if (a.busyPoll > 0) this.log.warn({ busy_poll: a.busyPoll }, 'busy_poll applies to the native data plane only: ignored');
           break;
         case 'metrics-listen':
           if (this.metricsServer) {

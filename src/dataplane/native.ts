@@ -82,7 +82,7 @@ interface AddonDataplane {
   close(): void;
   send(buf: Uint8Array, len: number): boolean;
   setFilter(filter: string): void;
-  /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 10000). */
+  /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 1000). */
   setBusyPoll(microseconds: number): void;
   stats(): NativeStats;
 }

@@ -336,6 +336,23 @@ test('thresholds and on_down reschedule: a moved flow binds to its new server (w
   }
 });
 
+test('one sweepAll() is a whole pass of both tables, however many removals shift entries back', async () => {
+  // 1000 flows and 1000 persistence templates in tables of 1024: long clusters, so removing
+  // one entry keeps shifting the next ones into its slot.
+  const t = await testDaemon(BASE_CONFIG({ persistence: '1', size: 1024 }));
+  try {
+    const fw = t.daemon.forwarder;
+    for (let i = 0; i < 1000; i++) t.send(frame({ flags: SYN, src: `10.2.${i >> 8}.${i & 255}` }));
+    assert.deepEqual([fw.conns.size, fw.templates.size], [1000, 1000]);
+    fw.now += 1000;
+    fw.sweepAll();
+    assert.deepEqual([fw.conns.size, fw.templates.size], [0, 0], 'everything expired went');
+    assert.deepEqual([...fw.dests.inactive.subarray(0, 2), ...fw.dests.persistent.subarray(0, 2)], [0, 0, 0, 0]);
+  } finally {
+    await t.daemon.stop();
+  }
+});
+
 test('no available real server and a full table are drops with their own reasons', async () => {
   const t = await testDaemon(BASE_CONFIG({ weights: [0, 0] }));
   try {

@@ -187,15 +187,14 @@ export class Daemon {
     let rs = svc.reals.find((x) => x.addr === addr);
     if (rs) {
       rs.removed = false;
-      rs.weight = r.weight;
-      rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
+      this.configureReal(rs, r);
       if (svc.dests.includes(rs)) {
         if (r.mac) this.forwarder.dests.setMac(rs.index, macFromString(r.mac));
         return rs;
       }
     } else {
       rs = this.forwarder.dests.add(svc, addr, r.port, r.weight);
-      rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
+      this.configureReal(rs, r);
       svc.reals.push(rs);
       if (!r.mac) this.arp.track(rs);
     }
@@ -204,7 +203,13 @@ export class Daemon {
     return rs;
   }
 
-  /** on_remove (issue 5): the service's own, else the config's, else drain. */
+  /** What the config says about a real server's scheduling: its weight and connection thresholds. */
+  private configureReal(rs: RealServer, r: RealServerConfig): void {
+    rs.weight = r.weight;
+    rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
+  }
+
+    /** on_remove (issue 5): the service's own, else the config's, else drain. */
   private onRemove(s: ServiceConfig | undefined, cfg: Config): 'drain' | 'drop' {
     return s?.on_remove ?? cfg.on_remove ?? 'drain';
   }
@@ -425,8 +430,7 @@ export class Daemon {
         case 'real-update': {
           const svc = this.services.get(a.key)!;
           const rs = svc.dests.find((x) => x.addr === ipToInt(a.real.address))!;
-          rs.weight = a.real.weight;
-          rs.setThresholds(a.real.u_threshold ?? 0, a.real.l_threshold ?? 0);
+          this.configureReal(rs, a.real);
           if (a.fields.includes('mac')) {
             if (a.real.mac) {
               this.arp.untrack(rs);

@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load';
 import { ConfigError } from '../errors';
 import { formatReport, runDoctor, type HostView } from '../doctor/checks';
 import { SystemHost } from '../doctor/system';
-import { processIO, type CliIO, type Command } from './command';
+import { bool, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
 
 export const DOCTOR_USAGE = `Usage: lbd doctor --config FILE [--json] [--no-probes]
 
@@ -26,36 +26,12 @@ export interface DoctorArgs {
 }
 
 export function parseDoctorArgs(argv: string[]): DoctorArgs | 'help' {
-  const out: Partial<DoctorArgs> = { json: false, noProbes: false };
-  const args = [...argv];
-  while (args.length) {
-    const a = args.shift()!;
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
-    switch (flag) {
-      case '-h':
-      case '--help':
-        return 'help';
-      case '-c':
-      case '--config': {
-        const v = inline ?? args.shift();
-        if (!v) throw new Error(`${flag} needs a value`);
-        out.config = v;
-        break;
-      }
-      case '--json':
-        out.json = true;
-        break;
-      case '--no-probes':
-        out.noProbes = true;
-        break;
-      default:
-        throw new Error(`unknown option "${a}"`);
-    }
-  }
-  if (!out.config) throw new Error('--config FILE is required');
-  return out as DoctorArgs;
+  const p = parseFlags(argv, { '--config': { short: '-c', value: true }, '--json': {}, '--no-probes': {}, '--help': { short: '-h' } }, 'lbd doctor');
+  if (bool(p, '--help')) return 'help';
+  if (p.positionals.length) throw new UsageError(`lbd doctor: unexpected argument "${p.positionals[0]}"`);
+  const config = str(p, '--config');
+  if (!config) throw new UsageError('lbd doctor: --config FILE is required');
+  return { config, json: bool(p, '--json'), noProbes: bool(p, '--no-probes') };
 }
 
 export async function doctorMain(argv: string[], io: CliIO = processIO, host: HostView = new SystemHost()): Promise<number> {
@@ -63,7 +39,7 @@ export async function doctorMain(argv: string[], io: CliIO = processIO, host: Ho
   try {
     args = parseDoctorArgs(argv);
   } catch (e) {
-    io.err(`lbd doctor: ${(e as Error).message}\n\n${DOCTOR_USAGE}`);
+    io.err(`${(e as Error).message}\n\n${DOCTOR_USAGE}`);
     return 2;
   }
   if (args === 'help') {

@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { processIO, type CliIO, type Command } from './command';
+import { bool, list, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
 
 export type Method = 'lo' | 'redirect';
 export type PersistWith = 'networkd' | 'ifupdown';
@@ -301,62 +301,43 @@ real server needs for lbd:
 `;
 
 export function parseRsArgs(argv: string[]): RsOptions | 'help' {
-  const o: RsOptions = { vips: [], apply: false, undo: false, method: 'lo', persist: false, devs: [] };
-  const args = [...argv];
-  while (args.length) {
-    const a = args.shift()!;
-    const eq = a.indexOf('=');
-    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
-    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
-    const value = () => {
-      const v = inline ?? args.shift();
-      if (!v) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '-h':
-      case '--help':
-        return 'help';
-      case '--vip': {
-        const v = value();
-        for (const x of v.split(',')) {
-          if (!IPV4.test(x)) throw new Error(`--vip: "${x}" is not an IPv4 address`);
-          if (!o.vips.includes(x)) o.vips.push(x);
-        }
-        break;
-      }
-      case '--method': {
-        const v = value();
-        if (v !== 'lo' && v !== 'redirect') throw new Error(`--method: "${v}" (lo or redirect)`);
-        o.method = v;
-        break;
-      }
-      case '--persist-with': {
-        const v = value();
-        if (v !== 'networkd' && v !== 'ifupdown') throw new Error(`--persist-with: "${v}" (networkd or ifupdown)`);
-        o.persistWith = v;
-        break;
-      }
-      case '--dev': {
-        const v = value();
-        if (!/^[\w.-]{1,15}$/.test(v)) throw new Error(`--dev: "${v}" is not an interface name`);
-        o.devs.push(v);
-        break;
-      }
-      case '--apply':
-        o.apply = true;
-        break;
-      case '--undo':
-        o.undo = true;
-        break;
-      case '--persist':
-        o.persist = true;
-        break;
-      default:
-        throw new Error(`unknown option "${a}"`);
-    }
+  const cmd = 'lbd realserver-setup';
+  const p = parseFlags(
+    argv,
+    {
+      '--vip': { value: true, repeat: true },
+      '--method': { value: true },
+      '--persist-with': { value: true },
+      '--dev': { value: true, repeat: true },
+      '--apply': {},
+      '--undo': {},
+      '--persist': {},
+      '--help': { short: '-h' },
+    },
+    cmd,
+  );
+  if (bool(p, '--help')) return 'help';
+  if (p.positionals.length) throw new UsageError(`${cmd}: unexpected argument "${p.positionals[0]}"`);
+  const o: RsOptions = { vips: [], apply: bool(p, '--apply'), undo: bool(p, '--undo'), method: 'lo', persist: bool(p, '--persist'), devs: [] };
+  for (const x of list(p, '--vip').flatMap((v) => v.split(','))) {
+    if (!IPV4.test(x)) throw new UsageError(`${cmd}: --vip: "${x}" is not an IPv4 address`);
+    if (!o.vips.includes(x)) o.vips.push(x);
   }
-  if (!o.vips.length) throw new Error('--vip VIP is required');
+  const method = str(p, '--method');
+  if (method !== undefined) {
+    if (method !== 'lo' && method !== 'redirect') throw new UsageError(`${cmd}: --method: "${method}" (lo or redirect)`);
+    o.method = method;
+  }
+  const persistWith = str(p, '--persist-with');
+  if (persistWith !== undefined) {
+    if (persistWith !== 'networkd' && persistWith !== 'ifupdown') throw new UsageError(`${cmd}: --persist-with: "${persistWith}" (networkd or ifupdown)`);
+    o.persistWith = persistWith;
+  }
+  for (const dev of list(p, '--dev')) {
+    if (!/^[\w.-]{1,15}$/.test(dev)) throw new UsageError(`${cmd}: --dev: "${dev}" is not an interface name`);
+    o.devs.push(dev);
+  }
+  if (!o.vips.length) throw new UsageError(`${cmd}: --vip VIP is required`);
   return o;
 }
 
@@ -365,7 +346,7 @@ export async function realserverSetupMain(argv: string[], io: CliIO = processIO,
   try {
     o = parseRsArgs(argv);
   } catch (e) {
-    io.err(`lbd realserver-setup: ${(e as Error).message}\n\n${RS_USAGE}`);
+    io.err(`${(e as Error).message}\n\n${RS_USAGE}`);
     return 2;
   }
   if (o === 'help') {

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { curl, lbdConfig, parseWrk, startLbd } from '../helpers/lbd-process';
+import { curl, lbdConfig, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -123,14 +123,7 @@ test('the nftables guard exists while lbd runs and SIGTERM removes it, exit 0 wi
 });
 
 test('a UDP service: datagrams are balanced per flow and answered by the real servers directly', async () => {
-  const udp = `
-  - name: echo
-    vip: ${lab.addr.vip}
-    port: ${lab.ports.udp}
-    protocol: udp
-    scheduler: rr
-    real_servers:
-${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+  const udp = udpEchoService(lab);
   const lbd = await startLbd(lab, lbdConfig(lab, { extraServices: udp }));
   try {
     // Each node run uses a new source port: a new flow each time.

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createLab, Lab } from '../../lab/lab';
 import { loadNative } from '../../src/dataplane/native';
-import { curl, lbdConfig, parseWrk, startLbd } from '../helpers/lbd-process';
+import { curl, lbdConfig, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
 
 const load = loadNative();
 let lab: Lab;
@@ -37,14 +37,7 @@ test('dataplane: native forwards live traffic with the client\'s tx offload on',
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const offload = lab.exec(lab.ns.client, ['ethtool', '-k', lab.ifaces.client]);
   assert.match(offload, /tx-checksum-ip-generic: on/, 'the client checksums in "hardware" (partial checksums on veth)');
-  const udp = `
-  - name: echo
-    vip: ${lab.addr.vip}
-    port: ${lab.ports.udp}
-    protocol: udp
-    scheduler: rr
-    real_servers:
-${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+  const udp = udpEchoService(lab);
   const errorsBefore = csumErrors();
   const lbd = await startLbd(lab, lbdConfig(lab, { top: top(), scheduler: 'rr', extraServices: udp }));
   try {

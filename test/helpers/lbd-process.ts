@@ -192,3 +192,15 @@ services:
 ${lab.addr.rs.map((a) => `      - address: ${a}\n        weight: 1`).join('\n')}
 ${o.extraServices ?? ''}`;
 }
+
+/** A UDP service "echo" on the VIP over every real server's UDP echo (for lbdConfig's extraServices). */
+export function udpEchoService(lab: Lab): string {
+  return `
+  - name: echo
+    vip: ${lab.addr.vip}
+    port: ${lab.ports.udp}
+    protocol: udp
+    scheduler: rr
+    real_servers:
+${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+}

@@ -67,7 +67,7 @@ export function runtimeSnapshot(pids: number[], softirqPids: number[]): RuntimeS
 export function machineCpu(): { busyNs: number; stealNs: number } {
   const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   const tick = 1e9 / 100; // USER_HZ
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+  const [user, nice, system, , , irq, softirq, steal] = f; // idle and iowait are not busy time
   return { busyNs: (user + nice + system + irq + softirq) * tick, stealNs: (steal || 0) * tick };
 }
 

@@ -8,6 +8,7 @@
  * its usage. The doctor and realserver-setup commands (issue 5, items 6-7) register here as
  * 'doctor' and 'realserver-setup' (files src/cli/doctor.ts and src/cli/realserver-setup.ts).
  */
+import { didYouMean } from '../config/suggest';
 import { LbdError } from '../errors';
 import { VERSION } from '../version';
 import { CliIO, Command, processIO, reportError, UsageError } from './command';
@@ -80,7 +81,6 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     cmd = loadCommand(first);
     rest = argv.slice(1);
     if (!cmd) {
-      const { didYouMean } = await import('../config/suggest');
       const guess = didYouMean(first, COMMAND_FILES);
       io.err(`lbd: unknown command "${first}"${guess ? `; did you mean "${guess}"?` : ''} (${COMMAND_FILES.join(', ')})\n\n${usage()}`);
       return 2;

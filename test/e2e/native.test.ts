@@ -33,7 +33,7 @@ function csumErrors(): number {
     .reduce((a, b) => a + b, 0);
 }
 
-test('dataplane: native forwards live traffic with the client\'s tx offload on', async (t) => {
+test('dataplane: native forwards live traffic with the client\'s tx offload on', async () => {
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const offload = lab.exec(lab.ns.client, ['ethtool', '-k', lab.ifaces.client]);
   assert.match(offload, /tx-checksum-ip-generic: on/, 'the client checksums in "hardware" (partial checksums on veth)');
@@ -100,7 +100,7 @@ test('dataplane: native forwards live traffic with the client\'s tx offload on',
   }
 });
 
-test('dataplane: native refuses to start when the capture interface cannot be opened natively', async (t) => {
+test('dataplane: native refuses to start when the capture interface cannot be opened natively', async () => {
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const yaml = lbdConfig(lab, { top: top() }).replace(`capture: ${lab.ifaces.balancerCapture}`, 'capture: lo');
   await assert.rejects(startLbd(lab, yaml), /dataplane: native.*not Ethernet/s);

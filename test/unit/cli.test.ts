@@ -9,6 +9,7 @@ import { AdminServer, Control, ListResult } from '../../src/control/admin';
 import { CliIO, parseFlags, socketPath } from '../../src/cli/command';
 import { formatConnections, formatList, largeNum } from '../../src/cli/format';
 import { main, parseArgs } from '../../src/cli/main';
+import { intToIp } from '../../src/dataplane/packet';
 import { ACK, SYN, frame } from '../helpers/frames';
 import { BASE_CONFIG, testDaemon } from '../helpers/daemon';
 
@@ -299,7 +300,7 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     // drain --wait with a timeout that passes: exit 1.
     t.send(frame({ flags: SYN, sport: 40002 })); // → .111 or .112
     t.send(frame({ flags: ACK, sport: 40002 }));
-    const dest = (await import('../../src/dataplane/packet')).intToIp(t.daemon.forwarder.dests.views[t.daemon.forwarder.conns.dest[t.daemon.forwarder.conns.find(0x0a000a32, 40002)]].addr);
+    const dest = intToIp(t.daemon.forwarder.dests.views[t.daemon.forwarder.conns.dest[t.daemon.forwarder.conns.find(0x0a000a32, 40002)]].addr);
     o = io();
     assert.equal(await main(['server', 'drain', 'web', dest, '--wait', '--timeout', '1', '--socket', sock], o), 1);
     assert.match(o.stderr, /still has 1 active connection after 1 s \(it stays at weight 0\)/);

@@ -2,9 +2,13 @@
  * The normalized, validated configuration: what `lbd check` prints and what the daemon runs.
  * Durations are seconds (numbers, may be fractional); addresses are dotted-quad strings.
  */
-export type Protocol = 'tcp' | 'udp';
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-export type DataplaneMode = 'auto' | 'native' | 'ts';
+// The choices of each enumerated key, in the order messages list them; the types follow from them.
+export const PROTOCOLS = ['tcp', 'udp'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const DATAPLANE_MODES = ['auto', 'native', 'ts'] as const;
+export type DataplaneMode = (typeof DATAPLANE_MODES)[number];
 
 export interface RealServerConfig {
   address: string;
@@ -26,7 +30,8 @@ export interface RealServerConfig {
 }
 
 /** Health checks (issue 3, docs/health.md). Durations in seconds. */
-export type HealthCheckType = 'tcp' | 'http' | 'vip';
+export const HEALTH_CHECK_TYPES = ['tcp', 'http', 'vip'] as const;
+export type HealthCheckType = (typeof HEALTH_CHECK_TYPES)[number];
 export interface HealthCheckConfig {
   type: HealthCheckType;
   interval: number;
@@ -46,8 +51,10 @@ export interface HealthCheckConfig {
   /** Port checked; default the service port. */
   port: number;
 }
-export type OnDown = 'reschedule' | 'drop' | 'keep';
-export type InitialState = 'up' | 'down';
+export const ON_DOWN_ACTIONS = ['reschedule', 'drop', 'keep'] as const;
+export type OnDown = (typeof ON_DOWN_ACTIONS)[number];
+export const INITIAL_STATES = ['up', 'down'] as const;
+export type InitialState = (typeof INITIAL_STATES)[number];
 
 export interface ServiceConfig {
   name: string;
@@ -100,7 +107,8 @@ export interface Config {
 }
 
 /** drain: flows of a removed real server continue until they end; drop: they are cut (IPVS expire_nodest_conn). */
-export type OnRemove = 'drain' | 'drop';
+export const ON_REMOVE_ACTIONS = ['drain', 'drop'] as const;
+export type OnRemove = (typeof ON_REMOVE_ACTIONS)[number];
 
 export const DEFAULTS = {
   metricsListen: '127.0.0.1:9469',

@@ -5,7 +5,7 @@
  * rules are refused with the reason.
  */
 import { stringify } from 'yaml';
-import { parseIPv4, THRESHOLD_MAX, WEIGHT_MAX } from '../config/load';
+import { parseIPv4, THRESHOLD_MAX, WEIGHT_MAX } from '../config/values';
 import { didYouMean } from '../config/suggest';
 import type { Config, Protocol } from '../config/types';
 import { LbdError } from '../errors';

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { statusMatches } from '../config/load';
+import { statusMatches } from '../config/values';
 import { Checker, CheckResult, errorReason } from './types';
 
 /** The most body read for expect_body; a health page is small. */

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, formatConfigIssue } from '../../src/errors';
-import { formatConfig, loadConfig, parseConfig, parseDuration } from '../../src/config/load';
+import { formatConfig, loadConfig, parseConfig } from '../../src/config/load';
+import { parseDuration } from '../../src/config/values';
 import { didYouMean, editDistance } from '../../src/config/suggest';
 import { Config } from '../../src/config/types';
 

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, formatConfigIssue } from '../../src/errors';
-import { formatConfig, parseConfig, parseStatusSet, statusMatches } from '../../src/config/load';
+import { formatConfig, parseConfig } from '../../src/config/load';
+import { parseStatusSet, statusMatches } from '../../src/config/values';
 import { effectiveCheck } from '../../src/health/manager';
 
 function errorsOf(text: string): string[] {

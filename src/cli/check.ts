@@ -1,8 +1,7 @@
 /** `lbd check --config FILE`: validate and print the normalized config. */
 import { formatConfig, loadConfig } from '../config/load';
 import { ConfigError } from '../errors';
-import { Command } from './command';
-import { parseArgs } from './run';
+import { Command, parseArgs } from './command';
 import { VERSION } from '../version';
 
 export const CHECK_USAGE = `Usage: lbd check --config FILE   (or: lbd check FILE)

@@ -1,12 +1,12 @@
 /**
  * What every `lbd` subcommand shares: the Command shape the dispatcher (main.ts) loads, the
- * option parser, the admin-socket lookup and the error → exit-status convention
+ * option parsers, the admin-socket lookup and the error → exit-status convention
  * (0 ok, 1 failed, 2 usage error).
  */
 import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { didYouMean } from '../config/suggest';
-import { DEFAULTS } from '../config/types';
+import { DEFAULTS, LOG_LEVELS, type LogLevel } from '../config/types';
 import { LbdError } from '../errors';
 
 export interface CliIO {
@@ -126,6 +126,67 @@ export function bool(p: ParsedFlags, name: string): boolean {
 export function list(p: ParsedFlags, name: string): string[] {
   const v = p.flags.get(name);
   return Array.isArray(v) ? v : [];
+}
+
+
+export interface ParsedArgs {
+  command: 'run' | 'check' | 'help' | 'version';
+  config?: string;
+  logLevel?: LogLevel;
+}
+
+/**
+ * The arguments of `run` and `check`, in the grammar of the first CLI (`lbd --config FILE` runs,
+ * `lbd check FILE` checks). Not parseFlags, although both read options: here the messages carry
+ * no command prefix and no suggestion, `-c=FILE` works, `--` is no end of options, and -h/-V
+ * answer even when later arguments are wrong. Users of the first CLI see all of that, so the
+ * grammar keeps its own loop; it lives here so that `lbd check` does not load the daemon.
+ */
+export function parseArgs(argv: string[]): ParsedArgs {
+  const out: ParsedArgs = { command: 'run' };
+  const args = [...argv];
+  if (args[0] && !args[0].startsWith('-')) {
+    const cmd = args.shift()!;
+    if (cmd !== 'run' && cmd !== 'check') throw new UsageError(`unknown command "${cmd}" (run, check)`);
+    out.command = cmd;
+  }
+  while (args.length) {
+    const a = args.shift()!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? args.shift();
+      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case '-h':
+      case '--help':
+        return { command: 'help' };
+      case '-V':
+      case '--version':
+        return { command: 'version' };
+      case '-c':
+      case '--config':
+        out.config = value();
+        break;
+      case '-l':
+      case '--log-level': {
+        const v = value();
+        if (!LOG_LEVELS.includes(v as LogLevel)) throw new UsageError(`--log-level: unknown level "${v}" (${LOG_LEVELS.join(', ')})`);
+        out.logLevel = v as LogLevel;
+        break;
+      }
+      default:
+        // `lbd check lb.yaml`: a lone positional file.
+        if (out.command === 'check' && !a.startsWith('-') && out.config === undefined) {
+          out.config = a;
+          break;
+        }
+        throw new UsageError(`unknown option "${a}"`);
+    }
+  }
+  if (!out.config) throw new UsageError('--config FILE is required');
+  return out;
 }
 
 /**

@@ -2,7 +2,7 @@
  * `lbd list` output in `ipvsadm -L -n` layout (the same printf widths as ipvsadm.c), plus lbd's
  * Health column and service names. Pure functions of the admin socket's answers.
  */
-import type { ConnEntry, ListResult, RealView, ServiceView } from '../control/admin';
+import type { ConnEntry, ListResult, RealView, ServiceView } from '../control/admin/protocol';
 
 export type ListMode = 'plain' | 'stats' | 'rate' | 'thresholds' | 'persistent';
 

@@ -1,6 +1,7 @@
 /** `lbd list`: the running services and real servers, like `ipvsadm -L -n`. */
-import { adminRequest, ConnEntry, ListResult } from '../control/admin';
-import { resolveServiceView } from './resolve';
+import { adminRequest } from '../control/admin/client';
+import type { ConnEntry, ListResult } from '../control/admin/protocol';
+import { resolveServiceView } from '../control/admin/service-ref';
 import { bool, Command, parseFlags, socketPath, UsageError } from './command';
 import { formatConnections, formatList } from './format';
 

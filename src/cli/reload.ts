@@ -1,5 +1,6 @@
 /** `lbd reload`: the daemon re-reads its config file and applies the differences (like SIGHUP). */
-import { adminRequest, ChangeResult } from '../control/admin';
+import { adminRequest } from '../control/admin/client';
+import type { ChangeResult } from '../control/admin/protocol';
 import { bool, Command, parseFlags, socketPath, UsageError } from './command';
 
 const USAGE = `Usage: lbd reload [--socket PATH | --config FILE]

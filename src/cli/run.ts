@@ -5,13 +5,12 @@
 import pino from 'pino';
 import { loadConfig } from '../config/load';
 import type { Config, LogLevel } from '../config/types';
-import { AdminServer, Control } from '../control/admin';
+import { Control } from '../control/admin/control';
+import { AdminServer } from '../control/admin/server';
 import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
-import { Command, UsageError } from './command';
+import { Command, parseArgs } from './command';
 import { VERSION } from '../version';
-
-const LOG_LEVELS: LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 
 export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL]
 
@@ -25,60 +24,6 @@ Options:
 Signals: SIGHUP reloads FILE (like lbd reload); SIGTERM or SIGINT stops capturing, undoes
 every change lbd made to the host, removes the admin socket and exits 0.
 `;
-
-export interface ParsedArgs {
-  command: 'run' | 'check' | 'help' | 'version';
-  config?: string;
-  logLevel?: LogLevel;
-}
-
-/** The arguments of `run` and `check` (kept from the first CLI: `lbd --config FILE` runs). */
-export function parseArgs(argv: string[]): ParsedArgs {
-  const out: ParsedArgs = { command: 'run' };
-  const args = [...argv];
-  if (args[0] && !args[0].startsWith('-')) {
-    const cmd = args.shift()!;
-    if (cmd !== 'run' && cmd !== 'check') throw new UsageError(`unknown command "${cmd}" (run, check)`);
-    out.command = cmd;
-  }
-  while (args.length) {
-    const a = args.shift()!;
-    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
-    const value = () => {
-      const v = inline ?? args.shift();
-      if (v === undefined || v === '') throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
-    switch (flag) {
-      case '-h':
-      case '--help':
-        return { command: 'help' };
-      case '-V':
-      case '--version':
-        return { command: 'version' };
-      case '-c':
-      case '--config':
-        out.config = value();
-        break;
-      case '-l':
-      case '--log-level': {
-        const v = value();
-        if (!LOG_LEVELS.includes(v as LogLevel)) throw new UsageError(`--log-level: unknown level "${v}" (${LOG_LEVELS.join(', ')})`);
-        out.logLevel = v as LogLevel;
-        break;
-      }
-      default:
-        // `lbd check lb.yaml`: a lone positional file.
-        if (out.command === 'check' && !a.startsWith('-') && out.config === undefined) {
-          out.config = a;
-          break;
-        }
-        throw new UsageError(`unknown option "${a}"`);
-    }
-  }
-  if (!out.config) throw new UsageError('--config FILE is required');
-  return out;
-}
 
 export const command: Command = {
   name: 'run',

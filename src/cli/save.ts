@@ -1,5 +1,6 @@
 /** `lbd save`: the running config as YAML, or as `ipvsadm -S -n` rules. */
-import { adminRequest, SaveResult } from '../control/admin';
+import { adminRequest } from '../control/admin/client';
+import type { SaveResult } from '../control/admin/protocol';
 import { bool, Command, parseFlags, socketPath, UsageError } from './command';
 
 const USAGE = `Usage: lbd save [--ipvsadm] [--socket PATH | --config FILE]

@@ -1,8 +1,9 @@
 /** `lbd server add|edit|remove|drain`: real servers of a running daemon, like ipvsadm -a/-e/-d. */
-import { adminRequest, ChangeResult, Change, ListResult } from '../control/admin';
+import { adminRequest } from '../control/admin/client';
+import type { ChangeResult, Change, ListResult } from '../control/admin/protocol';
+import { resolveServiceView } from '../control/admin/service-ref';
 import { LbdError } from '../errors';
 import { bool, CliIO, Command, parseFlags, saveHint, socketPath, str, UsageError } from './command';
-import { resolveServiceView } from './resolve';
 
 const USAGE = `Usage: lbd server add    SERVICE ADDRESS [--weight N] [--mac MAC] [-x N] [-y N]
        lbd server edit   SERVICE ADDRESS [--weight N] [--mac MAC|auto] [-x N] [-y N]

@@ -1,5 +1,6 @@
 /** `lbd service add|edit|remove`: virtual services of a running daemon, like ipvsadm -A/-E/-D. */
-import { adminRequest, ChangeResult, Change } from '../control/admin';
+import { adminRequest } from '../control/admin/client';
+import type { ChangeResult, Change } from '../control/admin/protocol';
 import { bool, Command, list, parseFlags, socketPath, str, UsageError } from './command';
 import { printChanges } from './server';
 

@@ -5,7 +5,11 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfig } from '../../src/config/load';
-import { adminRequest, AdminServer, applyChange, ChangeResult, ConnEntry, Control, ListResult, NoDaemonError, SaveResult } from '../../src/control/admin';
+import { applyChange } from '../../src/control/admin/apply';
+import { adminRequest, NoDaemonError } from '../../src/control/admin/client';
+import { Control } from '../../src/control/admin/control';
+import { ChangeResult, ConnEntry, ListResult, SaveResult } from '../../src/control/admin/protocol';
+import { AdminServer } from '../../src/control/admin/server';
 import { macToString } from '../../src/dataplane/packet';
 import { ACK, MAC, SYN, frame } from '../helpers/frames';
 import { BASE_CONFIG, testDaemon, TestDaemon } from '../helpers/daemon';
@@ -193,7 +197,7 @@ test('thresholds at runtime: server add/edit -x/-y, list shows them and the over
     assert.deepEqual([rs.u_threshold, rs.l_threshold, rs.inactive, rs.overloaded], [2, 0, 2, true]);
     assert.equal(macToString(t.send(frame({ flags: SYN, sport: 53010 }))[0]), MAC.rs111, 'an overloaded server gets no new flow');
     // Lowering the upper threshold keeps the overload (it takes effect at the next connection).
-    r = await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 1 });
+    await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 1 });
     assert.equal((await real40()).overloaded, true);
     // Removing it lifts the overload at once; -x 0 also removes a lower threshold.
     await change({ op: 'server-edit', service: 'web', address: '10.0.10.40', u_threshold: 100, l_threshold: 50 });

@@ -1,0 +1,248 @@
+/**
+ * What each admin request does on the daemon: builds the list/connections/save answers from the
+ * data plane's counters, runs reloads and runtime changes one at a time through Daemon.apply(),
+ * remembers the runtime changes not in the file, and samples the rate estimator.
+ */
+import type { Logger } from 'pino';
+import { formatConfig, loadConfig } from '../../config/load';
+import type { Config } from '../../config/types';
+import { ConfigError, formatConfigIssue } from '../../errors';
+import { CONN_STATE_NAMES, ConnState, SLOT_EMPTY } from '../../dataplane/contract';
+import { intToIp, macToString } from '../../dataplane/packet';
+import type { RealServer, VirtualService } from '../../dataplane/services';
+import { DEST_F_OVERLOAD } from '../../scheduler/index';
+import { VERSION } from '../../version';
+import type { Daemon } from '../daemon';
+import { toIpvsadmRules } from '../ipvsadm';
+import { Action, serviceKey } from '../reconcile';
+import { applyChange, describeChanges } from './apply';
+import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView } from './protocol';
+import { RATE_INTERVAL_MS, RateEstimator } from './rate';
+
+export interface ControlOptions {
+  log?: Logger;
+  /** Reads the config file on reload (tests may pass their own). */
+  load?: (file: string) => Config;
+}
+
+export class Control {
+  /** Runtime changes applied since the config file was last (re)loaded. */
+  runtimeChanges: string[] = [];
+  readonly rates = new RateEstimator();
+  private queue: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly daemon: Daemon,
+    private readonly opts: ControlOptions = {},
+  ) {}
+
+  private get log(): Logger {
+    return this.opts.log ?? this.daemon.log;
+  }
+
+  /** Starts the rate estimator's timer. */
+  start(): void {
+    this.sampleRates();
+    this.timer = setInterval(() => this.sampleRates(), RATE_INTERVAL_MS);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  sampleRates(now = Date.now()): void {
+    const d = this.daemon.forwarder.dests;
+    for (const svc of this.daemon.services.values()) {
+      this.rates.sample(`s${svc.index}`, now, svc.conns, svc.packets, svc.bytes);
+      for (const rs of this.realsOf(svc)) this.rates.sample(`d${rs.index}`, now, d.conns[rs.index], d.packets[rs.index], d.bytes[rs.index]);
+    }
+  }
+
+  private realsOf(svc: VirtualService): RealServer[] {
+    const sorry = (svc as { sorry?: RealServer | null }).sorry;
+    return sorry && !svc.reals.includes(sorry) ? [...svc.reals, sorry] : svc.reals;
+  }
+
+  /** Runs mutations one at a time, in arrival order. */
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  ping(): PingResult {
+    return { version: VERSION, pid: process.pid, file: this.daemon.running.file };
+  }
+
+  list(): ListResult {
+    const daemon = this.daemon;
+    const fw = daemon.forwarder;
+    const d = fw.dests;
+    const order = new Map(daemon.running.services.map((s, i) => [serviceKey(s), i]));
+    const services = [...daemon.services.entries()]
+      .filter(([, svc]) => !svc.gone)
+      .sort(([a, sa], [b, sb]) => (order.get(a) ?? 1e9 + sa.index) - (order.get(b) ?? 1e9 + sb.index))
+      .map(([key, svc]): ServiceView => {
+        const cfg = daemon.running.services.find((s) => serviceKey(s) === key);
+        const reals = this.realsOf(svc)
+          .filter((rs) => !rs.gone)
+          .map((rs): RealView => {
+            const v: RealView = {
+              address: intToIp(rs.addr),
+              port: rs.port,
+              forward: 'Route',
+              weight: rs.weight,
+              active: d.active[rs.index],
+              inactive: d.inactive[rs.index],
+              persistent: d.persistent[rs.index],
+              u_threshold: rs.uThreshold,
+              l_threshold: rs.lThreshold,
+              overloaded: (rs.flags & DEST_F_OVERLOAD) !== 0,
+              health: rs.health,
+              health_reason: rs.healthReason,
+              removed: rs.removed,
+              mac: d.macKnown[rs.index] ? macToString(d.mac, rs.index * 6) : null,
+              stats: { conns: d.conns[rs.index], inpkts: d.packets[rs.index], outpkts: 0, inbytes: d.bytes[rs.index], outbytes: 0 },
+              rate: this.rates.rate(`d${rs.index}`),
+            };
+            if ((svc as { sorry?: RealServer | null }).sorry === rs) v.sorry = true;
+            return v;
+          });
+        return {
+          name: svc.name,
+          key,
+          protocol: svc.proto === 17 ? 'udp' : 'tcp',
+          vip: intToIp(svc.vip),
+          port: svc.port,
+          scheduler: svc.scheduler.name,
+          persistence: cfg?.persistence ?? svc.persistence,
+          persistence_netmask: cfg?.persistence_netmask ?? intToIp(svc.persistenceMask),
+          removed: svc.removed,
+          active: reals.reduce((n, r) => n + r.active, 0),
+          inactive: reals.reduce((n, r) => n + r.inactive, 0),
+          stats: { conns: svc.conns, inpkts: svc.packets, outpkts: 0, inbytes: svc.bytes, outbytes: 0 },
+          rate: this.rates.rate(`s${svc.index}`),
+          reals,
+        };
+      });
+    return {
+      version: VERSION,
+      size: daemon.running.connection_table.size,
+      dataplane: daemon.dataplanePath,
+      connections: fw.conns.size,
+      file: daemon.running.file,
+      runtime_changes: [...this.runtimeChanges],
+      services,
+    };
+  }
+
+  /** The connection table (and persistence templates), like `ipvsadm -L -n -c`. */
+  connections(limit = Infinity): ConnEntry[] {
+    const fw = this.daemon.forwarder;
+    const out: ConnEntry[] = [];
+    const now = fw.now;
+    for (const [table, template] of [
+      [fw.conns, false],
+      [fw.templates, true],
+    ] as const) {
+      for (let i = 0; i < table.slots && out.length < limit; i++) {
+        const dest = table.dest[i];
+        if (dest === SLOT_EMPTY) continue;
+        const svc = fw.services.all[table.keyPort[i] >>> 16];
+        const rs = fw.dests.views[dest];
+        if (!svc || !rs) continue;
+        const state = table.state[i];
+        const e: ConnEntry = {
+          protocol: svc.proto === 17 ? 'udp' : 'tcp',
+          expires: Math.max(0, table.expires[i] - now),
+          state: state === ConnState.Template ? 'NONE' : (CONN_STATE_NAMES[state] ?? String(state)),
+          client: `${intToIp(table.keyAddr[i])}:${table.keyPort[i] & 0xffff}`,
+          virtual: `${intToIp(svc.vip)}:${svc.port}`,
+          destination: `${intToIp(rs.addr)}:${rs.port}`,
+        };
+        if (template) e.template = true;
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  save(): SaveResult {
+    const running = this.daemon.running;
+    return { yaml: formatConfig(running), ipvsadm: toIpvsadmRules(running), file: running.file, runtime_changes: [...this.runtimeChanges] };
+  }
+
+  /**
+   * Re-reads the config file and applies the differences. A file with errors changes nothing
+   * and is answered with the same errors as `lbd check`.
+   */
+  reload(source = 'lbd reload'): Promise<ChangeResult> {
+    return this.serialize(async () => {
+      const file = this.daemon.running.file;
+      let desired: Config;
+      try {
+        desired = (this.opts.load ?? loadConfig)(file);
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          const n = e.issues.length;
+          this.log.error({ source, file, errors: e.issues.map(formatConfigIssue) }, 'reload refused: the config file has errors; the running config stays');
+          throw new AdminError('E_CONFIG', `${e.message}\n${file}: ${n} error${n === 1 ? '' : 's'}; not reloaded, the running config stays`);
+        }
+        throw e;
+      }
+      const before = this.daemon.running;
+      let actions: Action[];
+      try {
+        actions = await this.daemon.apply(desired);
+      } catch (e) {
+        this.log.error({ source, file, err: (e as Error).message }, 'reload refused');
+        throw e;
+      }
+      const changes = describeChanges(actions, before, desired);
+      const discarded = this.runtimeChanges;
+      this.runtimeChanges = [];
+      this.log.info({ source, file, changes, discarded }, changes.length ? 'config reloaded' : 'config reloaded: no changes');
+      return { changes, discarded, file, runtime_changes: [] };
+    });
+  }
+
+  /** A runtime change (lbd server … / lbd service …), applied like a reload of the changed config. */
+  change(c: Change): Promise<ChangeResult> {
+    return this.serialize(async () => {
+      const before = this.daemon.running;
+      const desired = applyChange(before, c);
+      const actions = await this.daemon.apply(desired);
+      const changes = describeChanges(actions, before, desired);
+      this.runtimeChanges.push(...changes);
+      if (changes.length) this.log.info({ op: c.op, changes }, 'runtime change applied (not in the config file until written back: lbd save)');
+      return { changes, file: before.file, runtime_changes: [...this.runtimeChanges] };
+    });
+  }
+
+  /**
+   * One request → its result (throws LbdError for an error answer). The line came from the
+   * socket, so nothing in it is trusted to match AdminRequest.
+   */
+  async handle(req: { cmd?: unknown; args?: unknown }): Promise<unknown> {
+    const args = (req.args && typeof req.args === 'object' ? req.args : {}) as Record<string, unknown>;
+    switch (req.cmd) {
+      case 'ping':
+        return this.ping();
+      case 'list':
+        return this.list();
+      case 'connections':
+        return this.connections(typeof args.limit === 'number' ? args.limit : Infinity);
+      case 'save':
+        return this.save();
+      case 'reload':
+        return this.reload();
+      case 'change':
+        return this.change(args as unknown as Change);
+      default:
+        throw new AdminError('E_USAGE', `unknown admin request ${JSON.stringify(req.cmd)} (ping, list, connections, save, reload, change)`);
+    }
+  }
+}

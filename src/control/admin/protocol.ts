@@ -1,0 +1,167 @@
+/**
+ * The admin socket's wire protocol: what `lbd list/server/service/reload/save` send and what the
+ * daemon answers. Types only (and the error class whose codes travel on the wire), so that the
+ * CLI can load it without the config loader, reconcile or the data plane.
+ *
+ * A unix stream socket, one JSON object per line each way. A request is
+ * `{"cmd": "list", "args": {…}}`; the answer is `{"ok": true, "result": …}` or
+ * `{"ok": false, "error": {"code": "E_…", "message": "…"}}`. A connection may carry any number
+ * of requests; answers come back in order.
+ */
+import { LbdError } from '../../errors';
+
+/** The requests the daemon answers. */
+export type AdminCommand = 'ping' | 'list' | 'connections' | 'save' | 'reload' | 'change';
+
+/** One request line. `args` is a Change for `change`, `{limit?: number}` for `connections`. */
+export interface AdminRequest {
+  cmd: AdminCommand;
+  args?: unknown;
+}
+
+/** One answer line. */
+export type AdminAnswer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: string; message: string } };
+
+/** An error the daemon answers with (`E_USAGE`, `E_NO_SERVICE`, `E_CONFIG`, …): its code goes on the wire. */
+export class AdminError extends LbdError {
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}
+
+// What the admin socket answers (the CLI formats it; `--json` prints it as is).
+
+export interface PingResult {
+  version: string;
+  pid: number;
+  /** The config file the daemon reads on reload. */
+  file: string;
+}
+export interface Counters {
+  conns: number;
+  inpkts: number;
+  outpkts: number;
+  inbytes: number;
+  outbytes: number;
+}
+export interface Rates {
+  cps: number;
+  inpps: number;
+  outpps: number;
+  inbps: number;
+  outbps: number;
+}
+export interface RealView {
+  address: string;
+  port: number;
+  /** Always Route: lbd does Direct Routing only (ipvsadm -g). */
+  forward: 'Route';
+  weight: number;
+  active: number;
+  inactive: number;
+  /** Persistence templates pointing at this server. */
+  persistent: number;
+  /** Connection thresholds (ipvsadm -x/-y), 0 = none. */
+  u_threshold: number;
+  l_threshold: number;
+  /** At its upper threshold: no new flows until it falls below the lower one. */
+  overloaded: boolean;
+  health: string;
+  health_reason: string;
+  /** Removed from the config and still draining its flows. */
+  removed: boolean;
+  /** The sorry server of its service (health checks), not scheduled normally. */
+  sorry?: boolean;
+  mac: string | null;
+  stats: Counters;
+  rate: Rates;
+}
+export interface ServiceView {
+  name: string;
+  key: string;
+  protocol: 'tcp' | 'udp';
+  vip: string;
+  port: number;
+  scheduler: string;
+  /** Seconds, 0 = off. */
+  persistence: number;
+  persistence_netmask: string;
+  /** Removed from the config and still draining its flows. */
+  removed: boolean;
+  active: number;
+  inactive: number;
+  stats: Counters;
+  rate: Rates;
+  reals: RealView[];
+}
+export interface ListResult {
+  version: string;
+  /** connection_table.size */
+  size: number;
+  dataplane: string;
+  /** Entries in the connection table now. */
+  connections: number;
+  /** The config file the daemon reads on reload. */
+  file: string;
+  /** Runtime changes (lbd server/service …) not in the config file. */
+  runtime_changes: string[];
+  services: ServiceView[];
+}
+export interface ConnEntry {
+  protocol: 'tcp' | 'udp';
+  /** Seconds until the entry expires. */
+  expires: number;
+  state: string;
+  client: string;
+  virtual: string;
+  destination: string;
+  /** A persistence template (client network → real server), shown like IPVS's with port 0. */
+  template?: boolean;
+}
+export interface ChangeResult {
+  /** One line per applied change (describeAction), empty when nothing changed. */
+  changes: string[];
+  /** reload: runtime changes that the file did not have and that are gone now. */
+  discarded?: string[];
+  /** The config file, for "write it back" hints. */
+  file: string;
+  runtime_changes: string[];
+}
+export interface SaveResult {
+  yaml: string;
+  ipvsadm: string;
+  file: string;
+  runtime_changes: string[];
+}
+
+/** A runtime change, as the CLI sends it. */
+export type Change =
+  | { op: 'server-add'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
+  | { op: 'server-edit'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
+  | { op: 'server-remove'; service: string; address: string }
+  | { op: 'server-drain'; service: string; address: string }
+  | {
+      op: 'service-add';
+      name: string;
+      vip: string;
+      port: number;
+      protocol?: string;
+      scheduler?: string;
+      persistence?: string | number;
+      netmask?: string;
+      on_remove?: string;
+      servers: string[];
+    }
+  | {
+      op: 'service-edit';
+      service: string;
+      name?: string;
+      scheduler?: string;
+      persistence?: string | number;
+      netmask?: string;
+      on_remove?: string;
+      vip?: string;
+      port?: number;
+      protocol?: string;
+    }
+  | { op: 'service-remove'; service: string };

@@ -3,7 +3,7 @@
  * real server with the highest weight; the others are standbys, taking flows only when it
  * is down, overloaded or quiesced. Equal weights: the first in the list is the primary.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 class WeightedFailover implements Scheduler {
   readonly name = 'fo';
@@ -23,8 +23,8 @@ class WeightedFailover implements Scheduler {
   }
 }
 
-registerScheduler({
+export const fo: SchedulerInfo = {
   name: 'fo',
   description: 'weighted failover: the available real server with the highest weight',
   create: () => new WeightedFailover(),
-});
+};

@@ -2,7 +2,7 @@
  * Least-connection scheduling, as IPVS's ip_vs_lc.c: the available real server with the
  * smallest connection overhead gets the new flow. Weights only matter as 0 = quiesced.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 /**
  * IPVS's ip_vs_dest_conn_overhead: an established connection costs 256 times an inactive
@@ -34,8 +34,8 @@ class LeastConnection implements Scheduler {
   }
 }
 
-registerScheduler({
+export const lc: SchedulerInfo = {
   name: 'lc',
   description: 'least connection: the real server with the fewest connections',
   create: () => new LeastConnection(),
-});
+};

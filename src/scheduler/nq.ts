@@ -3,7 +3,7 @@
  * gets the new flow at once, whatever its weight, so that no flow waits behind another
  * while a server sits idle. With no idle server it is sed: the least (active + 1) / weight.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 import { sedOverhead } from './sed';
 
 class NeverQueue implements Scheduler {
@@ -28,8 +28,8 @@ class NeverQueue implements Scheduler {
   }
 }
 
-registerScheduler({
+export const nq: SchedulerInfo = {
   name: 'nq',
   description: 'never queue: an idle real server if there is one, else shortest expected delay',
   create: () => new NeverQueue(),
-});
+};

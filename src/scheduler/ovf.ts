@@ -4,7 +4,7 @@
  * overflow to the next highest, and so on. The weight is used as a connection budget.
  * Only active (established) connections count, so it suits TCP, not UDP.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 class WeightedOverflow implements Scheduler {
   readonly name = 'ovf';
@@ -28,8 +28,8 @@ class WeightedOverflow implements Scheduler {
   }
 }
 
-registerScheduler({
+export const ovf: SchedulerInfo = {
   name: 'ovf',
   description: 'weighted overflow: the highest-weight real server until its active connections exceed its weight',
   create: () => new WeightedOverflow(),
-});
+};

@@ -3,7 +3,7 @@
  * real server after the one picked last, whatever the weights (weight 0 still means
  * quiesced) and whatever the load.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 class RoundRobin implements Scheduler {
   readonly name = 'rr';
@@ -38,8 +38,8 @@ class RoundRobin implements Scheduler {
   }
 }
 
-registerScheduler({
+export const rr: SchedulerInfo = {
   name: 'rr',
   description: 'round robin: each new flow to the next available real server',
   create: () => new RoundRobin(),
-});
+};

@@ -4,7 +4,7 @@
  * itself. Unlike wlc, inactive connections are ignored, and the +1 makes a heavy server win
  * over a light idle one: weights 10 and 1, both idle: 1/10 < 1/1.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 /** The expected delay's numerator: the connections the server would have with this flow. */
 export function sedOverhead(d: Dest): number {
@@ -32,8 +32,8 @@ class ShortestExpectedDelay implements Scheduler {
   }
 }
 
-registerScheduler({
+export const sed: SchedulerInfo = {
   name: 'sed',
   description: 'shortest expected delay: the least (active connections + 1) / weight',
   create: () => new ShortestExpectedDelay(),
-});
+};

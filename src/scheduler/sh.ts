@@ -5,7 +5,7 @@
  * state). Without IPVS's sh-fallback flag, a bucket whose server cannot take the flow is
  * not moved elsewhere: the flow gets no server.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 const SH_TAB_BITS = 8;
 export const SH_TAB_SIZE = 1 << SH_TAB_BITS;
@@ -62,8 +62,8 @@ class SourceHashing implements Scheduler {
   }
 }
 
-registerScheduler({
+export const sh: SchedulerInfo = {
   name: 'sh',
   description: 'source hashing: a static map of client source address to real server',
   create: () => new SourceHashing(),
-});
+};

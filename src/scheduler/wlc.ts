@@ -3,7 +3,7 @@
  * with the smallest overhead/weight ratio gets the new flow, so that connections spread in
  * proportion to the weights. This is IPVS's (and lbd's) default scheduler.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 import { connOverhead } from './lc';
 
 class WeightedLeastConnection implements Scheduler {
@@ -36,8 +36,8 @@ class WeightedLeastConnection implements Scheduler {
   }
 }
 
-registerScheduler({
+export const wlc: SchedulerInfo = {
   name: 'wlc',
   description: 'weighted least connection: the fewest connections per unit of weight',
   create: () => new WeightedLeastConnection(),
-});
+};

@@ -5,7 +5,7 @@
  * max weight to 1 before starting again. Weights 4:3:2 thus give a a b a b c a b c: per
  * cycle each dest is picked weight/gcd times, spread out instead of in bursts.
  */
-import { registerScheduler, isAvailable, type Dest, type FlowInfo, type Scheduler } from './index';
+import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 function gcd(a: number, b: number): number {
   while (b !== 0) {
@@ -100,8 +100,8 @@ class WeightedRoundRobin implements Scheduler {
   }
 }
 
-registerScheduler({
+export const wrr: SchedulerInfo = {
   name: 'wrr',
   description: 'weighted round robin: interleaved, each real server in proportion to its weight',
   create: () => new WeightedRoundRobin(),
-});
+};

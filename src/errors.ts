@@ -35,6 +35,13 @@ export class CaptureError extends LbdError {
   }
 }
 
+/** No native binding loads: lbd cannot capture or send (src/dataplane/binding.ts). */
+export class BindingError extends LbdError {
+  constructor(message: string) {
+    super('E_BINDING', message);
+  }
+}
+
 export class HostSetupError extends LbdError {
   constructor(message: string) {
     super('E_HOST', message);

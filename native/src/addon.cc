@@ -2,11 +2,8 @@
 // main thread only (no locks): attach() hands it the Forwarder's typed arrays and two
 // callbacks, openLive()/start() run the AF_PACKET capture loop on a uv_poll, processFrames()
 // runs the very same per-frame code and batching on frames from memory (tests, benchmarks).
-#include <napi.h>
-#include <uv.h>
-
 #include <linux/if_packet.h>
-
+#include <napi.h>
 #include <time.h>
 
 #include <cstring>
@@ -14,7 +11,10 @@
 #include <vector>
 
 #include "afpacket.h"
+#include "capture.h"
 #include "fastpath.h"
+#include "libpcap.h"
+#include "libuv.h"
 
 namespace lbd {
 
@@ -144,6 +144,9 @@ class Dataplane : public Napi::ObjectWrap<Dataplane> {
 
   double wakeups_ = 0;
   double liveFrames_ = 0;
+  // Frames taken while busy-polling: the ring had run dry in this wake-up and the spin caught
+  // them, where without busy_poll the loop would have slept in epoll and been woken again.
+  double busyPollFrames_ = 0;
   uint64_t spinNs_ = 0;
   double ringPackets_ = 0;
   double ringDrops_ = 0;
@@ -363,14 +366,14 @@ void Dataplane::leaveJs() {
 }
 
 static void onPoll(uv_poll_t* handle, int status, int /*events*/) {
-  auto* dp = static_cast<Dataplane*>(handle->data);
+  auto* dp = static_cast<Dataplane*>(uv::dataOf(handle));
   if (dp == nullptr) return;
   if (status < 0) {
     // A socket error (e.g. ENETDOWN when the interface goes down; the kernel re-hooks the
     // socket when it comes back up). libuv stops the handle on POLLERR: clear the error and
     // poll again, or the capture would die silently.
     dp->onPollError(handle);
-    if (handle->data == nullptr) return;
+    if (uv::dataOf(handle) == nullptr) return;
   }
   dp->onReadable();
 }
@@ -408,6 +411,7 @@ void Dataplane::onReadable() {
       cpuRelax();
       continue;
     }
+    if (idleSince != 0) busyPollFrames_ += 1;
     idleSince = 0;
     budget--;
     ring_.cursor = ring_.cursor + 1 == ring_.frameCount() ? 0 : ring_.cursor + 1;
@@ -444,7 +448,7 @@ void Dataplane::onPollError(uv_poll_t* handle) {
   int err = 0;
   socklen_t l = sizeof err;
   if (ring_.isOpen()) getsockopt(ring_.fd(), SOL_SOCKET, SO_ERROR, &err, &l);
-  if (!ring_.isOpen() || uv_poll_start(handle, UV_READABLE, onPoll) != 0) stopPoll();
+  if (!ring_.isOpen() || uv_poll_start(handle, uv::kReadable, onPoll) != 0) stopPoll();
 }
 
 Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
@@ -534,12 +538,13 @@ Napi::Value Dataplane::OpenLive(const Napi::CallbackInfo& info) {
   if (!lookupInterface(capture, &capIf_, &err)) return throwError(env, err);
   if (!lookupInterface(egress, &egIf_, &err)) return throwError(env, err);
   if (!compileFilter(filter, &prog, &err)) return throwError(env, err);
-  if (!ring_.open(capIf_, prog, ringBytes, &err)) return throwError(env, "capture on \"" + capture + "\": " + err);
-  if (!txEgress_.open(egIf_, &err)) {
+  if (!ring_.open(capIf_, prog, ringBytes, true, &err))
+    return throwError(env, "capture on \"" + capture + "\": " + err);
+  if (!txEgress_.open(egIf_, true, &err)) {
     ring_.close();
     return throwError(env, "egress on \"" + egress + "\": " + err);
   }
-  if (egIf_.index != capIf_.index && !txCapture_.open(capIf_, &err)) {
+  if (egIf_.index != capIf_.index && !txCapture_.open(capIf_, true, &err)) {
     ring_.close();
     txEgress_.close();
     return throwError(env, "send socket on \"" + capture + "\": " + err);
@@ -567,12 +572,9 @@ Napi::Value Dataplane::Start(const Napi::CallbackInfo& info) {
     napi_create_reference(env, res, 1, &resource_);
     napi_async_init(env, res, name, &asyncCtx_);
   }
-  poll_ = new uv_poll_t;
-  int rc = uv_poll_init(loop, poll_, ring_.fd());
-  if (rc == 0) {
-    poll_->data = this;
-    rc = uv_poll_start(poll_, UV_READABLE, onPoll);
-  }
+  int rc;
+  poll_ = uv::openPoll(loop, ring_.fd(), this, &rc);
+  if (poll_ != nullptr) rc = uv_poll_start(poll_, uv::kReadable, onPoll);
   if (rc != 0) {
     stopPoll();
     return throwError(env, std::string("uv_poll: ") + uv_strerror(rc));
@@ -584,9 +586,7 @@ void Dataplane::stopPoll() {
   if (poll_ == nullptr) return;
   uv_poll_t* p = poll_;
   poll_ = nullptr;
-  p->data = nullptr;
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(p))) uv_poll_stop(p);
-  uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+  uv::closePoll(p);
 }
 
 Napi::Value Dataplane::SetBusyPoll(const Napi::CallbackInfo& info) {
@@ -665,6 +665,7 @@ Napi::Value Dataplane::Stats(const Napi::CallbackInfo& info) {
   o.Set("sendFailed", fp_.stats.sendFailed);
   o.Set("wakeups", wakeups_);
   o.Set("liveFrames", liveFrames_);
+  o.Set("busyPollFrames", busyPollFrames_);
   o.Set("ringPackets", ringPackets_);
   o.Set("ringDrops", ringDrops_);
   o.Set("pollErrors", pollErrors_);
@@ -713,12 +714,22 @@ Napi::Object exportContract(Napi::Env env) {
   return c;
 }
 
+/** libpcap(): the soname of the libpcap that compiles filters; throws what to install when none loads. */
+Napi::Value Libpcap(const Napi::CallbackInfo& info) {
+  std::string err;
+  const char* soname = pcap::load(&err);
+  if (soname == nullptr) return throwError(info.Env(), err);
+  return Napi::String::New(info.Env(), soname);
+}
+
 }  // namespace
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Dataplane", Dataplane::Init(env));
+  exports.Set("Capture", initCapture(env));
+  exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
-  exports.Set("abiVersion", 1);
+  exports.Set("abiVersion", 2);  // binding.ts ABI_VERSION
   return exports;
 }
 

@@ -5,18 +5,19 @@
 #include <linux/if_ether.h>
 #include <net/if.h>
 #include <net/if_arp.h>
-#include <pcap/pcap.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
 
+#include "libpcap.h"
+
 namespace lbd {
 
 static std::string sysErr(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
-bool lookupInterface(const std::string& name, Interface* out, std::string* err) {
+bool lookupInterface(const std::string& name, Interface* out, std::string* err, bool loopbackOk) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     *err = "invalid interface name \"" + name + "\"";
     return false;
@@ -39,7 +40,8 @@ bool lookupInterface(const std::string& name, Interface* out, std::string* err) 
     ::close(s);
     return false;
   }
-  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
+  const bool loopback = ifr.ifr_hwaddr.sa_family == ARPHRD_LOOPBACK;
+  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER && !(loopback && loopbackOk)) {
     *err = "interface \"" + name + "\" is not Ethernet (ARPHRD " + std::to_string(ifr.ifr_hwaddr.sa_family) + ")";
     ::close(s);
     return false;
@@ -50,27 +52,12 @@ bool lookupInterface(const std::string& name, Interface* out, std::string* err) 
   ::close(s);
   out->name = name;
   out->index = static_cast<int>(idx);
+  out->loopback = loopback;
   return true;
 }
 
 bool compileFilter(const std::string& expr, std::vector<sock_filter>* out, std::string* err) {
-  pcap_t* p = pcap_open_dead(DLT_EN10MB, 262144);
-  if (!p) {
-    *err = "pcap_open_dead failed";
-    return false;
-  }
-  struct bpf_program prog;
-  if (pcap_compile(p, &prog, expr.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-    *err = std::string("bad capture filter \"") + expr + "\": " + pcap_geterr(p);
-    pcap_close(p);
-    return false;
-  }
-  // struct bpf_insn and struct sock_filter have the same layout (code, jt, jf, k).
-  static_assert(sizeof(struct bpf_insn) == sizeof(struct sock_filter), "bpf_insn != sock_filter");
-  out->assign(reinterpret_cast<sock_filter*>(prog.bf_insns), reinterpret_cast<sock_filter*>(prog.bf_insns) + prog.bf_len);
-  pcap_freecode(&prog);
-  pcap_close(p);
-  return true;
+  return pcap::compile(expr, out, err);
 }
 
 static bool attachFilter(int fd, const std::vector<sock_filter>& filter, std::string* err) {
@@ -84,7 +71,8 @@ static bool attachFilter(int fd, const std::vector<sock_filter>& filter, std::st
   return true;
 }
 
-bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, std::string* err) {
+bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, bool ignoreOutgoing,
+                  std::string* err) {
   close();
   // Protocol 0: the socket receives nothing until bind(), so no frame slips in before the
   // filter and the ring are in place.
@@ -105,7 +93,7 @@ bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, 
   }
   // Our own forwarded frames (egress == capture) are not for us: skip them in the kernel.
   v = 1;
-  (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v);
+  if (ignoreOutgoing) (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v);
 
   // Frame: tpacket2_hdr + sockaddr_ll + alignment (the MAC header starts at offset 66),
   // then the frame itself; a power of two that holds MTU + Ethernet header + a VLAN tag.
@@ -181,7 +169,7 @@ void RxRing::close() {
   frameCount_ = 0;
 }
 
-bool TxSocket::open(const Interface& itf, std::string* err) {
+bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
   close();
   // Protocol 0: a send-only socket, never handed received frames.
   int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
@@ -201,7 +189,7 @@ bool TxSocket::open(const Interface& itf, std::string* err) {
   }
   // Straight to the driver: no qdisc for frames that are already on their way.
   int v = 1;
-  (void)setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
+  if (bypassQdisc) (void)setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
   v = 4 << 20;
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
   fd_ = fd;

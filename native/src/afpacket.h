@@ -20,18 +20,27 @@ struct Interface {
   int index = 0;
   uint32_t mtu = 1500;
   uint8_t mac[6] = {0};
+  bool loopback = false;
 };
 
-/** Looks the interface up; false with a reason when it does not exist or is not Ethernet. */
-bool lookupInterface(const std::string& name, Interface* out, std::string* err);
+/**
+ * Looks the interface up; false with a reason when it does not exist or is not Ethernet.
+ * loopbackOk: lo passes too (Ethernet framing with zero MACs, as libpcap treats it).
+ */
+bool lookupInterface(const std::string& name, Interface* out, std::string* err, bool loopbackOk = false);
 
-/** Compiles a pcap filter expression for Ethernet (pcap_compile on a dead handle). */
+/** Compiles a pcap filter expression for Ethernet (libpcap's compiler, loaded at run time). */
 bool compileFilter(const std::string& expr, std::vector<sock_filter>* out, std::string* err);
 
 class RxRing {
  public:
   ~RxRing() { close(); }
-  bool open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, std::string* err);
+  /**
+   * ignoreOutgoing: the kernel never queues frames sent from this host (PACKET_IGNORE_OUTGOING);
+   * otherwise the filter decides, as with libpcap ("inbound", "outbound").
+   */
+  bool open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, bool ignoreOutgoing,
+            std::string* err);
   bool setFilter(const std::vector<sock_filter>& filter, std::string* err);
   void close();
   int fd() const { return fd_; }
@@ -57,7 +66,11 @@ class RxRing {
 class TxSocket {
  public:
   ~TxSocket() { close(); }
-  bool open(const Interface& itf, std::string* err);
+  /**
+   * bypassQdisc: straight to the driver (PACKET_QDISC_BYPASS), unseen by other packet sockets;
+   * otherwise through the qdisc like libpcap's pcap_sendpacket, so tcpdump shows the frames.
+   */
+  bool open(const Interface& itf, bool bypassQdisc, std::string* err);
   void close();
   bool isOpen() const { return fd_ >= 0; }
   /** Sends one frame now (ARP from the control plane). */

@@ -4,7 +4,7 @@ import type { Config, RealServerConfig, ServiceConfig } from '../config/types';
 import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
 import { HostGuard, LocalAccess, interfaceAddress, interfaceMtu, localAddresses } from '../dataplane/host';
-import { CapPort, Port } from '../dataplane/io';
+import type { Port } from '../dataplane/io';
 import { NativePort, selectDataplane } from '../dataplane/native';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { MAX_DESTS, RealServer, VirtualService, protoNumber } from '../dataplane/services';
@@ -103,14 +103,15 @@ export class Daemon {
   private readonly local: Set<string>;
   private readonly localAccess = new LocalAccess();
   private localPort: Port | null = null;
-  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0 };
+  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollFrames: 0 };
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
     this.running = cfg;
-    // ---- data-plane path (issue 4, src/dataplane/native.ts): auto | native | ts ----
+    // ---- data-plane path (src/dataplane/native.ts): auto | native | ts ----
     // native: the capture interface's port is the addon's AF_PACKET ring; it forwards in C++
     // and calls up only for new flows and ARP. auto falls back to TypeScript with a warning.
+    // Both capture through the native binding: without one lbd does not start (BindingError).
     const dataplane = selectDataplane(cfg, {
       inMemory: opts.openPort !== undefined,
       log: opts.log,
@@ -118,7 +119,7 @@ export class Daemon {
       filter: captureFilter(cfg.services),
     });
     this.dataplanePath = dataplane.path;
-    this.openPort = opts.openPort ?? dataplane.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter));
+    this.openPort = opts.openPort ?? dataplane.openPort;
     // ---- end data-plane path ----
     this.capture = this.openPort(cfg.interfaces.capture, captureFilter(cfg.services));
     try {
@@ -559,6 +560,7 @@ export class Daemon {
       wakeups: r.wakeups + now.wakeups,
       sendSyscalls: r.sendSyscalls + now.sendSyscalls,
       upcalls: r.upcalls + now.upcalls,
+      busyPollFrames: r.busyPollFrames + now.busyPollFrames,
     };
   }
 
@@ -569,6 +571,7 @@ export class Daemon {
     this.retiredNative.wakeups += s.wakeups;
     this.retiredNative.sendSyscalls += s.sendSyscalls;
     this.retiredNative.upcalls += s.upcalls;
+    this.retiredNative.busyPollFrames += s.busyPollFrames;
   }
 
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */

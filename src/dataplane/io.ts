@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CaptureError } from '../errors';
+import { type AddonCapture, type CaptureStats, requireBinding } from './binding';
 import type { FrameSink } from './forwarder';
 
 /**
@@ -27,58 +28,53 @@ export function interfaceMac(name: string): Buffer {
 const SNAPLEN_BUFFER = 65536;
 
 /**
- * A libpcap handle through npm `cap`: kernel BPF filter, immediate mode (needs libpcap-dev's
- * unversioned libpcap.so at run time, or frames arrive late in batches), pcap_sendpacket to send.
+ * A capture port through the native binding's Capture (native/src/capture.cc): an AF_PACKET
+ * TPACKET_V2 ring on the interface with the libpcap-compiled BPF filter, read as the event loop
+ * runs (uv_poll). Frames come one synchronous call each, copied into the port's one buffer as
+ * libpcap hands them out (length 0 for a frame the capture cut short); send() puts one frame on
+ * the interface through its qdisc, as pcap_sendpacket did. Nothing is allocated per frame.
+ * The TypeScript data path's port; also the egress ARP and local-access ports of the native path,
+ * the VIP prober's and doctor's.
  */
-export class CapPort implements Port {
+export class RingPort implements Port {
   readonly mac: Buffer;
-  private readonly cap: any;
+  private readonly cap: AddonCapture;
   private readonly buffer = Buffer.alloc(SNAPLEN_BUFFER);
-  private handler: ((buf: Buffer, len: number) => void) | null = null;
+  private closed = false;
   sendErrors = 0;
 
   constructor(readonly name: string, readonly filter: string, ringBytes = 16 << 20) {
-    this.mac = interfaceMac(name);
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { Cap } = require('cap');
-    this.cap = new Cap();
+    this.cap = new (requireBinding().Capture)();
     try {
-      const linkType = this.cap.open(name, filter, ringBytes, this.buffer);
-      if (linkType !== 'ETHERNET') throw new CaptureError(`interface "${name}" is ${linkType}, not Ethernet`);
+      this.mac = this.cap.open(name, filter, ringBytes).mac;
     } catch (e) {
-      if (e instanceof CaptureError) throw e;
-      throw new CaptureError(`cannot capture on "${name}": ${(e as Error).message} (lbd needs root or CAP_NET_RAW)`);
+      throw new CaptureError(`cannot capture on "${name}": ${(e as Error).message.replace(/^lbd_native: /, '')}`);
     }
   }
 
   start(onFrame: (buf: Buffer, len: number) => void): void {
-    this.handler = onFrame;
     const buf = this.buffer;
-    this.cap.on('packet', (nbytes: number, truncated: boolean) => {
-      // A frame larger than the buffer cannot be forwarded whole: length 0 makes the data
-      // plane count it as truncated.
-      onFrame(buf, truncated ? 0 : nbytes);
-    });
+    this.cap.start(buf, (len) => onFrame(buf, len));
   }
 
   send(buf: Buffer, len: number): boolean {
-    try {
-      this.cap.send(buf, len);
-      return true;
-    } catch {
-      this.sendErrors++;
-      return false;
-    }
+    if (!this.closed && this.cap.send(buf, len)) return true;
+    this.sendErrors++;
+    return false;
+  }
+
+  setFilter(filter: string): void {
+    this.cap.setFilter(filter);
+  }
+
+  stats(): CaptureStats {
+    return this.cap.stats();
   }
 
   close(): void {
-    if (this.handler) this.cap.removeAllListeners('packet');
-    this.handler = null;
-    try {
-      this.cap.close();
-    } catch {
-      /* already closed */
-    }
+    if (this.closed) return;
+    this.closed = true;
+    this.cap.close();
   }
 }
 

@@ -11,162 +11,45 @@
  * service sits in which table slot, per-service packet/byte counts) is mirrored here into small
  * shared arrays, kept in step by accessors and wrappers installed on the Forwarder instance.
  *
- * loadNative() never throws: it says why the addon is not usable, and the daemon falls back to
- * the TypeScript path (dataplane: auto) or refuses to start (dataplane: native).
+ * The addon is loaded by binding.ts, which never throws: it says what it tried. Both data paths
+ * need it (the TypeScript path captures through its Capture), so without it lbd does not start;
+ * with it, a capture interface the fast path cannot open makes dataplane: auto run the
+ * TypeScript path and dataplane: native refuse to start.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types';
-import { LbdError } from '../errors';
+import { BindingError, LbdError } from '../errors';
 import {
-  COUNTER_COUNT, CONN_F_INACTIVE, ConnState, DROP_REASONS, Drop, SLOT_EMPTY, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, flowHash,
-} from './contract';
+  type AddonDataplane,
+  type NativeLoad,
+  type NativeStats,
+  type ProcessOptions,
+  type ProcessResult,
+  TIMEOUTS_LEN,
+  UPCALL_ARGS,
+  loadNative,
+  requireBinding,
+} from './binding';
+import { Drop, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './contract';
 import type { Forwarder } from './forwarder';
-import { CapPort, Port } from './io';
+import { Port, RingPort } from './io';
 import { ParsedFrame } from './packet';
 import { MAX_SERVICES, VirtualService } from './services';
 import { nextTcpState } from './tcpstate';
 
-/** The addon's file, relative to the repository root. */
-export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
-
-/** Verdicts as processFrames reports them (contract.ts Verdict). */
-export interface ProcessResult {
-  verdicts: Uint8Array;
-  /** Copies of the frames sent, in order (null with collect: false). */
-  sent: Buffer[] | null;
-}
-
-export interface ProcessOptions {
-  /** Per-frame tpacket status bits (e.g. 1 << 3 = TP_STATUS_CSUMNOTREADY), as the live ring gives them. */
-  status?: Uint32Array;
-  /** Keep copies of the sent frames (default true). */
-  collect?: boolean;
-  /** The sink refuses every frame (send_failed accounting). */
-  refuse?: boolean;
-}
-
-export interface NativeStats {
-  frames: number;
-  upcalls: number;
-  slowPath: number;
-  csumFixed: number;
-  flushes: number;
-  sendFailed: number;
-  wakeups: number;
-  liveFrames: number;
-  ringPackets: number;
-  ringDrops: number;
-  /** Socket errors on the capture (e.g. the interface went down); the capture goes on. */
-  pollErrors: number;
-  sendSyscalls: number;
-  lastSendErrno: number;
-  live: boolean;
-  polling: boolean;
-}
-
-/** The addon's Dataplane object (native/src/addon.cc). */
-interface AddonDataplane {
-  attach(tables: object): void;
-  processFrames(frames: Uint8Array, lengths: Uint32Array, opts?: ProcessOptions): ProcessResult;
-  openLive(capture: string, egress: string, filter: string, ringBytes?: number): {
-    captureMac: Buffer;
-    egressMac: Buffer;
-    captureMtu: number;
-    frameSize: number;
-    frames: number;
-  };
-  start(): void;
-  stop(): void;
-  close(): void;
-  send(buf: Uint8Array, len: number): boolean;
-  setFilter(filter: string): void;
-  /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 1000). */
-  setBusyPoll(microseconds: number): void;
-  stats(): NativeStats;
-}
-
-export interface NativeAddon {
-  Dataplane: new () => AddonDataplane;
-  contract: {
-    verdict: { forward: number; drop: number; arp: number };
-    dropReasons: string[];
-    counterCount: number;
-    slotEmpty: number;
-    connFInactive: number;
-    stateNone: number;
-    stateEstablished: number;
-    stateUdp: number;
-    tcpNextStates: number;
-    tcpNextFlags: number;
-    undefinedState: number;
-    timeoutsLen: number;
-    upcallArgs: number;
-    batch: number;
-    flowHashSamples: number[];
-  };
-  abiVersion: number;
-}
-
-export type NativeLoad = { ok: true; addon: NativeAddon; path: string } | { ok: false; reason: string; path: string };
-
-/**
- * Where the addon should be: $LBD_NATIVE_ADDON when set (another build, e.g. for a benchmark),
- * else under the first native/ found walking up from this file (dist/src/dataplane or src/dataplane).
- */
-export function addonPath(): string {
-  if (process.env.LBD_NATIVE_ADDON) return path.resolve(process.env.LBD_NATIVE_ADDON);
-  let dir = __dirname;
-  for (let i = 0; i < 6; i++) {
-    if (fs.existsSync(path.join(dir, 'native', 'binding.gyp'))) return path.join(dir, ADDON_RELATIVE_PATH);
-    dir = path.dirname(dir);
-  }
-  return path.resolve(__dirname, '..', '..', '..', ADDON_RELATIVE_PATH);
-}
-
-let cached: NativeLoad | null = null;
-
-/** Loads the addon once; never throws. */
-export function loadNative(): NativeLoad {
-  if (cached) return cached;
-  const file = addonPath();
-  const fail = (reason: string): NativeLoad => (cached = { ok: false, reason, path: file });
-  if (process.platform !== 'linux') return fail(`the native fast path needs Linux (AF_PACKET), not ${process.platform}`);
-  if (!fs.existsSync(file)) return fail(`the addon is not built (${file} missing: npm run build:native)`);
-  let addon: NativeAddon;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    addon = require(file) as NativeAddon;
-  } catch (e) {
-    return fail(`the addon does not load: ${(e as Error).message.split('\n')[0]}`);
-  }
-  const mismatch = contractMismatch(addon);
-  if (mismatch) return fail(`the addon was built against another contract (${mismatch}): rebuild it (npm run build:native)`);
-  return (cached = { ok: true, addon, path: file });
-}
-
-/** Compares the numbers the addon was compiled with against contract.ts; null when they agree. */
-export function contractMismatch(addon: NativeAddon): string | null {
-  const c = addon.contract;
-  if (!c || addon.abiVersion !== 1) return 'ABI version';
-  if (c.verdict.forward !== 0 || c.verdict.drop !== 1 || c.verdict.arp !== 2) return 'verdicts';
-  if (c.dropReasons.length !== DROP_REASONS.length || c.dropReasons.some((r, i) => r !== DROP_REASONS[i])) return 'drop reasons';
-  if (c.counterCount !== COUNTER_COUNT) return 'counters';
-  if (c.slotEmpty !== SLOT_EMPTY || c.connFInactive !== CONN_F_INACTIVE) return 'connection entry';
-  if (c.stateNone !== ConnState.None || c.stateEstablished !== ConnState.Established || c.stateUdp !== ConnState.Udp) return 'states';
-  if (c.tcpNextStates !== 256 || c.tcpNextFlags !== 16 || c.undefinedState !== 0xffff) return 'state table layout';
-  if (c.timeoutsLen !== TIMEOUTS_LEN || c.upcallArgs !== UPCALL_ARGS) return 'shared array layout';
-  const samples = [flowHash(0, 0), flowHash(0x0a000a32, (3 << 16) | 40000), flowHash(0xffffffff, 0xffffffff)];
-  if (c.flowHashSamples.some((h, i) => h !== samples[i])) return 'flowHash';
-  return null;
-}
+export {
+  ADDON_RELATIVE_PATH,
+  type NativeAddon,
+  type NativeLoad,
+  type NativeStats,
+  type ProcessOptions,
+  type ProcessResult,
+  contractMismatch,
+  loadNative,
+} from './binding';
 
 // ---- The mirror: what the addon needs beyond the Forwarder's own typed arrays ----------------
 
-const TIMEOUTS_LEN = 14; // [0..12] TCP per state (tcpTimeouts), [13] UDP
-// service index, table slot, src addr, src port, proto, flags, dst addr, dst port, conn slot
-const UPCALL_ARGS = 9;
 /** upcallArgs[8] of a table miss; otherwise the slot of a flow whose real server is down. */
 const MISS = 0xffffffff;
 /** Per-service packets/bytes live here, indexed by VirtualService.index (16 bits in the conn key). */
@@ -349,12 +232,6 @@ function mirrorOf(fw: Forwarder): ForwarderMirror {
   return m;
 }
 
-function requireAddon(): NativeAddon {
-  const l = loadNative();
-  if (!l.ok) throw new LbdError('E_NATIVE', `native fast path unavailable: ${l.reason}`);
-  return l.addon;
-}
-
 /**
  * The fast path on frames from memory: the same C++ per-frame code and batching as live
  * traffic, with sends captured instead of put on a wire. For tests and benchmarks.
@@ -364,7 +241,7 @@ export class NativeDataplane {
 
   /** slowPath: where ARP frames go (default: the Forwarder's own process()). */
   constructor(readonly forwarder: Forwarder, slowPath?: (buf: Buffer, len: number) => void) {
-    this.dp = new (requireAddon().Dataplane)();
+    this.dp = new (requireBinding().Dataplane)();
     const m = mirrorOf(forwarder);
     const slow = slowPath ?? ((buf: Buffer, len: number) => void forwarder.process(buf, len));
     this.dp.attach(m.tables((len) => slow(m.scratch, len)));
@@ -384,7 +261,7 @@ export class NativeDataplane {
   }
 }
 
-/** Size of the capture ring (PACKET_RX_RING), like the 16 MB libpcap buffer of the TS path. */
+/** Size of the capture ring (PACKET_RX_RING), as the TypeScript path's RingPort has. */
 const RING_BYTES = 16 << 20;
 
 /**
@@ -398,7 +275,7 @@ export class NativePort implements Port {
   private closed = false;
 
   constructor(readonly name: string, readonly egressName: string, filter: string, private readonly forwarder: () => Forwarder) {
-    this.dp = new (requireAddon().Dataplane)();
+    this.dp = new (requireBinding().Dataplane)();
     try {
       this.mac = this.dp.openLive(name, egressName, filter, RING_BYTES).captureMac;
     } catch (e) {
@@ -440,38 +317,52 @@ export interface DataplaneSelection {
   path: 'native' | 'ts';
   /** Why the TypeScript path runs although native was possible in principle (auto); null otherwise. */
   fallbackReason: string | null;
-  /** Opens ports for the daemon: the native capture port on the capture interface, CapPort elsewhere. */
-  openPort: ((iface: string, filter: string) => Port) | null;
+  /**
+   * Opens ports for the daemon: on the native path the fast path's port on the capture interface
+   * and RingPorts elsewhere (egress ARP, local access); on the TypeScript path RingPorts only.
+   */
+  openPort: (iface: string, filter: string) => Port;
 }
 
+/** The selection's opener under in-memory ports: the caller opens every port itself. */
+const callerOpensPorts = (): Port => {
+  throw new LbdError('E_NATIVE', 'in-memory ports: the caller opens them');
+};
+
 /**
- * Picks the data-plane path for the daemon: `ts` → the TypeScript path; `native` → the addon or
- * an error saying why not; `auto` → the addon when it loads and the capture interface opens,
- * else the TypeScript path with a warning. In-memory ports (tests) always run the TypeScript path.
+ * Picks the data-plane path for the daemon: `ts` → the TypeScript path; `native` → the addon's
+ * fast path or an error saying why not; `auto` → the fast path when the capture interface opens
+ * for it, else the TypeScript path with a warning. Either path captures through the binding:
+ * when none loads, a BindingError says what was tried and how to build one, whatever the mode.
+ * In-memory ports (tests) always run the TypeScript path and need no binding.
  */
 export function selectDataplane(
   cfg: Config,
-  o: { inMemory: boolean; log: Logger; forwarder: () => Forwarder; filter: string },
+  o: { inMemory: boolean; log: Logger; forwarder: () => Forwarder; filter: string; load?: NativeLoad },
 ): DataplaneSelection {
   const mode = cfg.dataplane;
-  if (mode === 'ts' || o.inMemory) return { path: 'ts', fallbackReason: null, openPort: null };
+  if (o.inMemory) return { path: 'ts', fallbackReason: null, openPort: callerOpensPorts };
+  const load = o.load ?? loadNative();
+  if (!load.ok) throw new BindingError(load.reason);
+  const ring = (iface: string, filter: string): Port => new RingPort(iface, filter);
+  if (mode === 'ts') return { path: 'ts', fallbackReason: null, openPort: ring };
   const { capture, egress } = cfg.interfaces;
   let first: NativePort | null = null;
   try {
     first = new NativePort(capture, egress, o.filter, o.forwarder);
   } catch (e) {
-    const reason = (e as Error).message.replace(/^native fast path unavailable: /, '');
+    const reason = (e as Error).message;
     if (mode === 'native') {
       throw new LbdError('E_NATIVE', `dataplane: native, but the native fast path cannot run: ${reason} (use dataplane: auto or ts to run the TypeScript path)`);
     }
     o.log.warn({ reason }, 'native fast path unavailable: running the TypeScript data plane');
-    return { path: 'ts', fallbackReason: reason, openPort: null };
+    return { path: 'ts', fallbackReason: reason, openPort: ring };
   }
   return {
     path: 'native',
     fallbackReason: null,
     openPort: (iface, filter) => {
-      if (iface !== capture) return new CapPort(iface, filter); // the egress interface: ARP only
+      if (iface !== capture) return ring(iface, filter); // the egress interface: ARP only; lbd0
       if (first) {
         // The port opened to find out whether native works is the daemon's first capture port.
         const p = first;

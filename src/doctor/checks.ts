@@ -41,10 +41,10 @@ export interface HostView {
   ethtoolFeatures(iface: string): Record<string, string> | null;
   /** `nft list table netdev lbd`: the text, '' when the table is absent, null when nft is missing. */
   nftGuardTable(): string | null;
-  /** Path of the unversioned libpcap.so, or null. */
-  libpcapUnversioned(): string | null;
-  /** null when `cap` loads, else the error. */
-  capModuleError(): string | null;
+  /** Path of the libpcap the native binding loads (libpcap.so.0.8, .so.1 or .so), or null. */
+  libpcapLibrary(): string | null;
+  /** The native binding: the file that loaded, or what was tried and how to get one. */
+  binding(): { loaded: string } | { error: string };
   /** Does an lbd answer on the metrics address? */
   lbdRunning(host: string, port: number): Promise<boolean>;
   /** ARP requests from sourceIp ('0.0.0.0' = probe) on iface; every answer per target. */
@@ -125,18 +125,20 @@ export function checkPrivileges(h: HostView): Finding[] {
   ];
 }
 
-export function checkLibpcap(h: HostView): Finding[] {
+/** The native binding (capture and send on both data paths) and the libpcap it compiles filters with. */
+export function checkBinding(h: HostView): Finding[] {
   const out: Finding[] = [];
-  const capErr = h.capModuleError();
-  if (capErr) out.push({ check: 'libpcap.cap', severity: 'error', what: `the npm module cap does not load: ${capErr}`, fix: 'apt-get install libpcap-dev && npm rebuild cap --foreground-scripts' });
-  const so = h.libpcapUnversioned();
-  if (so) out.push({ check: 'libpcap', severity: 'ok', what: `unversioned libpcap.so present (${so}): capture runs in immediate mode` });
+  const b = h.binding();
+  if ('loaded' in b) out.push({ check: 'binding', severity: 'ok', what: `the native binding loads (${b.loaded})` });
+  else out.push({ check: 'binding', severity: 'error', what: b.error, fix: 'npm run build:native (apt-get install g++ first), or install lbd from a package with its prebuilds/ (scripts/prebuild.sh makes them)' });
+  const so = h.libpcapLibrary();
+  if (so) out.push({ check: 'libpcap', severity: 'ok', what: `libpcap present (${so}): the binding compiles the capture filters with it` });
   else
     out.push({
       check: 'libpcap',
-      severity: 'warn',
-      what: 'no unversioned libpcap.so: cap falls back to non-immediate mode and frames arrive in batches up to a second late',
-      fix: 'apt-get install libpcap-dev',
+      severity: 'error',
+      what: 'libpcap is not installed (libpcap.so.0.8): the binding compiles the capture filters with it, so lbd cannot capture',
+      fix: 'apt-get install libpcap0.8',
     });
   return out;
 }
@@ -295,8 +297,9 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
   for (const s of cfg.services) for (const r of s.real_servers) if (r.mac) configured.set(r.address, r.mac);
 
   const capOk = h.capEff() === null || ((h.capEff()! >> CAP_NET_RAW) & 1n) === 1n;
-  const probesPossible = !opts.noProbes && capOk && !h.capModuleError() && h.iface(capture).exists && h.iface(egress).exists;
-  const why = opts.noProbes ? '--no-probes' : !capOk ? 'no CAP_NET_RAW' : h.capModuleError() ? 'cap does not load' : 'interface missing';
+  const bindingOk = 'loaded' in h.binding() && h.libpcapLibrary() !== null;
+  const probesPossible = !opts.noProbes && capOk && bindingOk && h.iface(capture).exists && h.iface(egress).exists;
+  const why = opts.noProbes ? '--no-probes' : !capOk ? 'no CAP_NET_RAW' : !bindingOk ? 'no native binding or no libpcap to capture with' : 'interface missing';
 
   // Real servers must sit on the egress interface's segment: DR only rewrites MACs.
   const egressNets = h.iface(egress).addresses;
@@ -431,7 +434,7 @@ export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = 
     },
     ...checkInterfaces(cfg, h),
     ...checkPrivileges(h),
-    ...checkLibpcap(h),
+    ...checkBinding(h),
     ...checkForwarding(cfg, h, running),
     ...checkRpFilter(cfg, h),
     ...checkOffloads(cfg, h),

@@ -1,5 +1,5 @@
 /**
- * Doctor's wire probes, through libpcap (npm `cap`), like the daemon's own ports:
+ * Doctor's wire probes, through the native binding's capture port (RingPort), like the daemon's:
  *  - ARP: who answers for an address on an interface (VIP conflicts, real servers' MACs);
  *  - VIP path: a TCP SYN to VIP:port in a frame addressed to a real server's MAC, as lbd
  *    forwards it (the health checks' VipProber); a SYN-ACK from the VIP proves the real server
@@ -11,7 +11,7 @@
  * timeouts.
  */
 import { ARP_REPLY, arpRequest, parseArp } from '../dataplane/arp';
-import { interfaceMac } from '../dataplane/io';
+import { RingPort, interfaceMac } from '../dataplane/io';
 import { VipProber } from '../health/vip';
 import { intToIp, ipToInt, macFromString, macToString } from '../dataplane/packet';
 
@@ -23,37 +23,6 @@ export interface ArpAnswer {
 export type VipProbeResult = 'syn-ack' | 'rst' | 'timeout';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-class ProbePort {
-  readonly mac: Buffer;
-  private readonly cap: any;
-  private readonly buffer = Buffer.alloc(65536);
-
-  constructor(readonly iface: string, filter: string) {
-    this.mac = interfaceMac(iface);
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { Cap } = require('cap');
-    this.cap = new Cap();
-    this.cap.open(iface, filter, 1 << 20, this.buffer);
-  }
-
-  onFrame(fn: (buf: Buffer, len: number) => void): void {
-    this.cap.on('packet', (n: number) => fn(this.buffer, n));
-  }
-
-  send(frame: Buffer): void {
-    this.cap.send(frame, frame.length);
-  }
-
-  close(): void {
-    this.cap.removeAllListeners('packet');
-    try {
-      this.cap.close();
-    } catch {
-      /* closed */
-    }
-  }
-}
 
 /**
  * Asks "who has target?" on `iface` (sender `sourceIp`; '0.0.0.0' makes it an RFC 5227 probe)
@@ -68,10 +37,10 @@ export async function arpAsk(
 ): Promise<Map<string, ArpAnswer[]>> {
   const out = new Map<string, ArpAnswer[]>(targets.map((t) => [t, []]));
   if (!targets.length) return out;
-  const port = new ProbePort(iface, 'inbound and arp');
+  const port = new RingPort(iface, 'inbound and arp', 1 << 20);
   const wanted = new Set(targets.map(ipToInt));
   try {
-    port.onFrame((buf, len) => {
+    port.start((buf, len) => {
       const a = parseArp(buf, len);
       if (!a || a.op !== ARP_REPLY || !wanted.has(a.senderIp)) return;
       const list = out.get(intToIp(a.senderIp))!;
@@ -82,12 +51,13 @@ export async function arpAsk(
     for (let i = 0; i < tries; i++) {
       for (const t of targets) {
         if (!opts.waitAll && out.get(t)!.length) continue;
-        port.send(arpRequest(port.mac, ipToInt(sourceIp), ipToInt(t)));
+        const req = arpRequest(port.mac, ipToInt(sourceIp), ipToInt(t));
+        port.send(req, req.length);
       }
       await sleep(opts.intervalMs ?? 400);
       if (!opts.waitAll && [...out.values()].every((l) => l.length)) break;
     }
-    // libpcap without immediate mode delivers late: a last short wait for stragglers.
+    // A last short wait for answers that were on their way.
     await sleep(100);
   } finally {
     port.close();

@@ -1,8 +1,9 @@
-/** The real HostView: reads /proc, /sys, ethtool, nft, and probes the wire through libpcap. */
-import { execFileSync } from 'node:child_process';
+/** The real HostView: reads /proc, /sys, ethtool, nft, and probes the wire through the native binding. */
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { networkInterfaces } from 'node:os';
+import { ProgramNotFoundError, runSyncOk } from '../host/programs';
+import { loadNative } from '../dataplane/binding';
 import type { HostView, InterfaceInfo } from './checks';
 import { arpAsk, probeVip } from './probe';
 
@@ -30,6 +31,8 @@ export function parseCapEff(status: string): bigint | null {
   return m ? BigInt(`0x${m[1]}`) : null;
 }
 
+/** What the native binding dlopen()s, in its order (native/src/libpcap.h). */
+const LIBPCAP_SONAMES = ['libpcap.so.0.8', 'libpcap.so.1', 'libpcap.so'];
 const LIBPCAP_DIRS = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib', '/usr/local/lib'];
 
 export class SystemHost implements HostView {
@@ -60,40 +63,39 @@ export class SystemHost implements HostView {
 
   ethtoolFeatures(iface: string): Record<string, string> | null {
     try {
-      return parseEthtoolFeatures(execFileSync('ethtool', ['-k', iface], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 }));
+      return parseEthtoolFeatures(runSyncOk('ethtool', ['-k', iface], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 }));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (e instanceof ProgramNotFoundError) return null;
       return {};
     }
   }
 
   nftGuardTable(): string | null {
     try {
-      return execFileSync('nft', ['list', 'table', 'netdev', 'lbd'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+      return runSyncOk('nft', ['list', 'table', 'netdev', 'lbd'], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      if (e instanceof ProgramNotFoundError) return null;
       return '';
     }
   }
 
-  libpcapUnversioned(): string | null {
-    for (const d of LIBPCAP_DIRS) if (existsSync(`${d}/libpcap.so`)) return `${d}/libpcap.so`;
+  libpcapLibrary(): string | null {
+    for (const so of LIBPCAP_SONAMES) for (const d of LIBPCAP_DIRS) if (existsSync(`${d}/${so}`)) return `${d}/${so}`;
     try {
-      const m = /libpcap\.so \(.*\) => (\S+)/.exec(execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }));
-      return m ? m[1] : null;
+      const cache = runSyncOk('ldconfig', ['-p'], { stdio: ['ignore', 'pipe', 'ignore'], timeoutMs: 5000 });
+      for (const so of LIBPCAP_SONAMES) {
+        const m = new RegExp(`^\\s*${so.replace(/\./g, '\\.')} \\(.*\\) => (\\S+)`, 'm').exec(cache);
+        if (m) return m[1];
+      }
+      return null;
     } catch {
       return null;
     }
   }
 
-  capModuleError(): string | null {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      require('cap');
-      return null;
-    } catch (e) {
-      return (e as Error).message.split('\n')[0];
-    }
+  binding(): { loaded: string } | { error: string } {
+    const l = loadNative();
+    return l.ok ? { loaded: l.path } : { error: l.reason };
   }
 
   lbdRunning(host: string, port: number): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { netdevIngressTable, nftApply, nftDeleteTable } from '../dataplane/host';
 import { randomBytes } from 'node:crypto';
-import { CapPort } from '../dataplane/io';
+import { RingPort } from '../dataplane/io';
 import { intToIp } from '../dataplane/packet';
 import { Checker, CheckResult } from './types';
 
@@ -32,7 +32,7 @@ export const PROBE_PORT_MIN = 61000;
 export const PROBE_PORT_MAX = 61999;
 const NFT_TABLE = 'lbd_probe';
 
-/** What the prober needs of a capture handle (CapPort in production, a fake in tests). */
+/** What the prober needs of a capture handle (RingPort in production, a fake in tests). */
 export interface ProbePort {
   start(onFrame: (buf: Buffer, len: number) => void): void;
   send(buf: Buffer, len: number): boolean;
@@ -53,7 +53,7 @@ export interface VipProberOptions {
   egressMac: Uint8Array;
   /** The egress interface's IPv4 address (host order). */
   egressIp: number;
-  /** Opens the capture handle; default a CapPort with a small ring. */
+  /** Opens the capture handle; default a RingPort with a small ring. */
   openPort?: (iface: string, filter: string) => ProbePort;
   /** Install the nftables rule keeping the kernel away from probe replies (default true). */
   nft?: boolean;
@@ -95,7 +95,7 @@ export class VipProber {
 
   private open(): ProbePort {
     if (this.port) return this.port;
-    const open = this.o.openPort ?? ((iface: string, filter: string) => new CapPort(iface, filter, 1 << 20));
+    const open = this.o.openPort ?? ((iface: string, filter: string) => new RingPort(iface, filter, 1 << 20));
     const port = open(this.o.iface, this.filter());
     port.start((buf, len) => this.onFrame(buf, len));
     this.port = port;

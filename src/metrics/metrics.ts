@@ -21,6 +21,7 @@ export interface NativeCounters {
   wakeups: number;
   sendSyscalls: number;
   upcalls: number;
+  busyPollFrames: number;
 }
 
 /** Native-path counters, exported only while the native path runs. */
@@ -29,6 +30,7 @@ const NATIVE_COUNTERS: [keyof NativeCounters, string, string][] = [
   ['wakeups', 'lbd_native_wakeups_total', 'Wake-ups of the native capture loop (frames per wake-up = received / wakeups).'],
   ['sendSyscalls', 'lbd_native_send_syscalls_total', 'sendmmsg system calls of the native path (frames per call = forwarded / calls).'],
   ['upcalls', 'lbd_native_upcalls_total', 'Calls from the native path up into TypeScript (new flows, flows of down servers).'],
+  ['busyPollFrames', 'lbd_native_busy_poll_frames_total', 'Frames the native loop caught while busy-polling its dry ring (busy_poll), each a sleep and wake-up saved.'],
 ];
 
 /**

@@ -55,8 +55,8 @@ class FakeHost implements HostView {
   sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '0', 'net.ipv4.conf.all.rp_filter': '0', 'net.ipv4.conf.eth0.rp_filter': '0', 'net.ipv4.conf.eth1.rp_filter': '0' };
   features: Record<string, string> | null = parseEthtoolFeatures(ETHTOOL_OFF);
   guard: string | null = '';
-  libpcap: string | null = '/usr/lib/x86_64-linux-gnu/libpcap.so';
-  capError: string | null = null;
+  libpcap: string | null = '/usr/lib/x86_64-linux-gnu/libpcap.so.0.8';
+  bindingError: string | null = null;
   running = false;
   /** ARP answers per interface and target. */
   arpAnswers: Record<string, Record<string, ArpAnswer[]>> = {
@@ -87,11 +87,11 @@ class FakeHost implements HostView {
   nftGuardTable() {
     return this.guard;
   }
-  libpcapUnversioned() {
+  libpcapLibrary() {
     return this.libpcap;
   }
-  capModuleError() {
-    return this.capError;
+  binding() {
+    return this.bindingError === null ? { loaded: '/opt/lbd/prebuilds/linux-x64/lbd_native.node' } : { error: this.bindingError };
   }
   async lbdRunning() {
     return this.running;
@@ -294,15 +294,28 @@ test('UDP services are not SYN-probed; --no-probes skips the wire', async () => 
   assert.equal(r.ok, true);
 });
 
-test('libpcap without the unversioned .so: warning; cap not loading: error', async () => {
+test('no libpcap.so.0.8 (what the binding loads): error; no native binding: error, no probes', async () => {
   const h = new FakeHost();
-  h.libpcap = null;
   let r = await runDoctor(cfg(), h);
-  assert.equal(find(r.findings, 'libpcap')[0].fix, 'apt-get install libpcap-dev');
-  assert.equal(r.ok, true);
-  h.capError = 'libpcap.so.0.8: cannot open shared object file';
+  assert.deepEqual(
+    ['binding', 'libpcap'].map((c) => find(r.findings, c)[0].severity),
+    ['ok', 'ok'],
+  );
+  h.libpcap = null;
   r = await runDoctor(cfg(), h);
+  const lib = find(r.findings, 'libpcap')[0];
+  assert.equal(lib.severity, 'error');
+  assert.match(lib.what, /libpcap\.so\.0\.8/);
+  assert.equal(lib.fix, 'apt-get install libpcap0.8');
   assert.equal(r.ok, false);
+  const h2 = new FakeHost();
+  h2.bindingError = 'no native binding loads (lbd captures and sends through it); tried: local build /x: not built';
+  r = await runDoctor(cfg(), h2);
+  const b = find(r.findings, 'binding')[0];
+  assert.equal(b.severity, 'error');
+  assert.match(b.fix ?? '', /npm run build:native/);
+  assert.equal(r.ok, false);
+  assert.equal(h2.arpCalls.length + h2.probeCalls.length, 0, 'no wire probes without a binding to capture with');
 });
 
 test('parsers: ethtool -k and CapEff', () => {

@@ -10,12 +10,16 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ConnState, DROP_REASONS, COUNTER_COUNT, Verdict } from '../../src/dataplane/contract';
 import { Forwarder } from '../../src/dataplane/forwarder';
 import { NativeDataplane, loadNative, selectDataplane } from '../../src/dataplane/native';
+import { bindingCandidates, loadBinding } from '../../src/dataplane/binding';
+import { RingPort } from '../../src/dataplane/io';
 import { ipToInt, macFromString } from '../../src/dataplane/packet';
 import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, VirtualService } from '../../src/dataplane/services';
 import { arpRequest } from '../../src/dataplane/arp';
@@ -575,11 +579,13 @@ const noForwarder = () => {
   throw new Error('not started');
 };
 
-test('dataplane: ts and in-memory ports select the TypeScript path without touching the addon', () => {
-  const sel = selectDataplane(cfg('ts', 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' });
-  assert.deepEqual([sel.path, sel.fallbackReason, sel.openPort], ['ts', null, null]);
-  const mem = selectDataplane(cfg('native', 'lo'), { inMemory: true, log: silent, forwarder: noForwarder, filter: 'arp' });
+test('in-memory ports select the TypeScript path without touching the addon; dataplane: ts captures through it', (t) => {
+  const none = loadBinding([], 'linux');
+  const mem = selectDataplane(cfg('native', 'lo'), { inMemory: true, log: silent, forwarder: noForwarder, filter: 'arp', load: none });
   assert.equal(mem.path, 'ts');
+  if (!native(t)) return;
+  const sel = selectDataplane(cfg('ts', 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' });
+  assert.deepEqual([sel.path, sel.fallbackReason, typeof sel.openPort], ['ts', null, 'function']);
 });
 
 test('dataplane: auto falls back to TypeScript with a warning saying why; native refuses to start', (t) => {
@@ -596,4 +602,146 @@ test('dataplane: auto falls back to TypeScript with a warning saying why; native
     () => selectDataplane(cfg('native', 'lbd-no-such-if'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' }),
     (e: Error & { code?: string }) => e.code === 'E_NATIVE' && /dataplane: native.*does not exist/.test(e.message),
   );
+});
+
+// ---- The binding: where it is looked for, and what lbd says when none loads --------------------
+
+test('the binding is looked for in the local build, then the prebuilt one for this arch; LBD_NATIVE_ADDON alone when set', () => {
+  assert.deepEqual(bindingCandidates({}, '/opt/lbd', 'arm64'), [
+    { file: '/opt/lbd/native/build/Release/lbd_native.node', what: 'local build' },
+    { file: '/opt/lbd/prebuilds/linux-arm64/lbd_native.node', what: 'prebuilt' },
+  ]);
+  assert.deepEqual(bindingCandidates({ LBD_NATIVE_ADDON: '/tmp/other/lbd_native.node' }, '/opt/lbd', 'x64'), [
+    { file: '/tmp/other/lbd_native.node', what: 'LBD_NATIVE_ADDON' },
+  ]);
+});
+
+test('no binding loads: the error lists every place tried and why, and how to get one; lbd does not start in any mode', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbd-binding-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const junk = path.join(dir, 'lbd_native.node');
+  fs.writeFileSync(junk, 'not an ELF object');
+  const none = loadBinding(
+    [
+      { file: path.join(dir, 'native/build/Release/lbd_native.node'), what: 'local build' },
+      { file: junk, what: 'prebuilt' },
+    ],
+    'linux',
+    'arm64',
+  );
+  assert.equal(none.ok, false);
+  if (none.ok) return;
+  assert.deepEqual(none.tried.length, 2);
+  assert.match(none.tried[0], new RegExp(`^local build ${dir}/native/build/Release/lbd_native.node: not built$`));
+  assert.match(none.tried[1], new RegExp(`^prebuilt ${junk}: does not load: `));
+  assert.match(none.reason, /^no native binding loads/);
+  assert.match(none.reason, /npm run build:native.*needs g\+\+/);
+  assert.match(none.reason, /prebuilds\/linux-arm64\/lbd_native\.node/);
+  for (const mode of ['ts', 'auto', 'native'] as const) {
+    assert.throws(
+      () => selectDataplane(cfg(mode, 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp', load: none }),
+      (e: Error & { code?: string }) => e.code === 'E_BINDING' && e.message === none.reason,
+      `dataplane: ${mode}`,
+    );
+  }
+  const other = loadBinding([{ file: junk, what: 'prebuilt' }], 'darwin');
+  assert.equal(other.ok, false);
+  assert.match(other.ok ? '' : other.reason, /needs Linux.*darwin/);
+});
+
+test('a binding built against another contract is passed over for the next one', (t) => {
+  if (!native(t)) return;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbd-binding-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const stale = path.join(dir, 'stale.js');
+  fs.writeFileSync(stale, 'module.exports = { abiVersion: 1, contract: {}, Dataplane() {} };');
+  const l = loadBinding([
+    { file: stale, what: 'local build' },
+    { file: load.path, what: 'prebuilt' },
+  ]);
+  assert.equal(l.ok && l.path, load.path);
+});
+
+// ---- RingPort: the TypeScript path's port on the binding's Capture ------------------------------
+
+test('RingPort refuses a missing interface and a bad filter with a CaptureError', (t) => {
+  if (!native(t)) return;
+  assert.throws(
+    () => new RingPort('lbd-no-such-if', 'arp'),
+    (e: Error & { code?: string }) => e.code === 'E_CAPTURE' && /cannot capture on "lbd-no-such-if": interface "lbd-no-such-if" does not exist/.test(e.message),
+  );
+  assert.throws(
+    () => new RingPort('lo', 'no such primitive'),
+    (e: Error & { code?: string }) => e.code === 'E_CAPTURE' && /bad capture filter "no such primitive"/.test(e.message),
+  );
+});
+
+test('RingPort on lo: one call per frame in the one buffer, length 0 for a frame the buffer cannot hold, setFilter (root)', async (t) => {
+  if (!native(t)) return;
+  if (process.getuid?.() !== 0) return t.skip('AF_PACKET needs root (CAP_NET_RAW)');
+  const port = new RingPort('lo', 'ether proto 0x88b5', 4 << 20);
+  t.after(() => port.close());
+  assert.deepEqual([...port.mac], [0, 0, 0, 0, 0, 0]);
+  const marker = randomBytes(8);
+  const got: { buf: Buffer; len: number; copy: Buffer }[] = [];
+  port.start((buf, len) => got.push({ buf, len, copy: Buffer.from(buf.subarray(0, len)) }));
+  const ours = () => got.filter((g) => g.len === 0 || g.copy.subarray(14, 22).equals(marker));
+  const frameOf = (type: number, i: number, size = 60) => {
+    const f = Buffer.alloc(size);
+    f.fill(0xff, 0, 6); // broadcast
+    Buffer.from([2, 0, 0, 0, 0x88, 0xb5]).copy(f, 6);
+    f.writeUInt16BE(type, 12);
+    marker.copy(f, 14);
+    f[22] = i;
+    return f;
+  };
+  const until = async (n: number) => {
+    for (const deadline = Date.now() + 3000; ours().length < n && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+  };
+
+  const frames = [0, 1, 2].map((i) => frameOf(0x88b5, i));
+  for (const f of frames) assert.equal(port.send(f, f.length), true);
+  await until(3);
+  // lo shows each frame going out and coming in: the port keeps one, as libpcap does.
+  assert.deepEqual(ours().map((g) => g.copy), frames);
+  assert.ok(ours().every((g) => g.buf === got[0].buf && g.buf.length === 65536), 'every frame in the port\'s one 64 KB buffer');
+
+  // Larger than the buffer (lo's MTU is 64 KB): delivered with length 0, counted truncated.
+  const big = frameOf(0x88b5, 3, 65540);
+  assert.equal(port.send(big, big.length), true);
+  await until(4);
+  assert.equal(ours()[3]?.len, 0);
+  assert.equal(port.stats().truncated, 1);
+
+  // The filter changes on the open capture.
+  port.setFilter('ether proto 0x88b6');
+  const skipped = frameOf(0x88b5, 4);
+  const taken = frameOf(0x88b6, 5);
+  port.send(skipped, skipped.length);
+  port.send(taken, taken.length);
+  await until(5);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(ours().slice(4).map((g) => g.copy), [taken]);
+  assert.equal(port.stats().frames, 5);
+});
+
+
+test('RingPort closed from its own callback: that wake-up ends there and nothing more arrives (root)', async (t) => {
+  if (!native(t)) return;
+  if (process.getuid?.() !== 0) return t.skip('AF_PACKET needs root (CAP_NET_RAW)');
+  const port = new RingPort('lo', 'ether proto 0x88b7', 4 << 20);
+  t.after(() => port.close());
+  let calls = 0;
+  port.start(() => {
+    calls++;
+    port.close();
+  });
+  const f = Buffer.alloc(60, 0xff);
+  f.writeUInt16BE(0x88b7, 12);
+  // All three are in the ring before the event loop wakes the port up.
+  for (let i = 0; i < 3; i++) assert.equal(port.send(f, f.length), true);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(calls, 1);
+  assert.equal(port.stats().live, false);
+  assert.equal(port.send(f, f.length), false, 'a closed port sends nothing');
 });

@@ -1,0 +1,242 @@
+/**
+ * The native binding (native/, a Node-API addon): where it is and loading it. lbd captures and
+ * sends through it on both data paths (the TypeScript path through its Capture, the native fast
+ * path through its Dataplane), so there is no running without one.
+ *
+ * Tried in order, the first that loads and agrees with contract.ts wins:
+ *   1. $LBD_NATIVE_ADDON, when set, and then nothing else (a benchmark of another build must not
+ *      quietly measure this one);
+ *   2. the local build, native/build/Release/lbd_native.node (npm run build:native);
+ *   3. the package's prebuilt binary, prebuilds/linux-ARCH/lbd_native.node (scripts/prebuild.sh).
+ * Node-API keeps one binary good for every Node major, so none is tied to the Node that built it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BindingError } from '../errors';
+import { COUNTER_COUNT, CONN_F_INACTIVE, ConnState, DROP_REASONS, SLOT_EMPTY, flowHash } from './contract';
+
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(). */
+const ABI_VERSION = 2;
+
+/** The local build, relative to the package root. */
+export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
+
+// The shared-array layout of the native fast path (native.ts builds the arrays; the addon checks
+// their lengths): compared with what the addon was compiled with.
+/** [0..12] TCP per state (tcpTimeouts), [13] UDP. */
+export const TIMEOUTS_LEN = 14;
+/** service index, table slot, src addr, src port, proto, flags, dst addr, dst port, conn slot. */
+export const UPCALL_ARGS = 9;
+
+/** Verdicts as processFrames reports them (contract.ts Verdict). */
+export interface ProcessResult {
+  verdicts: Uint8Array;
+  /** Copies of the frames sent, in order (null with collect: false). */
+  sent: Buffer[] | null;
+}
+
+export interface ProcessOptions {
+  /** Per-frame tpacket status bits (e.g. 1 << 3 = TP_STATUS_CSUMNOTREADY), as the live ring gives them. */
+  status?: Uint32Array;
+  /** Keep copies of the sent frames (default true). */
+  collect?: boolean;
+  /** The sink refuses every frame (send_failed accounting). */
+  refuse?: boolean;
+}
+
+export interface NativeStats {
+  frames: number;
+  upcalls: number;
+  slowPath: number;
+  csumFixed: number;
+  flushes: number;
+  sendFailed: number;
+  wakeups: number;
+  liveFrames: number;
+  /** Frames the busy-poll spin caught after the ring had run dry (busy_poll). */
+  busyPollFrames: number;
+  ringPackets: number;
+  ringDrops: number;
+  /** Socket errors on the capture (e.g. the interface went down); the capture goes on. */
+  pollErrors: number;
+  sendSyscalls: number;
+  lastSendErrno: number;
+  live: boolean;
+  polling: boolean;
+}
+
+/** The addon's Dataplane object: the native fast path (native/src/addon.cc). */
+export interface AddonDataplane {
+  attach(tables: object): void;
+  processFrames(frames: Uint8Array, lengths: Uint32Array, opts?: ProcessOptions): ProcessResult;
+  openLive(
+    capture: string,
+    egress: string,
+    filter: string,
+    ringBytes?: number,
+  ): {
+    captureMac: Buffer;
+    egressMac: Buffer;
+    captureMtu: number;
+    frameSize: number;
+    frames: number;
+  };
+  start(): void;
+  stop(): void;
+  close(): void;
+  send(buf: Uint8Array, len: number): boolean;
+  setFilter(filter: string): void;
+  /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 1000). */
+  setBusyPoll(microseconds: number): void;
+  stats(): NativeStats;
+}
+
+export interface CaptureStats {
+  /** Frames handed to the callback (truncated ones included, with length 0). */
+  frames: number;
+  truncated: number;
+  wakeups: number;
+  ringPackets: number;
+  ringDrops: number;
+  pollErrors: number;
+  sendFailed: number;
+  sendSyscalls: number;
+  lastSendErrno: number;
+  live: boolean;
+  polling: boolean;
+}
+
+/** The addon's Capture object: the TypeScript path's port (native/src/capture.cc). */
+export interface AddonCapture {
+  open(iface: string, filter: string, ringBytes?: number): { mac: Buffer; mtu: number; frameSize: number; frames: number; loopback: boolean };
+  /** Every frame is copied into `buffer`, then onFrame(length) runs: 0 for a frame cut short. */
+  start(buffer: Uint8Array, onFrame: (len: number) => void): void;
+  stop(): void;
+  close(): void;
+  send(buf: Uint8Array, len: number): boolean;
+  setFilter(filter: string): void;
+  stats(): CaptureStats;
+}
+
+export interface NativeAddon {
+  Dataplane: new () => AddonDataplane;
+  Capture: new () => AddonCapture;
+  /** The libpcap soname the filter compiler loaded; throws what to install when none loads. */
+  libpcap(): string;
+  contract: {
+    verdict: { forward: number; drop: number; arp: number };
+    dropReasons: string[];
+    counterCount: number;
+    slotEmpty: number;
+    connFInactive: number;
+    stateNone: number;
+    stateEstablished: number;
+    stateUdp: number;
+    tcpNextStates: number;
+    tcpNextFlags: number;
+    undefinedState: number;
+    timeoutsLen: number;
+    upcallArgs: number;
+    batch: number;
+    flowHashSamples: number[];
+  };
+  abiVersion: number;
+}
+
+/** One place a binding may be. */
+export interface BindingCandidate {
+  file: string;
+  /** How it got there: "LBD_NATIVE_ADDON", "local build", "prebuilt". */
+  what: string;
+}
+
+export type NativeLoad =
+  | { ok: true; addon: NativeAddon; path: string }
+  /** path: the first place tried; tried: every place with why it was passed over. */
+  | { ok: false; reason: string; path: string; tried: string[] };
+
+/** The package root: the nearest directory above this module with a package.json. */
+function packageRoot(): string {
+  for (let d = __dirname; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, 'package.json'))) return d;
+    if (path.dirname(d) === d) return path.resolve(__dirname, '..', '..');
+  }
+}
+
+/** Where a binding may be, in the order tried. */
+export function bindingCandidates(env: NodeJS.ProcessEnv = process.env, root = packageRoot(), arch: string = process.arch): BindingCandidate[] {
+  if (env.LBD_NATIVE_ADDON) return [{ file: path.resolve(env.LBD_NATIVE_ADDON), what: 'LBD_NATIVE_ADDON' }];
+  return [
+    { file: path.join(root, ADDON_RELATIVE_PATH), what: 'local build' },
+    { file: path.join(root, 'prebuilds', `linux-${arch}`, 'lbd_native.node'), what: 'prebuilt' },
+  ];
+}
+
+/** What to do when nothing loads: build one, or get the prebuilt one. */
+export function howToGetBinding(arch: string = process.arch): string {
+  return `build it with "npm run build:native" (needs g++), or install lbd from a package that ships prebuilds/linux-${arch}/lbd_native.node (scripts/prebuild.sh makes them)`;
+}
+
+/** Tries one file: the addon, or why it cannot be used. */
+function tryBinding(c: BindingCandidate): NativeAddon | string {
+  if (!fs.existsSync(c.file)) return c.what === 'local build' ? 'not built' : 'missing';
+  let addon: NativeAddon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node file found at run time
+    addon = require(c.file) as NativeAddon;
+  } catch (e) {
+    return `does not load: ${(e as Error).message.split('\n')[0]}`;
+  }
+  const mismatch = contractMismatch(addon);
+  if (mismatch) return `built against another contract (${mismatch})`;
+  return addon;
+}
+
+/** Tries every candidate in order; never throws. */
+export function loadBinding(candidates: BindingCandidate[], platform: string = process.platform, arch: string = process.arch): NativeLoad {
+  const first = candidates[0]?.file ?? '';
+  if (platform !== 'linux') {
+    const reason = `the native binding needs Linux (AF_PACKET), not ${platform}`;
+    return { ok: false, reason, path: first, tried: [] };
+  }
+  const tried: string[] = [];
+  for (const c of candidates) {
+    const r = tryBinding(c);
+    if (typeof r !== 'string') return { ok: true, addon: r, path: c.file };
+    tried.push(`${c.what} ${c.file}: ${r}`);
+  }
+  const reason = `no native binding loads (lbd captures and sends through it); tried: ${tried.join('; ')}. To fix: ${howToGetBinding(arch)}`;
+  return { ok: false, reason, path: first, tried };
+}
+
+let cached: NativeLoad | null = null;
+
+/** Loads the binding once; never throws. */
+export function loadNative(): NativeLoad {
+  if (!cached) cached = loadBinding(bindingCandidates());
+  return cached;
+}
+
+/** The binding, or a BindingError saying what was tried and how to get one. */
+export function requireBinding(): NativeAddon {
+  const l = loadNative();
+  if (!l.ok) throw new BindingError(l.reason);
+  return l.addon;
+}
+
+/** Compares the numbers the addon was compiled with against contract.ts; null when they agree. */
+export function contractMismatch(addon: NativeAddon): string | null {
+  const c = addon.contract;
+  if (!c || addon.abiVersion !== ABI_VERSION) return 'ABI version';
+  if (typeof addon.Capture !== 'function' || typeof addon.Dataplane !== 'function') return 'exports';
+  if (c.verdict.forward !== 0 || c.verdict.drop !== 1 || c.verdict.arp !== 2) return 'verdicts';
+  if (c.dropReasons.length !== DROP_REASONS.length || c.dropReasons.some((r, i) => r !== DROP_REASONS[i])) return 'drop reasons';
+  if (c.counterCount !== COUNTER_COUNT) return 'counters';
+  if (c.slotEmpty !== SLOT_EMPTY || c.connFInactive !== CONN_F_INACTIVE) return 'connection entry';
+  if (c.stateNone !== ConnState.None || c.stateEstablished !== ConnState.Established || c.stateUdp !== ConnState.Udp) return 'states';
+  if (c.tcpNextStates !== 256 || c.tcpNextFlags !== 16 || c.undefinedState !== 0xffff) return 'state table layout';
+  if (c.timeoutsLen !== TIMEOUTS_LEN || c.upcallArgs !== UPCALL_ARGS) return 'shared array layout';
+  const samples = [flowHash(0, 0), flowHash(0x0a000a32, (3 << 16) | 40000), flowHash(0xffffffff, 0xffffffff)];
+  if (c.flowHashSamples.some((h, i) => h !== samples[i])) return 'flowHash';
+  return null;
+}

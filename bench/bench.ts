@@ -8,11 +8,11 @@
  * Medians over rounds are reported. The lab is always torn down (also on errors and signals);
  * every process is started through the lab and stopped by PID.
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createLab, listNamespaces, type Lab } from '../lab/lab';
+import { runSync, type ProgramName } from '../src/host/programs';
 import {
   buildGenerator,
   ifaceCounters,
@@ -134,12 +134,13 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-function cmdOut(file: string, args: string[]): string {
+/** a tool's version output: stdout; after a failure whatever it printed; '' if it is not installed */
+function cmdOut(file: ProgramName, args: string[]): string {
   try {
-    return execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 }).trim();
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string };
-    return String(err.stdout || err.stderr || '').trim();
+    const r = runSync(file, args, { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
+    return (r.status === 0 ? r.stdout : r.stdout || r.stderr).trim();
+  } catch {
+    return '';
   }
 }
 
@@ -160,7 +161,7 @@ function machine(): Machine {
       haproxy: first(/version (\S+)/, cmdOut('haproxy', ['-v'])),
       nft: first(/v(\S+)/, cmdOut('nft', ['--version'])),
       gcc: first(/\) (\S+)/, cmdOut('gcc', ['--version'])),
-      apache: first(/Apache\/(\S+)/, cmdOut('/usr/sbin/apache2', ['-v'])),
+      apache: first(/Apache\/(\S+)/, cmdOut('apache2', ['-v'])),
     },
     git: `${head}${dirty}`,
     loadavgAtStart: os.loadavg(),

@@ -5,10 +5,10 @@
  * by PID on timeout or teardown) and awaited asynchronously, so this process keeps draining lbd's
  * log pipe meanwhile.
  */
-import { execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
+import { declaredPath, program, ProgramNotFoundError, REPO_ROOT, runSync, type ChildProcess, type Command } from '../src/host/programs';
 
 // ───────────────────────────── run time ─────────────────────────────
 
@@ -118,7 +118,7 @@ export interface ProcResult {
 export function runInLab(
   lab: Lab,
   ns: string,
-  cmd: string[],
+  cmd: Command,
   opts: { timeoutMs: number; name?: string; onLine?: (line: string, proc: ChildProcess) => void; onSpawn?: (proc: ChildProcess) => void },
 ): Promise<ProcResult> {
   const proc = lab.spawn(ns, cmd, { stdio: ['pipe', 'pipe', 'pipe'], ref: true, name: opts.name });
@@ -236,21 +236,23 @@ export async function runWrk(lab: Lab, url: string, conns: number, seconds: numb
 
 // ───────────────────────────── packet generator ─────────────────────────────
 
-export const GEN_SRC = path.resolve(__dirname, '../../bench/gen/gen.c');
-export const GEN_BIN = path.resolve(__dirname, '../../bench/gen/build/gen');
+// the generator is a declared program ('gen', built from its source): where both are comes from there
+export const GEN_SRC = path.resolve(REPO_ROOT, program('gen').built!);
+export const GEN_BIN = declaredPath('gen')!;
 
 /** Compile bench/gen/gen.c with gcc when the binary is missing or older than the source. */
 export function buildGenerator(): string {
   const stale = !fs.existsSync(GEN_BIN) || fs.statSync(GEN_BIN).mtimeMs < fs.statSync(GEN_SRC).mtimeMs;
   if (stale) {
     fs.mkdirSync(path.dirname(GEN_BIN), { recursive: true });
+    let r;
     try {
-      execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', GEN_BIN, GEN_SRC], { stdio: ['ignore', 'pipe', 'pipe'] });
+      r = runSync('gcc', ['-O2', '-Wall', '-Wextra', '-o', GEN_BIN, GEN_SRC], { stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
-      const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
-      if (err.code === 'ENOENT') throw new Error('gcc not found: bash bench/setup.sh (or apt-get install gcc libc6-dev)');
-      throw new Error(`building the packet generator failed:\n${err.stderr?.toString() ?? err.message}`);
+      if (e instanceof ProgramNotFoundError) throw new Error(`${e.message}, or: bash bench/setup.sh`, { cause: e });
+      throw e;
     }
+    if (r.status !== 0) throw new Error(`building the packet generator failed:\n${r.stderr || `exit ${r.status ?? r.signal}`}`);
   }
   return GEN_BIN;
 }
@@ -289,7 +291,7 @@ export async function runGenerator(lab: Lab, a: GenArgs, before: () => void): Pr
     lab,
     lab.ns.client,
     [
-      GEN_BIN,
+      'gen',
       '--ifname', lab.ifaces.client,
       '--src-mac', lab.macs.client,
       '--dst-mac', lab.macs.balancerCapture,

@@ -15,8 +15,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import type { Lab } from '../lab/lab';
+import type { ChildProcess } from '../src/host/programs';
 import { lbdConfig, startLbd, type LbdProcess } from '../test/helpers/lbd-process';
 import { runInLab, sleep } from './measure';
 

@@ -4,8 +4,8 @@
  * examples/lb.yaml, curls the VIP ten times from the client, shows a few metrics, and tears
  * everything down, also on Ctrl-C.
  */
-import { spawn } from 'node:child_process';
 import path from 'node:path';
+import type { ChildProcess } from '../src/host/programs';
 import { createLab, Lab } from './lab';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -18,7 +18,7 @@ async function main(): Promise<number> {
   }
   say('demo: building the lab: client 10.0.10.50, balancer 10.0.10.30, real servers 10.0.10.40 and 10.0.10.111 (Apache)…');
   const lab: Lab = createLab({ shape: 'one-nic' });
-  let lbd: ReturnType<typeof spawn> | null = null;
+  let lbd: ChildProcess | null = null;
   const cleanup = () => {
     if (lbd && lbd.exitCode === null) lab.kill(lbd.pid!, { graceMs: 2000 });
     lab.teardown();
@@ -31,7 +31,7 @@ async function main(): Promise<number> {
   try {
     say(`demo: lab ${lab.prefix} is up; VIP ${lab.addr.vip} lives on the real servers' lo (arp_ignore=1, arp_announce=2)`);
     say('demo: starting lbd --config examples/lb.yaml in the balancer namespace');
-    lbd = lab.spawn(lab.ns.balancer, [process.execPath, path.join(ROOT, 'bin/lbd'), '--config', path.join(ROOT, 'examples/lb.yaml')], {
+    lbd = lab.spawn(lab.ns.balancer, ['node', path.join(ROOT, 'bin/lbd'), '--config', path.join(ROOT, 'examples/lb.yaml')], {
       stdio: ['ignore', 'pipe', 'inherit'],
       ref: true,
     });

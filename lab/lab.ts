@@ -8,7 +8,7 @@
  *   .50      .30        .40    .111          192.168.11.50   .30   10.0.10.30    .40  .111
  *   (10.0.10.0/24, VIP 10.0.10.100)          VIP 192.168.11.100, ip_forward=1 on the balancer
  *
- * Everything is synchronous (execFileSync) so that teardown can also run from a process 'exit'
+ * Everything is synchronous (runSync) so that teardown can also run from a process 'exit'
  * handler. createLab() returns when every Apache answers on its own address and every UDP echo
  * server is bound.
  *
@@ -22,12 +22,28 @@
  * still living inside the lab's own namespaces), deletes the namespaces (which destroys every
  * veth and bridge in them) and the temp dir. It is idempotent and registered on process
  * exit/SIGINT/SIGTERM/SIGHUP while the lab is alive.
+ *
+ * Every program it runs is a declared one (src/host/programs.json): commands are typed
+ * `[ProgramName, ...args]` and resolved through src/host/programs.ts, also inside namespaces.
  */
-import { execFileSync, spawn as cpSpawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import {
+  declaredPath,
+  netnsArgs,
+  programPath,
+  runSync,
+  spawnProgram,
+  type ChildProcess,
+  type Command,
+  type ProgramName,
+  type RunResult,
+  type StdioOptions,
+} from '../src/host/programs';
+
+export type { Command, ProgramName };
 
 export type LabShape = 'one-nic' | 'two-nic';
 
@@ -66,12 +82,8 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export interface ExecResult {
-  status: number | null; // null when killed by a signal (e.g. the timeout)
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
+/** status is null when killed by a signal (e.g. the timeout) */
+export type ExecResult = RunResult;
 
 export interface LabSpawnOptions {
   /** default: stdout+stderr appended to <dir>/logs/<name>.log, stdin ignored */
@@ -132,11 +144,11 @@ export interface Lab {
   readonly alive: boolean;
 
   /** run a command in a namespace (ip netns exec); returns stdout, throws LabExecError on failure */
-  exec(ns: string, cmd: string[], opts?: ExecOptions): string;
+  exec(ns: string, cmd: Command, opts?: ExecOptions): string;
   /** same, never throws on a non-zero exit */
-  tryExec(ns: string, cmd: string[], opts?: ExecOptions): ExecResult;
+  tryExec(ns: string, cmd: Command, opts?: ExecOptions): ExecResult;
   /** start a long-running process in a namespace, in its own session/process group; tracked for teardown */
-  spawn(ns: string, cmd: string[], opts?: LabSpawnOptions): ChildProcess;
+  spawn(ns: string, cmd: Command, opts?: LabSpawnOptions): ChildProcess;
   /** stop a process started with spawn() (its whole process group), waits until it is gone */
   kill(proc: ChildProcess | number, opts?: KillOptions): void;
 
@@ -166,7 +178,7 @@ export class LabExecError extends Error {
   }
 }
 
-export const APACHE_BIN = '/usr/sbin/apache2';
+export const APACHE_BIN = declaredPath('apache2')!;
 export const APACHE_MODULES = '/usr/lib/apache2/modules';
 const UDP_ECHO_JS = path.join(__dirname, 'udp-echo.js');
 const PREFIX_RE = /^[A-Za-z0-9_]{2,40}$/;
@@ -178,37 +190,13 @@ export function sleepMs(ms: number): void {
   if (ms > 0) Atomics.wait(sleepCell, 0, 0, ms);
 }
 
-/** run a program (no shell); never throws on a non-zero exit */
-export function run(file: string, args: string[], opts: ExecOptions = {}): ExecResult {
-  try {
-    const stdout = execFileSync(file, args, {
-      encoding: 'utf8',
-      input: opts.input,
-      timeout: opts.timeoutMs ?? 30000,
-      env: opts.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { status: 0, signal: null, stdout, stderr: '' };
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & {
-      status?: number | null;
-      signal?: string | null;
-      stdout?: string | Buffer;
-      stderr?: string | Buffer;
-    };
-    if (err.code === 'ENOENT') throw new Error(`${file}: not found`);
-    return {
-      status: err.status ?? null,
-      signal: err.signal ?? null,
-      stdout: String(err.stdout ?? ''),
-      stderr: String(err.stderr ?? err.message),
-    };
-  }
+/** run a program (no shell); never throws on a non-zero exit; a missing one throws, naming its package */
+export function run(file: ProgramName, args: string[], opts: ExecOptions = {}): ExecResult {
+  return runSync(file, args, { input: opts.input, timeoutMs: opts.timeoutMs ?? 30000, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 /** run a program, throw LabExecError on a non-zero exit, return stdout */
-export function runOk(file: string, args: string[], opts: ExecOptions = {}): string {
+export function runOk(file: ProgramName, args: string[], opts: ExecOptions = {}): string {
   const r = run(file, args, opts);
   if (r.status !== 0) throw new LabExecError([file, ...args], r);
   return r.stdout;
@@ -363,7 +351,7 @@ interface Tracked {
   pid: number;
   start: number;
   ns: string;
-  cmd: string[];
+  cmd: Command;
   child: ChildProcess;
 }
 
@@ -544,7 +532,7 @@ class LabImpl implements Lab {
 
     // bridges, inside the bridge namespace
     const bridges = two ? ['br-front', 'br-back'] : ['br0'];
-    runOk('ip', ['netns', 'exec', this.ns.bridge, 'sysctl', '-q', '-w', ...noV6]);
+    runOk('ip', netnsArgs(this.ns.bridge, ['sysctl', '-q', '-w', ...noV6]));
     this.ipBatch(this.ns.bridge, [
       'link set lo up',
       ...bridges.flatMap((b) => [`link add ${b} type bridge stp_state 0 mcast_snooping 0`, `link set ${b} up`]),
@@ -563,7 +551,7 @@ class LabImpl implements Lab {
 
     // hosts: sysctls before anything is up, then MACs, addresses, links, routes
     for (const h of hosts) {
-      runOk('ip', ['netns', 'exec', h.ns, 'sysctl', '-q', '-w', ...h.sysctls]);
+      runOk('ip', netnsArgs(h.ns, ['sysctl', '-q', '-w', ...h.sysctls]));
       this.ipBatch(h.ns, [
         'link set lo up',
         ...h.ifaces.flatMap((i) => [
@@ -611,11 +599,11 @@ class LabImpl implements Lab {
 
   private txOffloadOff(ns: string, ifnames: string[]): void {
     for (const ifn of ifnames) {
-      runOk('ip', ['netns', 'exec', ns, 'ethtool', '-K', ifn, 'tx', 'off', 'tso', 'off']);
+      runOk('ip', netnsArgs(ns, ['ethtool', '-K', ifn, 'tx', 'off', 'tso', 'off']));
       // Newer kernels keep tx-tcp-accecn-segmentation on (ethtool's "tcp-segmentation-offload"
       // summary then still says on); harmless without tx checksumming, but turn it off if known.
-      run('ip', ['netns', 'exec', ns, 'ethtool', '-K', ifn, 'tx-tcp-accecn-segmentation', 'off']);
-      const k = runOk('ip', ['netns', 'exec', ns, 'ethtool', '-k', ifn]);
+      run('ip', netnsArgs(ns, ['ethtool', '-K', ifn, 'tx-tcp-accecn-segmentation', 'off']));
+      const k = runOk('ip', netnsArgs(ns, ['ethtool', '-k', ifn]));
       for (const feat of ['tx-checksumming', 'tx-tcp-segmentation', 'tx-checksum-ip-generic']) {
         const m = new RegExp(`^\\s*${feat}: (\\w+)`, 'm').exec(k);
         if (m && m[1] !== 'off') throw new Error(`${ns} ${ifn}: could not turn ${feat} off (${m[1]})`);
@@ -717,7 +705,7 @@ class LabImpl implements Lab {
       /* not there */
     }
     // -DFOREGROUND: the process we spawn IS the Apache parent (its PID is in the PidFile too)
-    const child = this.spawn(s.ns, [APACHE_BIN, '-f', s.conf, '-DFOREGROUND'], { name: `apache-rs${s.octet}` });
+    const child = this.spawn(s.ns, ['apache2', '-f', s.conf, '-DFOREGROUND'], { name: `apache-rs${s.octet}` });
     s.apache = this.tracked.get(child.pid!) ?? null;
   }
 
@@ -730,7 +718,7 @@ class LabImpl implements Lab {
       if (!isLive(t.pid, t.start)) {
         throw new Error(`${s.name}: Apache exited during startup\n${this.tail(path.join(s.dir, 'logs', 'error.log'))}${this.tail(this.logPath(`apache-rs${s.octet}`))}`);
       }
-      const r = run('ip', ['netns', 'exec', s.ns, 'curl', '-s', '--max-time', '1', url]);
+      const r = run('ip', netnsArgs(s.ns, ['curl', '-s', '--max-time', '1', url]));
       if (r.status === 0 && r.stdout === `${s.name}\n`) break;
       if (Date.now() > end) throw new Error(`${s.name}: Apache did not answer on ${url} within ${timeoutMs} ms`);
       sleepMs(50);
@@ -757,7 +745,7 @@ class LabImpl implements Lab {
     }
     const child = this.spawn(
       s.ns,
-      [process.execPath, UDP_ECHO_JS, 'serve', '--bind', this.addr.vip, '--port', String(this.ports.udp), '--name', s.name],
+      ['node', UDP_ECHO_JS, 'serve', '--bind', this.addr.vip, '--port', String(this.ports.udp), '--name', s.name],
       { name },
     );
     s.udp = this.tracked.get(child.pid!) ?? null;
@@ -840,14 +828,14 @@ class LabImpl implements Lab {
     if (!this.createdNs.includes(ns)) throw new Error(`${ns} is not a namespace of lab ${this.prefix}`);
   }
 
-  tryExec(ns: string, cmd: string[], opts: ExecOptions = {}): ExecResult {
+  tryExec(ns: string, cmd: Command, opts: ExecOptions = {}): ExecResult {
     this.assertAlive();
     this.checkNs(ns);
     if (cmd.length === 0) throw new Error('empty command');
-    return run('ip', ['netns', 'exec', ns, ...cmd], opts);
+    return run('ip', netnsArgs(ns, cmd), opts);
   }
 
-  exec(ns: string, cmd: string[], opts: ExecOptions = {}): string {
+  exec(ns: string, cmd: Command, opts: ExecOptions = {}): string {
     const r = this.tryExec(ns, cmd, opts);
     if (r.status !== 0) throw new LabExecError(['ip', 'netns', 'exec', ns, ...cmd], r);
     return r.stdout;
@@ -865,7 +853,7 @@ class LabImpl implements Lab {
     }
   }
 
-  spawn(ns: string, cmd: string[], opts: LabSpawnOptions = {}): ChildProcess {
+  spawn(ns: string, cmd: Command, opts: LabSpawnOptions = {}): ChildProcess {
     this.assertAlive();
     this.checkNs(ns);
     if (cmd.length === 0) throw new Error('empty command');
@@ -879,7 +867,7 @@ class LabImpl implements Lab {
     let child: ChildProcess;
     try {
       // `ip netns exec` execs the command: the PID we get is the command's. detached = setsid().
-      child = cpSpawn('ip', ['netns', 'exec', ns, ...cmd], { detached: true, stdio, env: opts.env, cwd: opts.cwd });
+      child = spawnProgram('ip', netnsArgs(ns, cmd), { detached: true, stdio, env: opts.env, cwd: opts.cwd });
     } finally {
       if (fd !== null) fs.closeSync(fd);
     }
@@ -1011,13 +999,9 @@ export function randomPrefix(): string {
 
 function preflight(): void {
   if (process.getuid && process.getuid() !== 0) throw new Error('the lab needs root (network namespaces)');
-  for (const f of [APACHE_BIN, UDP_ECHO_JS]) {
-    if (!fs.existsSync(f)) throw new Error(`${f} not found`);
-  }
-  for (const bin of ['ip', 'ethtool', 'curl', 'sysctl']) {
-    const r = run('sh', ['-c', 'command -v "$1"', 'sh', bin]);
-    if (r.status !== 0) throw new Error(`${bin} not found in PATH`);
-  }
+  if (!fs.existsSync(UDP_ECHO_JS)) throw new Error(`${UDP_ECHO_JS} not found`);
+  // what building a lab runs: a missing one fails here, naming its Debian package
+  for (const p of ['apache2', 'ip', 'ethtool', 'curl', 'sysctl'] as const) programPath(p);
 }
 
 /**
@@ -1052,18 +1036,18 @@ export function createLab(opts: LabOptions = {}): Lab {
 /** createLab, run fn, always tear down (also when fn throws or rejects) */
 export async function withLab<T>(opts: LabOptions, fn: (lab: Lab) => T | Promise<T>): Promise<T> {
   const lab = createLab(opts);
-  let failed = false;
+  let result: T;
   try {
-    return await fn(lab);
+    result = await fn(lab);
   } catch (e) {
-    failed = true;
-    throw e;
-  } finally {
+    // The test's own error stays the one thrown; a teardown failure is only reported beside it.
     try {
       lab.teardown();
-    } catch (e) {
-      if (!failed) throw e;
-      process.stderr.write(`[lab] ${(e as Error).message}\n`);
+    } catch (te) {
+      process.stderr.write(`[lab] ${(te as Error).message}\n`);
     }
+    throw e;
   }
+  lab.teardown();
+  return result;
 }

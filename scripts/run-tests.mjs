@@ -1,7 +1,15 @@
 // The test command: unit tests, then the end-to-end tests in network namespaces (root only).
 // One node --test run per group so the summary lines say what ran.
-import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import { URL } from 'node:url';
+
+// Programs start through lbd's one helper (src/host/programs.ts), compiled by the build.
+const helper = new URL('../dist/src/host/programs.js', import.meta.url);
+if (!existsSync(helper)) {
+  console.error('run-tests: not built yet: npm run build (or bash scripts/setup.sh)');
+  process.exit(1);
+}
+const { runSync } = await import(helper.href);
 
 const groups = [['unit', 'dist/test/unit']];
 if (process.getuid?.() === 0) groups.push(['e2e', 'dist/test/e2e']);
@@ -15,7 +23,7 @@ for (const [name, dir] of groups) {
   console.log(`\n=== ${name} tests (${files.length} files) ===`);
   // e2e files share the machine's namespaces and CPU: run them one at a time.
   const args = ['--test', '--test-reporter=spec', ...(name === 'e2e' ? ['--test-concurrency=1'] : []), ...files];
-  const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+  const r = runSync('node', args, { stdio: 'inherit' });
   if (r.status !== 0) failed = true;
 }
 process.exit(failed ? 1 : 0);

@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Installs whatever lbd's build, tests and demo need and is missing, then builds. Idempotent:
-# `npm test` and `npm run demo` run it first, so either works on a fresh Debian 12 machine as root.
+# setup.sh [--build-only]: installs whatever lbd's build, tests and demo need and is missing, then
+# builds. Idempotent: `npm test` and `npm run demo` run it first, so either works on a fresh
+# Debian 12 machine as root. --build-only installs only what building and the unit tests need
+# (the host and build lists): CI's fast gate runs before the lab's packages are installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: libpcap (cap loads the unversioned libpcap.so, from -dev), the lab's real
-# servers (apache2) and tools, nftables for the host guard, promtool (prometheus) for the
-# metrics format check and the Prometheus e2e test, iptables for the REDIRECT real-server variant;
-# g++, make and python3 for node-gyp (the native fast path, native/).
-PACKAGES=(libpcap-dev apache2 curl wrk nftables ethtool iproute2 tcpdump procps prometheus iptables g++ make python3)
+# Debian packages: the lists of src/host/programs.json, the one declaration of every program lbd,
+# the lab, the tests and the scripts run (README: "What it needs on a host").
+if [ "${1:-}" = --build-only ]; then
+  packages=$(node scripts/packages.mjs host build)
+else
+  packages=$(node scripts/packages.mjs host lab build)
+fi
+mapfile -t PACKAGES <<<"$packages"
 bash scripts/apt-install.sh "${PACKAGES[@]}"
 
-# npm dependencies, with the native builds of cap and raw-socket.
-if [ ! -f node_modules/cap/build/Release/cap.node ] || [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm dependencies (none has an install script: the native addon is built below).
+if [ ! -d node_modules/typescript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci" >&2
-  npm ci --no-audit --no-fund --foreground-scripts >&2
+  npm ci --no-audit --no-fund >&2
 fi
 
-# The TypeScript build, then the native fast path (scripts/build-native.sh; lbd runs without it).
+# The TypeScript build, then the native addon (scripts/build-native.sh).
 echo "setup: building" >&2
 npm run --silent build >&2

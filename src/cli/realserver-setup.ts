@@ -8,9 +8,9 @@
  * --undo reverses either. The plan is a pure function of the options and of what the host
  * already has (unit-tested); printing never depends on the host it runs on.
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { runSync, runSyncOk, type Command as ProgramCommand } from '../host/programs';
 import { bool, list, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
 
 export type Method = 'lo' | 'redirect';
@@ -41,7 +41,7 @@ export interface RsState {
 export interface Step {
   /** Why, one line (printed as a comment). */
   say: string;
-  cmd?: string[];
+  cmd?: ProgramCommand;
   write?: { path: string; content: string };
   remove?: string;
   /** Set when --apply finds the step already done. */
@@ -202,7 +202,7 @@ export function formatScript(o: RsOptions, steps: Step[]): string {
 }
 
 export interface RsSystem {
-  exec(cmd: string[]): void;
+  exec(cmd: ProgramCommand): void;
   loAddresses(): string[];
   redirected(vip: string): boolean;
   readFile(p: string): string | undefined;
@@ -212,24 +212,18 @@ export interface RsSystem {
 
 export const realSystem: RsSystem = {
   exec(cmd) {
-    try {
-      execFileSync(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15000 });
-    } catch (e) {
-      const err = e as { code?: string; stderr?: Buffer; message: string };
-      if (err.code === 'ENOENT') throw new Error(`${cmd[0]}: not found`);
-      throw new Error(`${cmd.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
-    }
+    // a missing program: the error names its Debian package
+    runSyncOk(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 15000 });
   },
   loAddresses() {
-    const j = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8' })) as { addr_info?: { local: string }[] }[];
+    const j = JSON.parse(runSyncOk('ip', ['-j', '-4', 'addr', 'show', 'dev', 'lo'])) as { addr_info?: { local: string }[] }[];
     return (j[0]?.addr_info ?? []).map((a) => a.local);
   },
   redirected(vip) {
     try {
-      execFileSync('iptables', ['-t', 'nat', '-C', 'PREROUTING', '-d', `${vip}/32`, '-j', 'REDIRECT'], { stdio: 'ignore', timeout: 15000 });
-      return true;
+      return runSync('iptables', ['-t', 'nat', '-C', 'PREROUTING', '-d', `${vip}/32`, '-j', 'REDIRECT'], { stdio: 'ignore', timeoutMs: 15000 }).status === 0;
     } catch {
-      return false;
+      return false; // no iptables: no rule
     }
   },
   readFile(p) {

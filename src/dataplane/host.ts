@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { HostSetupError } from '../errors';
+import { ProgramFailedError, ProgramNotFoundError, runSync, type ProgramName, type RunOptions, type RunResult } from '../host/programs';
 
 /** Every IPv4 address configured on this host (in lbd's network namespace). */
 export function localAddresses(): Set<string> {
@@ -44,22 +45,13 @@ export function netdevIngressTable(table: string, chain: string, device: string,
 
 /** Runs an nft script; a failure is a HostSetupError with nft's own message. */
 export function nftApply(script: string): void {
-  try {
-    execFileSync('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
-  } catch (e) {
-    const err = e as { stderr?: Buffer; message: string; code?: string };
-    if (err.code === 'ENOENT') throw new HostSetupError('nft not found: install the nftables package');
-    throw new HostSetupError(`nftables: ${err.stderr?.toString().trim() || err.message}`);
-  }
+  const r = hostRun('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new HostSetupError(`nftables: ${r.stderr.trim() || exitText(r)}`);
 }
 
 /** Removes one of lbd's tables; one that is already gone is fine. */
 export function nftDeleteTable(table: string): void {
-  try {
-    execFileSync('nft', ['delete', 'table', 'netdev', table], { stdio: 'ignore' });
-  } catch {
-    /* not there */
-  }
+  quietly('nft', ['delete', 'table', 'netdev', table]);
 }
 
 /**
@@ -131,28 +123,43 @@ export class LocalAccess {
   teardown(quiet = false): void {
     if (!this.active && !quiet) return;
     nftDeleteTable(LocalAccess.TABLE);
-    try {
-      execFileSync('ip', ['link', 'del', LocalAccess.IFACE], { stdio: 'ignore' });
-    } catch {
-      /* not there */
-    }
+    quietly('ip', ['link', 'del', LocalAccess.IFACE]);
     this.active = false;
   }
 }
 
-function run(cmd: string, args: string[]): void {
+function run(cmd: ProgramName, args: string[]): void {
+  const r = hostRun(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new HostSetupError(`${cmd} ${args.join(' ')}: ${r.stderr.trim() || exitText(r)}`);
+}
+
+/** runSync; a program that is missing (the message names its package) or cannot start is a HostSetupError. */
+function hostRun(cmd: ProgramName, args: string[], opts: RunOptions): RunResult {
   try {
-    execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    return runSync(cmd, args, opts);
   } catch (e) {
-    const err = e as { stderr?: Buffer; message: string };
-    throw new HostSetupError(`${cmd} ${args.join(' ')}: ${err.stderr?.toString().trim() || err.message}`);
+    if (e instanceof ProgramNotFoundError || e instanceof ProgramFailedError) throw new HostSetupError(e.message);
+    throw e;
   }
+}
+
+/** Cleanup that may find nothing to clean (nor the program, on a host lbd never ran on). */
+function quietly(cmd: ProgramName, args: string[]): void {
+  try {
+    runSync(cmd, args, { stdio: 'ignore' });
+  } catch {
+    /* not there */
+  }
+}
+
+function exitText(r: { status: number | null; signal: string | null }): string {
+  return r.status !== null ? `exit ${r.status}` : `signal ${r.signal}`;
 }
 
 /** The MTU of an interface, from sysfs. */
 export function interfaceMtu(name: string): number {
   try {
-    return Number(require('node:fs').readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim()) || 1500;
+    return Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim()) || 1500;
   } catch {
     return 1500;
   }

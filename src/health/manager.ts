@@ -194,11 +194,10 @@ export class HealthManager {
       case 'vip': {
         const dests = this.o.forwarder.dests;
         const mac = () => (dests.macKnown[rs.index] ? dests.mac.subarray(rs.index * 6, rs.index * 6 + 6) : null);
-        const manager = this;
         return {
           type: 'vip',
-          run() {
-            const prober = manager.ensureProber();
+          run: () => {
+            const prober = this.ensureProber();
             if (!prober) return Promise.resolve({ ok: false, reason: 'vip path: egress has no IPv4 address' });
             return new VipChecker(prober, mac, svc.vip, svc.port, timeoutMs).run();
           },

@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { createLab, Lab } from '../../lab/lab';
+import { createLab, Lab, type Command } from '../../lab/lab';
 import { lbdConfig as baseConfig, startLbd } from '../helpers/lbd-process';
 import type { DoctorReport, Finding } from '../../src/doctor/checks';
 
@@ -22,7 +22,7 @@ before(() => {
 after(() => lab?.teardown());
 
 function doctor(): { status: number | null; report: DoctorReport; text: string } {
-  const r = lab.tryExec(lab.ns.balancer, [process.execPath, LBD_BIN, 'doctor', '--config', configFile, '--json'], { timeoutMs: 30000 });
+  const r = lab.tryExec(lab.ns.balancer, ['node', LBD_BIN, 'doctor', '--config', configFile, '--json'], { timeoutMs: 30000 });
   let report: DoctorReport;
   try {
     report = JSON.parse(r.stdout);
@@ -34,7 +34,7 @@ function doctor(): { status: number | null; report: DoctorReport; text: string }
 const problems = (r: DoctorReport) => r.findings.filter((f) => f.severity === 'error' || f.severity === 'warn');
 const finding = (r: DoctorReport, check: string): Finding | undefined => r.findings.find((f) => f.check === check);
 
-const rsExec = (i: number, cmd: string[]) => lab.exec(lab.ns.rs[i], cmd);
+const rsExec = (i: number, cmd: Command) => lab.exec(lab.ns.rs[i], cmd);
 const sysctl = (i: number, key: string) => rsExec(i, ['sysctl', '-n', key]).trim();
 const curlVip = (maxTime = 2) => lab.tryExec(lab.ns.client, ['curl', '-sS', '--max-time', String(maxTime), `http://${lab.addr.vip}/`]);
 
@@ -119,7 +119,7 @@ test('tx checksum offload on the capture interface: a warning with the ethtool f
 test('the text report names each finding and its fix', () => {
   lab.exec(lab.ns.balancer, ['ethtool', '-K', lab.ifaces.balancerCapture, 'tx', 'on']);
   try {
-    const r = lab.tryExec(lab.ns.balancer, [process.execPath, LBD_BIN, 'doctor', '--config', configFile], { timeoutMs: 30000 });
+    const r = lab.tryExec(lab.ns.balancer, ['node', LBD_BIN, 'doctor', '--config', configFile], { timeoutMs: 30000 });
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^ {2}WARN {3}tx checksum offload is on on eth0/m);
     assert.match(r.stdout, /^ {9}fix: ethtool -K eth0 tx off/m);
@@ -137,17 +137,17 @@ test('realserver-setup --apply on a fresh real server makes DSR work through lbd
     const before_ = [curlVip(), curlVip()];
     assert.ok(before_.some((r) => r.status !== 0), `a fresh real server cannot serve the VIP: ${JSON.stringify(before_)}`);
 
-    const printed = lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip]);
+    const printed = lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip]);
     assert.match(printed, new RegExp(`^ip addr add ${lab.addr.vip.replace(/\./g, '\\.')}/32 dev lo$`, 'm'));
     assert.doesNotMatch(lab.exec(lab.ns.rs[0], ['ip', '-4', 'addr', 'show', 'dev', 'lo']), new RegExp(lab.addr.vip.replace(/\./g, '\\.')), 'printing changes nothing');
 
-    const applied = lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--apply']);
+    const applied = lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--apply']);
     assert.match(applied, /applied \(lo\)/);
     assert.match(lab.exec(lab.ns.rs[0], ['ip', '-4', 'addr', 'show', 'dev', 'lo']), new RegExp(`${lab.addr.vip.replace(/\./g, '\\.')}/32`));
     assert.equal(sysctl(0, 'net.ipv4.conf.all.arp_ignore'), '1');
     assert.equal(sysctl(0, 'net.ipv4.conf.all.arp_announce'), '2');
     // Applying twice is harmless.
-    assert.match(lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--apply']), /already on lo/);
+    assert.match(lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--apply']), /already on lo/);
 
     const bodies: string[] = [];
     for (let i = 0; i < 6; i++) {
@@ -159,7 +159,7 @@ test('realserver-setup --apply on a fresh real server makes DSR work through lbd
     const d = doctor();
     assert.equal(d.status, 0, d.text);
 
-    lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--undo', '--apply']);
+    lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--undo', '--apply']);
     assert.doesNotMatch(lab.exec(lab.ns.rs[0], ['ip', '-4', 'addr', 'show', 'dev', 'lo']), new RegExp(lab.addr.vip.replace(/\./g, '\\.')));
     assert.equal(sysctl(0, 'net.ipv4.conf.all.arp_ignore'), '0');
     assert.equal(sysctl(0, 'net.ipv4.conf.all.arp_announce'), '0');
@@ -177,7 +177,7 @@ test('realserver-setup --method redirect: the seed\'s iptables REDIRECT variant 
   freshRealServer0();
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));
   try {
-    lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--method', 'redirect', '--apply']);
+    lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--method', 'redirect', '--apply']);
     assert.match(lab.exec(lab.ns.rs[0], ['iptables', '-t', 'nat', '-S', 'PREROUTING']), new RegExp(`-d ${lab.addr.vip.replace(/\./g, '\\.')}/32 -j REDIRECT`));
     const bodies: string[] = [];
     for (let i = 0; i < 4; i++) {
@@ -188,7 +188,7 @@ test('realserver-setup --method redirect: the seed\'s iptables REDIRECT variant 
     assert.deepEqual(new Set(bodies), new Set(lab.names), bodies.join(' '));
     const d = doctor();
     assert.equal(finding(d.report, `realserver.vip:web:${lab.addr.rs[0]}`)?.severity, 'ok', d.text);
-    lab.exec(lab.ns.rs[0], [process.execPath, LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--method', 'redirect', '--undo', '--apply']);
+    lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--method', 'redirect', '--undo', '--apply']);
     assert.doesNotMatch(lab.exec(lab.ns.rs[0], ['iptables', '-t', 'nat', '-S', 'PREROUTING']), /REDIRECT/);
   } finally {
     await lbd.stop();

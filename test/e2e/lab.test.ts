@@ -5,11 +5,11 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLab, groupMembers, isLive, listNamespaces, procStat, run, withLab, type Lab } from '../../lab/lab';
 import { cleanupPrefix } from '../../lab/cleanup';
+import { spawnProgram, type ChildProcess } from '../../src/host/programs';
 
 const LAB_JS = path.join(__dirname, '..', '..', 'lab', 'lab.js');
 const UDP_ECHO_JS = path.join(__dirname, '..', '..', 'lab', 'udp-echo.js');
@@ -46,7 +46,7 @@ function curl(lab: Lab, url: string, extra: string[] = []): { status: number | n
 
 function udpFromRs(lab: Lab, i: number, message: string): string {
   return lab.exec(lab.ns.rs[i], [
-    process.execPath,
+    'node',
     UDP_ECHO_JS,
     'send',
     '--host',
@@ -232,10 +232,10 @@ test('withLab tears down when the body throws; two labs side by side do not coll
 });
 
 /** a separate node process that builds a lab, prints its description, then idles */
-function labInChild(): Promise<{ child: ReturnType<typeof spawn>; desc: ReturnType<Lab['describe']> }> {
+function labInChild(): Promise<{ child: ChildProcess; desc: ReturnType<Lab['describe']> }> {
   const code = `const l = require(${JSON.stringify(LAB_JS)}).createLab({ bigFileMB: 1 });
 process.stdout.write(JSON.stringify(l.describe()) + '\\n'); setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnProgram('node', ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -247,7 +247,7 @@ process.stdout.write(JSON.stringify(l.describe()) + '\\n'); setInterval(() => {}
   });
 }
 
-function exitOf(child: ReturnType<typeof spawn>): Promise<{ code: number | null; signal: string | null }> {
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: string | null }> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
     else child.on('exit', (code, signal) => resolve({ code, signal }));

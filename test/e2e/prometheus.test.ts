@@ -6,13 +6,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { createLab, Lab } from '../../lab/lab';
+import { programPath, type ChildProcess } from '../../src/host/programs';
 import { curl, lbdConfig, LbdProcess, startLbd } from '../helpers/lbd-process';
 
-const PROMETHEUS = '/usr/bin/prometheus';
 const PROM_ADDR = '127.0.0.1:19090'; // inside the balancer namespace: its own loopback
 const DASHBOARD = path.resolve(__dirname, '../../../contrib/grafana/lbd-dashboard.json');
 
@@ -82,7 +81,7 @@ function dashboardExprs(d: any): string[] {
 }
 
 test('a real Prometheus scrapes lbd: its API returns lbd\'s series with the values the traffic made', async () => {
-  assert.ok(existsSync(PROMETHEUS), 'prometheus is installed by scripts/setup.sh');
+  programPath('prometheus'); // scripts/setup.sh installs it; missing, this names its Debian package
   const cfg = `${lbdConfig(lab, { scheduler: 'rr' })}\nadmin:\n  socket: ${path.join(lab.dir, 'lbd.sock')}\n`;
   lbd = await startLbd(lab, cfg);
   const promDir = path.join(lab.dir, 'prometheus');
@@ -105,7 +104,7 @@ test('a real Prometheus scrapes lbd: its API returns lbd\'s series with the valu
   assert.equal(check.status, 0, check.stdout + check.stderr);
   prom = lab.spawn(
     lab.ns.balancer,
-    [PROMETHEUS, `--config.file=${promConfig}`, `--storage.tsdb.path=${promDir}`, `--web.listen-address=${PROM_ADDR}`, '--log.level=warn'],
+    ['prometheus', `--config.file=${promConfig}`, `--storage.tsdb.path=${promDir}`, `--web.listen-address=${PROM_ADDR}`, '--log.level=warn'],
     { name: 'prometheus' },
   );
 
@@ -142,7 +141,7 @@ test('a real Prometheus scrapes lbd: its API returns lbd\'s series with the valu
 });
 
 test('the Grafana dashboard: valid JSON, every metric it references is exported by lbd, every query parses on Prometheus', async () => {
-  assert.ok(existsSync(PROMETHEUS), 'prometheus is installed by scripts/setup.sh');
+  programPath('prometheus'); // scripts/setup.sh installs it; missing, this names its Debian package
   assert.ok(lbd && prom, 'runs after the scrape test (same lbd and Prometheus)');
   const d = JSON.parse(readFileSync(DASHBOARD, 'utf8'));
   assert.equal(typeof d.title, 'string');

@@ -1,7 +1,7 @@
-import { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../lab/lab';
+import type { ChildProcess } from '../../src/host/programs';
 
 export const LBD_BIN = path.resolve(__dirname, '../../../bin/lbd');
 let seq = 0;
@@ -29,7 +29,7 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
   const socket = /^admin:/m.test(yaml) ? /^\s+socket:\s*(\S+)/m.exec(yaml.slice(yaml.search(/^admin:/m)))?.[1] ?? '/run/lbd/lbd.sock' : path.join(lab.dir, `lbd-${process.pid}-${seq}.sock`);
   if (!/^admin:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${socket}\n`;
   writeFileSync(configFile, yaml);
-  const proc = lab.spawn(lab.ns.balancer, [process.execPath, LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
+  const proc = lab.spawn(lab.ns.balancer, ['node', LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ref: true,
   });
@@ -126,7 +126,7 @@ export interface HeldDownload {
  * lab/held-download.ts for why curl --limit-rate is not that).
  */
 export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port = 80): HeldDownload {
-  const proc = lab.spawn(lab.ns.client, [process.execPath, HELD_DOWNLOAD_JS, '--host', host, '--port', String(port), '--path', urlPath], {
+  const proc = lab.spawn(lab.ns.client, ['node', HELD_DOWNLOAD_JS, '--host', host, '--port', String(port), '--path', urlPath], {
     stdio: ['pipe', 'pipe', 'pipe'],
     ref: true,
   });

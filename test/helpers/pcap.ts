@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// pcap-parser ships no types.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const pcapp = require('pcap-parser');
 
 /** Reads every frame of a pcap file with npm pcap-parser. */

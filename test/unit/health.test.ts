@@ -484,7 +484,7 @@ test('tcp checker: connected, connect refused', async () => {
 
 test('http checker: status set, Host header, body regex, status 503, timeout, refused', async () => {
   let status = 200;
-  let body = 'server40 ok';
+  const body = 'server40 ok';
   let hang = false;
   const hosts: string[] = [];
   const srv = http.createServer((req, res) => {

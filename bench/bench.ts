@@ -104,7 +104,10 @@ function parseArgs(argv: string[]): Options {
         o.rate = Math.max(1000, Math.floor(num()));
         break;
       case '--only':
-        o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
+        o.only = val()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
         for (const s of o.only) if (!ALL.includes(s)) usage();
         break;
       case '--no-http':
@@ -349,7 +352,9 @@ async function main(): Promise<number> {
               const w = await runWrk(lab, sc.url!, c, o.wrkSeconds);
               const run: HttpRun = { scenario: sc.name, rep, conns: c, ...w };
               results.http.push(run);
-              log(`  wrk c${c}: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`);
+              log(
+                `  wrk c${c}: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`,
+              );
             }
           }
           if (doPackets) {

@@ -96,7 +96,12 @@ export function procNetDevRx(pid: number, ifname: string): number {
   for (const line of text.split('\n')) {
     const i = line.indexOf(':');
     if (i < 0 || line.slice(0, i).trim() !== ifname) continue;
-    return Number(line.slice(i + 1).trim().split(/\s+/)[1]);
+    return Number(
+      line
+        .slice(i + 1)
+        .trim()
+        .split(/\s+/)[1],
+    );
   }
   return NaN;
 }
@@ -212,7 +217,10 @@ export function parseWrkFull(out: string): WrkResult {
 
 /** the client namespace's TCP RetransSegs (/proc/net/snmp as seen inside the namespace) */
 export function clientRetrans(lab: Lab): number {
-  const lines = lab.exec(lab.ns.client, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:'));
+  const lines = lab
+    .exec(lab.ns.client, ['cat', '/proc/net/snmp'])
+    .split('\n')
+    .filter((l) => l.startsWith('Tcp:'));
   if (lines.length < 2) return NaN;
   const keys = lines[0].split(/\s+/);
   const vals = lines[1].split(/\s+/);
@@ -221,12 +229,10 @@ export function clientRetrans(lab: Lab): number {
 
 export async function runWrk(lab: Lab, url: string, conns: number, seconds: number): Promise<WrkResult> {
   const re0 = clientRetrans(lab);
-  const r = await runInLab(
-    lab,
-    lab.ns.client,
-    ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency', url],
-    { timeoutMs: (seconds + 15) * 1000, name: 'wrk' },
-  );
+  const r = await runInLab(lab, lab.ns.client, ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency', url], {
+    timeoutMs: (seconds + 15) * 1000,
+    name: 'wrk',
+  });
   if (r.timedOut || r.code !== 0) throw new Error(`wrk ${url} c${conns}: ${r.timedOut ? 'timed out' : `exit ${r.code}`}\n${r.stderr}${r.stdout}`);
   const w = parseWrkFull(r.stdout);
   w.clientRetrans = clientRetrans(lab) - re0;
@@ -292,18 +298,30 @@ export async function runGenerator(lab: Lab, a: GenArgs, before: () => void): Pr
     lab.ns.client,
     [
       'gen',
-      '--ifname', lab.ifaces.client,
-      '--src-mac', lab.macs.client,
-      '--dst-mac', lab.macs.balancerCapture,
-      '--dst-ip', lab.addr.vip,
-      '--dport', String(lab.ports.http),
-      '--mode', a.mode,
-      '--flows', String(a.flows),
-      '--flow-offset', String(a.flowOffset),
-      '--rate', String(a.rate),
-      '--count', String(a.count),
-      '--duration', String(a.seconds),
-      '--batch', String(a.batch),
+      '--ifname',
+      lab.ifaces.client,
+      '--src-mac',
+      lab.macs.client,
+      '--dst-mac',
+      lab.macs.balancerCapture,
+      '--dst-ip',
+      lab.addr.vip,
+      '--dport',
+      String(lab.ports.http),
+      '--mode',
+      a.mode,
+      '--flows',
+      String(a.flows),
+      '--flow-offset',
+      String(a.flowOffset),
+      '--rate',
+      String(a.rate),
+      '--count',
+      String(a.count),
+      '--duration',
+      String(a.seconds),
+      '--batch',
+      String(a.batch),
       '--wait-go',
     ],
     {

@@ -209,7 +209,18 @@ export function tables(r: Results): { title: string; table: Table; note?: string
 
   // headline
   const head: Table = {
-    head: ['scenario', 'req/s c32', '× nft', '× haproxy', 'p50/p99 c1 µs', 'fwd pps steady max', 'added ns/pkt steady max', '× nft', 'added ns/pkt SYN max', '× nft'],
+    head: [
+      'scenario',
+      'req/s c32',
+      '× nft',
+      '× haproxy',
+      'p50/p99 c1 µs',
+      'fwd pps steady max',
+      'added ns/pkt steady max',
+      '× nft',
+      'added ns/pkt SYN max',
+      '× nft',
+    ],
     rows: [],
     align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   };
@@ -238,7 +249,19 @@ export function tables(r: Results): { title: string; table: Table; note?: string
 
   // HTTP detail
   const ht: Table = {
-    head: ['scenario', 'req/s c32 (min–max)', 'req/s c1', 'p50 c1 µs', 'p99 c1 µs', 'p99 c1 × nft', 'p50 c32 µs', 'p99 c32 µs', 'errors', 'client retrans', 'reps'],
+    head: [
+      'scenario',
+      'req/s c32 (min–max)',
+      'req/s c1',
+      'p50 c1 µs',
+      'p99 c1 µs',
+      'p99 c1 × nft',
+      'p50 c32 µs',
+      'p99 c32 µs',
+      'errors',
+      'client retrans',
+      'reps',
+    ],
     rows: [],
     align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   };
@@ -263,7 +286,19 @@ export function tables(r: Results): { title: string; table: Table; note?: string
 
   // packets detail
   const pt: Table = {
-    head: ['scenario', 'test', 'offered pps', 'forwarded pps (min–max)', 'fwd × nft', 'loss', 'CPU ns/pkt', 'added ns/pkt (min–max)', 'added × nft', 'other load', 'reps'],
+    head: [
+      'scenario',
+      'test',
+      'offered pps',
+      'forwarded pps (min–max)',
+      'fwd × nft',
+      'loss',
+      'CPU ns/pkt',
+      'added ns/pkt (min–max)',
+      'added × nft',
+      'other load',
+      'reps',
+    ],
     rows: [],
     align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
   };
@@ -292,7 +327,7 @@ export function tables(r: Results): { title: string; table: Table; note?: string
     table: pt,
     note:
       'CPU ns/pkt = run time of generator + balancer tasks + ksoftirqd ÷ frames forwarded (÷ frames sent for the baseline); ' +
-      'added = that minus the baseline (generator alone, frames dropped at the balancer\'s ingress) for the same test. ' +
+      "added = that minus the baseline (generator alone, frames dropped at the balancer's ingress) for the same test. " +
       'other load = machine-wide busy time not accounted to the measured tasks (/proc/stat, tick-sampled), % of all CPUs: ' +
       'a noise indicator (other processes on the machine), not part of any figure.',
   });
@@ -306,7 +341,11 @@ function pad(s: string, w: number, a: 'l' | 'r'): string {
 
 export function textTable(t: Table): string {
   const w = t.head.map((h, i) => Math.max([...h].length, ...t.rows.map((r) => [...(r[i] ?? '')].length)));
-  const line = (cells: string[]) => cells.map((c, i) => pad(c ?? '', w[i], t.align[i])).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => pad(c ?? '', w[i], t.align[i]))
+      .join('  ')
+      .trimEnd();
   return [line(t.head), w.map((x) => '-'.repeat(x)).join('  '), ...t.rows.map(line)].join('\n');
 }
 
@@ -410,7 +449,10 @@ export function svgChart(r: Results): string {
       `<text x="${x}" y="${yy}" font-size="${o.size ?? 12}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`,
     );
   y += 22;
-  text(10, y, `lbd bench — ${r.machine.nproc} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, ${r.machine.date.slice(0, 10)}`, { size: 14, weight: 'bold' });
+  text(10, y, `lbd bench — ${r.machine.nproc} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, ${r.machine.date.slice(0, 10)}`, {
+    size: 14,
+    weight: 'bold',
+  });
 
   // panel 1: req/s c32
   y += 28;
@@ -427,7 +469,11 @@ export function svgChart(r: Results): string {
     }
     const w = Math.max(1, (h.rpsC32 / rpsMax) * barMax);
     out.push(`<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"/>`);
-    text(labelW + w + 6, y - 6, `${Math.round(h.rpsC32).toLocaleString('en-US')}${Number.isFinite(h.rpsC32VsNft) ? `  (${h.rpsC32VsNft.toFixed(2)}× nft)` : ''}`);
+    text(
+      labelW + w + 6,
+      y - 6,
+      `${Math.round(h.rpsC32).toLocaleString('en-US')}${Number.isFinite(h.rpsC32VsNft) ? `  (${h.rpsC32VsNft.toFixed(2)}× nft)` : ''}`,
+    );
   }
 
   // panel 2: added CPU per forwarded packet
@@ -450,7 +496,11 @@ export function svgChart(r: Results): string {
       out.push(
         `<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"${t === 'syn-max' ? ' fill-opacity="0.6"' : ''}/>`,
       );
-      text(labelW + w + 6, y - 6, `${Math.round(p.addedNsPerPkt)} ns${Number.isFinite(p.addedVsNft) ? `  (${p.addedVsNft.toFixed(2)}× nft)` : ''}, ${Math.round(p.forwardedPps / 1000)}k pps`);
+      text(
+        labelW + w + 6,
+        y - 6,
+        `${Math.round(p.addedNsPerPkt)} ns${Number.isFinite(p.addedVsNft) ? `  (${p.addedVsNft.toFixed(2)}× nft)` : ''}, ${Math.round(p.forwardedPps / 1000)}k pps`,
+      );
     }
   }
   y += 20;

@@ -109,7 +109,18 @@ function main(): void {
   const filled = mem();
   (globalThis as { gc?: () => void }).gc?.();
   process.stdout.write(
-    JSON.stringify({ path: PATH, table: TABLE, flows: FLOWS, forwarded: sent, connsInTable: conns, ms: Math.round(ms), before, built, filled, afterGc: mem() }) + '\n',
+    JSON.stringify({
+      path: PATH,
+      table: TABLE,
+      flows: FLOWS,
+      forwarded: sent,
+      connsInTable: conns,
+      ms: Math.round(ms),
+      before,
+      built,
+      filled,
+      afterGc: mem(),
+    }) + '\n',
   );
   dp?.close();
 }

@@ -236,7 +236,7 @@ export function haproxy(lab: Lab): Scenario {
   const cfgFile = path.join(lab.dir, 'haproxy.cfg');
   return {
     name: 'haproxy',
-    what: 'HAProxy (Debian package) TCP mode on the balancer, VIP local, roundrobin to the real servers\' own addresses',
+    what: "HAProxy (Debian package) TCP mode on the balancer, VIP local, roundrobin to the real servers' own addresses",
     url: `http://${lab.addr.vip}/`,
     packets: false,
     async setup() {
@@ -304,7 +304,7 @@ export function baseline(lab: Lab): Scenario {
   ].join('\n');
   return {
     name: 'baseline',
-    what: 'the generator alone: frames dropped at the balancer\'s netdev ingress (no balancer process)',
+    what: "the generator alone: frames dropped at the balancer's netdev ingress (no balancer process)",
     url: null,
     packets: true,
     baseline: true,

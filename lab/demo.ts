@@ -61,7 +61,8 @@ async function main(): Promise<number> {
     const metrics = lab.exec(lab.ns.balancer, ['curl', '-s', 'http://127.0.0.1:9469/metrics']);
     say('\ndemo: a few lines of /metrics (http://127.0.0.1:9469/metrics in the balancer):');
     for (const line of metrics.split('\n')) {
-      if (/^lbd_(real_server_connections_total|service_connections_total|forwarded_packets_total|dataplane_info|conn_table_entries)/.test(line)) say(`  ${line}`);
+      if (/^lbd_(real_server_connections_total|service_connections_total|forwarded_packets_total|dataplane_info|conn_table_entries)/.test(line))
+        say(`  ${line}`);
     }
     say('\ndemo: the real servers answered the client directly: lbd only rewrote destination MACs.');
     return 0;

@@ -533,10 +533,7 @@ class LabImpl implements Lab {
     // bridges, inside the bridge namespace
     const bridges = two ? ['br-front', 'br-back'] : ['br0'];
     runOk('ip', netnsArgs(this.ns.bridge, ['sysctl', '-q', '-w', ...noV6]));
-    this.ipBatch(this.ns.bridge, [
-      'link set lo up',
-      ...bridges.flatMap((b) => [`link add ${b} type bridge stp_state 0 mcast_snooping 0`, `link set ${b} up`]),
-    ]);
+    this.ipBatch(this.ns.bridge, ['link set lo up', ...bridges.flatMap((b) => [`link add ${b} type bridge stp_state 0 mcast_snooping 0`, `link set ${b} up`])]);
 
     // veth pairs, created directly in their namespaces (nothing ever appears in the root namespace)
     const all = hosts.flatMap((h) => h.ifaces.map((i) => ({ h, i })));
@@ -563,7 +560,11 @@ class LabImpl implements Lab {
       ]);
     }
     if (!this.opts.clientTxOffload) this.txOffloadOff(this.ns.client, ['eth0']);
-    if (this.opts.balancerTxOffload === false) this.txOffloadOff(this.ns.balancer, lbIfaces.map((i) => i.name));
+    if (this.opts.balancerTxOffload === false)
+      this.txOffloadOff(
+        this.ns.balancer,
+        lbIfaces.map((i) => i.name),
+      );
     this.log(`network configured (${Date.now() - t0} ms)`);
 
     // read the MACs back
@@ -716,7 +717,9 @@ class LabImpl implements Lab {
     const end = Date.now() + timeoutMs;
     for (;;) {
       if (!isLive(t.pid, t.start)) {
-        throw new Error(`${s.name}: Apache exited during startup\n${this.tail(path.join(s.dir, 'logs', 'error.log'))}${this.tail(this.logPath(`apache-rs${s.octet}`))}`);
+        throw new Error(
+          `${s.name}: Apache exited during startup\n${this.tail(path.join(s.dir, 'logs', 'error.log'))}${this.tail(this.logPath(`apache-rs${s.octet}`))}`,
+        );
       }
       const r = run('ip', netnsArgs(s.ns, ['curl', '-s', '--max-time', '1', url]));
       if (r.status === 0 && r.stdout === `${s.name}\n`) break;
@@ -743,11 +746,7 @@ class LabImpl implements Lab {
     } catch {
       /* first time */
     }
-    const child = this.spawn(
-      s.ns,
-      ['node', UDP_ECHO_JS, 'serve', '--bind', this.addr.vip, '--port', String(this.ports.udp), '--name', s.name],
-      { name },
-    );
+    const child = this.spawn(s.ns, ['node', UDP_ECHO_JS, 'serve', '--bind', this.addr.vip, '--port', String(this.ports.udp), '--name', s.name], { name });
     s.udp = this.tracked.get(child.pid!) ?? null;
   }
 

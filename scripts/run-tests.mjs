@@ -18,7 +18,10 @@ else console.error('run-tests: not root: skipping the end-to-end tests (they bui
 let failed = false;
 for (const [name, dir] of groups) {
   if (!existsSync(dir)) continue;
-  const files = readdirSync(dir).filter((f) => f.endsWith('.test.js')).sort().map((f) => `${dir}/${f}`);
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.test.js'))
+    .sort()
+    .map((f) => `${dir}/${f}`);
   if (!files.length) continue;
   console.log(`\n=== ${name} tests (${files.length} files) ===`);
   // e2e files share the machine's namespaces and CPU: run them one at a time.

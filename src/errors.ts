@@ -3,7 +3,10 @@
  * tests can tell failures apart without matching message text.
  */
 export class LbdError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = new.target.name;
   }

@@ -163,7 +163,8 @@ bool JsHost::schedule(const uint32_t* a, int32_t* result) {
   napi_value ret;
   bool ok = napi_call_function(env, undefinedVal, scheduleVal, 0, nullptr, &ret) == napi_ok;
   if (ok && napi_get_value_int32(env, ret, result) != napi_ok) {
-    napi_throw_type_error(env, nullptr, "lbd_native: the schedule callback must return a number (slot or ~drop reason)");
+    napi_throw_type_error(env, nullptr,
+                          "lbd_native: the schedule callback must return a number (slot or ~drop reason)");
     ok = false;
   }
   napi_close_handle_scope(env, hs);
@@ -263,7 +264,7 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
     for (napi_ref r : refs) napi_delete_reference(env, r);
     return throwError(env, "attach: " + m);
   };
-#define ARR(key, type, min, field, ctype, lenvar)                                          \
+#define ARR(key, type, min, field, ctype, lenvar)                                      \
   if (!typedArray(env, o, key, type, min, &d, &lenvar, &refs, &err)) return fail(err); \
   t.field = static_cast<ctype*>(d);
 
@@ -686,9 +687,9 @@ Napi::Object exportContract(Napi::Env env) {
     v.Set("arp", int(kArp));
     return v;
   }());
-  const char* dropNames[] = {"truncated",   "not_ipv4",       "bad_ip_header", "fragment",
-                             "unsupported", "not_our_mac",    "no_connection", "no_real_server",
-                             "table_full",  "no_mac",         "send_failed"};
+  const char* dropNames[] = {"truncated",   "not_ipv4",    "bad_ip_header", "fragment",
+                             "unsupported", "not_our_mac", "no_connection", "no_real_server",
+                             "table_full",  "no_mac",      "send_failed"};
   static_assert(sizeof dropNames / sizeof dropNames[0] == drop::Count, "drop names");
   Napi::Array drops = Napi::Array::New(env, drop::Count);
   for (uint32_t i = 0; i < drop::Count; i++) drops.Set(i, dropNames[i]);

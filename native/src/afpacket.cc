@@ -191,7 +191,8 @@ bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
   int v = 1;
   if (bypassQdisc) (void)setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
   v = 4 << 20;
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0) (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
   fd_ = fd;
   for (uint32_t i = 0; i < kBatch; i++) {
     std::memset(&msgs_[i], 0, sizeof msgs_[i]);

@@ -45,9 +45,7 @@ class RxRing {
   void close();
   int fd() const { return fd_; }
   bool isOpen() const { return fd_ >= 0; }
-  tpacket2_hdr* frame(uint32_t i) const {
-    return reinterpret_cast<tpacket2_hdr*>(map_ + size_t(i) * frameSize_);
-  }
+  tpacket2_hdr* frame(uint32_t i) const { return reinterpret_cast<tpacket2_hdr*>(map_ + size_t(i) * frameSize_); }
   uint32_t frameSize() const { return frameSize_; }
   uint32_t frameCount() const { return frameCount_; }
   /** PACKET_STATISTICS since the last call (the kernel resets them on read). */

@@ -202,8 +202,10 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   const int32_t dest = t.dest[slot];
   const bool inRange = static_cast<uint32_t>(dest) < t.nDests;
   if (inRange && t.macKnown[dest] == 0) return dropFrame(drop::NoMac);
-  if (inRange) std::memcpy(p + ETH_DST, t.mac + size_t(dest) * 6, 6);
-  else std::memset(p + ETH_DST, 0, 6);  // what TypeScript writes from undefined
+  if (inRange)
+    std::memcpy(p + ETH_DST, t.mac + size_t(dest) * 6, 6);
+  else
+    std::memset(p + ETH_DST, 0, 6);  // what TypeScript writes from undefined
   std::memcpy(p + ETH_SRC, t.macs + 6, 6);
   if (status & kStatusCsumNotReady) {
     completeL4Checksum(p, l4, ipEnd, proto);

@@ -34,7 +34,7 @@ enum UpcallArg : uint32_t {
   kArgFlags,
   kArgDstAddr,
   kArgDstPort,
-  kArgConnSlot,     // kMiss: a table miss (schedule); else the hit whose real server is down
+  kArgConnSlot,  // kMiss: a table miss (schedule); else the hit whose real server is down
   kArgCount
 };
 constexpr uint32_t kMiss = 0xffffffffu;
@@ -146,9 +146,7 @@ class FastPath {
 
 /** JavaScript's ToUint32 (what storing a number into a Uint32Array does). */
 uint32_t toUint32Slow(double v);
-inline uint32_t toUint32(double v) {
-  return (v >= 0 && v < 4294967296.0) ? static_cast<uint32_t>(v) : toUint32Slow(v);
-}
+inline uint32_t toUint32(double v) { return (v >= 0 && v < 4294967296.0) ? static_cast<uint32_t>(v) : toUint32Slow(v); }
 
 /** Recomputes the TCP/UDP checksum of an IPv4 frame whose headers parse() validated. */
 void completeL4Checksum(uint8_t* p, uint32_t l4, uint32_t ipEnd, uint8_t proto);

@@ -128,7 +128,6 @@ export function list(p: ParsedFlags, name: string): string[] {
   return Array.isArray(v) ? v : [];
 }
 
-
 export interface ParsedArgs {
   command: 'run' | 'check' | 'help' | 'version';
   config?: string;

@@ -95,7 +95,9 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
       lines.push(line);
       if (mode === 'persistent') {
         for (const d of s.reals) {
-          lines.push(`  -> ${padEnd(realName(d), 28)} ${padEnd(String(d.weight), 9)} ${padEnd(String(d.persistent), 11)} ${padEnd(String(d.active), 10)} ${padEnd(String(d.inactive), 10)}`.trimEnd());
+          lines.push(
+            `  -> ${padEnd(realName(d), 28)} ${padEnd(String(d.weight), 9)} ${padEnd(String(d.persistent), 11)} ${padEnd(String(d.active), 10)} ${padEnd(String(d.inactive), 10)}`.trimEnd(),
+          );
         }
         continue;
       }
@@ -132,7 +134,9 @@ export function formatConnections(entries: ConnEntry[]): string {
   for (const e of entries) {
     const mm = String(Math.floor(e.expires / 60)).padStart(2, '0');
     const ss = String(e.expires % 60).padStart(2, '0');
-    lines.push(`${padEnd(e.protocol.toUpperCase(), 3)} ${padEnd(`${mm}:${ss}`, 6)} ${padEnd(e.state, 11)} ${padEnd(e.client, 18)} ${padEnd(e.virtual, 18)} ${e.destination}`);
+    lines.push(
+      `${padEnd(e.protocol.toUpperCase(), 3)} ${padEnd(`${mm}:${ss}`, 6)} ${padEnd(e.state, 11)} ${padEnd(e.client, 18)} ${padEnd(e.virtual, 18)} ${e.destination}`,
+    );
   }
   return lines.join('\n') + '\n';
 }

@@ -42,7 +42,10 @@ export const command: Command = {
       if (process.stdin.isTTY) io.err('lbd: reading ipvsadm rules from stdin (end with Ctrl-D; e.g. ipvsadm-save -n | lbd import-ipvsadm)\n');
       text = await io.stdin();
     }
-    for (const [flag, v] of [['--interface', str(p, '--interface')], ['--egress', str(p, '--egress')]] as const) {
+    for (const [flag, v] of [
+      ['--interface', str(p, '--interface')],
+      ['--egress', str(p, '--egress')],
+    ] as const) {
       if (v !== undefined && (v.length > 15 || /[\s/]/.test(v))) throw new UsageError(`${flag}: "${v}" is not an interface name`);
     }
     try {

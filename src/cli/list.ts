@@ -78,7 +78,15 @@ export const command: Command = {
       io.out(JSON.stringify(r, null, 2) + '\n');
       return 0;
     }
-    const mode = bool(p, '--stats') ? 'stats' : bool(p, '--rate') ? 'rate' : bool(p, '--thresholds') ? 'thresholds' : bool(p, '--persistent-conn') ? 'persistent' : 'plain';
+    const mode = bool(p, '--stats')
+      ? 'stats'
+      : bool(p, '--rate')
+        ? 'rate'
+        : bool(p, '--thresholds')
+          ? 'thresholds'
+          : bool(p, '--persistent-conn')
+            ? 'persistent'
+            : 'plain';
     io.out(formatList(r, { mode, exact: bool(p, '--exact'), nosort: bool(p, '--nosort') }));
     return 0;
   },

@@ -56,7 +56,11 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 
 export const ifupdownFile = (vip: string) => path.join(IFUPDOWN_DIR, `lbd-vip-${vip.replace(/\./g, '-')}`);
 /** An ifupdown alias label for the VIP: lo: + the address in hex (≤ 15 characters). */
-export const loLabel = (vip: string) => `lo:${vip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join('')}`;
+export const loLabel = (vip: string) =>
+  `lo:${vip
+    .split('.')
+    .map((o) => Number(o).toString(16).padStart(2, '0'))
+    .join('')}`;
 
 function sysctlKeys(devs: string[]): string[] {
   return ['all', 'lo', ...devs.filter((d) => d !== 'all' && d !== 'lo')].flatMap((d) => [`net.ipv4.conf.${d}.arp_ignore`, `net.ipv4.conf.${d}.arp_announce`]);
@@ -142,9 +146,16 @@ export function plan(o: RsOptions, state: RsState | null): Step[] {
   const keys = sysctlKeys(o.devs);
   if (!o.undo) {
     for (const vip of o.vips) {
-      steps.push({ say: `VIP ${vip} on lo: the kernel accepts frames for it`, cmd: ['ip', 'addr', 'add', `${vip}/32`, 'dev', 'lo'], skip: loHas(vip) ? `${vip} is already on lo` : undefined });
+      steps.push({
+        say: `VIP ${vip} on lo: the kernel accepts frames for it`,
+        cmd: ['ip', 'addr', 'add', `${vip}/32`, 'dev', 'lo'],
+        skip: loHas(vip) ? `${vip} is already on lo` : undefined,
+      });
     }
-    steps.push({ say: 'never answer ARP for the VIP, never use it as an ARP source', cmd: ['sysctl', '-q', '-w', ...keys.map((k) => `${k}=${arpValue(k, true)}`)] });
+    steps.push({
+      say: 'never answer ARP for the VIP, never use it as an ARP source',
+      cmd: ['sysctl', '-q', '-w', ...keys.map((k) => `${k}=${arpValue(k, true)}`)],
+    });
     if (o.persist) {
       steps.push({ say: 'the ARP sysctls at boot', write: { path: SYSCTL_FILE, content: sysctlFileContent(o.devs) } });
       const how = o.persistWith ?? 'networkd';
@@ -160,7 +171,11 @@ export function plan(o: RsOptions, state: RsState | null): Step[] {
 
   // undo, method lo
   for (const vip of o.vips) {
-    steps.push({ say: `remove VIP ${vip} from lo`, cmd: ['ip', 'addr', 'del', `${vip}/32`, 'dev', 'lo'], skip: state && !loHas(vip) ? `${vip} is not on lo` : undefined });
+    steps.push({
+      say: `remove VIP ${vip} from lo`,
+      cmd: ['ip', 'addr', 'del', `${vip}/32`, 'dev', 'lo'],
+      skip: state && !loHas(vip) ? `${vip} is not on lo` : undefined,
+    });
   }
   const others = state ? state.loAddresses.filter((a) => !a.startsWith('127.') && !o.vips.includes(a)) : [];
   const remaining = networkdVips(state?.files[NETWORKD_FILE]).filter((v) => !o.vips.includes(v));
@@ -174,10 +189,13 @@ export function plan(o: RsOptions, state: RsState | null): Step[] {
     if ((!state && o.persist) || has(SYSCTL_FILE)) steps.push({ say: 'the ARP sysctls at boot', remove: SYSCTL_FILE });
   }
   if ((!state && o.persist && o.persistWith !== 'ifupdown') || has(NETWORKD_FILE)) {
-    if (state && remaining.length) steps.push({ say: 'the other VIPs stay on lo at boot (systemd-networkd)', write: { path: NETWORKD_FILE, content: networkdContent(remaining) } });
+    if (state && remaining.length)
+      steps.push({ say: 'the other VIPs stay on lo at boot (systemd-networkd)', write: { path: NETWORKD_FILE, content: networkdContent(remaining) } });
     else steps.push({ say: 'no VIP on lo at boot (systemd-networkd)', remove: NETWORKD_FILE });
   }
-  for (const vip of o.vips) if ((!state && o.persist && o.persistWith === 'ifupdown') || has(ifupdownFile(vip))) steps.push({ say: `no VIP ${vip} on lo at boot (ifupdown)`, remove: ifupdownFile(vip) });
+  for (const vip of o.vips)
+    if ((!state && o.persist && o.persistWith === 'ifupdown') || has(ifupdownFile(vip)))
+      steps.push({ say: `no VIP ${vip} on lo at boot (ifupdown)`, remove: ifupdownFile(vip) });
   return steps;
 }
 

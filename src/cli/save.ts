@@ -18,7 +18,11 @@ export const command: Command = {
   summary: 'print the running config as YAML (--ipvsadm: as ipvsadm -S -n rules)',
   usage: USAGE,
   async run(argv, io) {
-    const p = parseFlags(argv, { '--ipvsadm': {}, '--socket': { value: true }, '--config': { short: '-c', value: true }, '--help': { short: '-h' } }, 'lbd save');
+    const p = parseFlags(
+      argv,
+      { '--ipvsadm': {}, '--socket': { value: true }, '--config': { short: '-c', value: true }, '--help': { short: '-h' } },
+      'lbd save',
+    );
     if (bool(p, '--help')) {
       io.out(USAGE);
       return 0;

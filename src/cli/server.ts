@@ -82,7 +82,8 @@ export const command: Command = {
     };
     const u_threshold = threshold(upperText, '--u-threshold');
     const l_threshold = threshold(lowerText, '--l-threshold');
-    if (action !== 'drain' && (bool(p, '--wait') || str(p, '--timeout') !== undefined)) throw new UsageError('lbd server: --wait and --timeout belong to drain');
+    if (action !== 'drain' && (bool(p, '--wait') || str(p, '--timeout') !== undefined))
+      throw new UsageError('lbd server: --wait and --timeout belong to drain');
     if (str(p, '--timeout') !== undefined && !bool(p, '--wait')) throw new UsageError('lbd server drain: --timeout needs --wait');
     let weight: number | undefined;
     if (weightText !== undefined) {
@@ -128,7 +129,10 @@ async function waitDrained(sock: string, service: string, address: string, timeo
       return 0;
     }
     if (Date.now() + 1000 > deadline) {
-      throw new LbdError('E_TIMEOUT', `${rs.address}:${rs.port} still has ${rs.active} active connection${rs.active === 1 ? '' : 's'} after ${timeoutS} s (it stays at weight 0)`);
+      throw new LbdError(
+        'E_TIMEOUT',
+        `${rs.address}:${rs.port} still has ${rs.active} active connection${rs.active === 1 ? '' : 's'} after ${timeoutS} s (it stays at weight 0)`,
+      );
     }
     await sleep(1000);
   }

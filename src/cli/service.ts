@@ -100,7 +100,9 @@ export const command: Command = {
         protocol: str(p, '--protocol'),
       };
     } else {
-      const given = ['--vip', '--port', '--protocol', '--scheduler', '--persistence', '--netmask', '--on-remove', '--server', '--name'].filter((f) => p.flags.has(f));
+      const given = ['--vip', '--port', '--protocol', '--scheduler', '--persistence', '--netmask', '--on-remove', '--server', '--name'].filter((f) =>
+        p.flags.has(f),
+      );
       if (given.length) throw new UsageError(`lbd service remove: ${given.join(', ')} not expected`);
       change = { op: 'service-remove', service: target };
     }

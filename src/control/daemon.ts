@@ -210,7 +210,7 @@ export class Daemon {
     rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
   }
 
-    /** on_remove (issue 5): the service's own, else the config's, else drain. */
+  /** on_remove (issue 5): the service's own, else the config's, else drain. */
   private onRemove(s: ServiceConfig | undefined, cfg: Config): 'drain' | 'drop' {
     return s?.on_remove ?? cfg.on_remove ?? 'drain';
   }
@@ -231,14 +231,18 @@ export class Daemon {
     const { config: cfg, log } = this.opts;
     this.guard?.install(cfg.services);
     this.startCapture(this.capture);
-    if (cfg.busy_poll > 0 && this.dataplanePath !== 'native') log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
+    if (cfg.busy_poll > 0 && this.dataplanePath !== 'native')
+      log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
     this.setupLocalAccess();
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
     this.arp.announce();
     this.arp.resolve(true);
     await this.waitForMacs(2000);
     for (const rs of this.arp.unresolved()) {
-      log.warn({ service: rs.service.name, real: intToIp(rs.addr), interface: cfg.interfaces.egress }, 'real server MAC not resolved yet: its flows are dropped until it answers ARP');
+      log.warn(
+        { service: rs.service.name, real: intToIp(rs.addr), interface: cfg.interfaces.egress },
+        'real server MAC not resolved yet: its flows are dropped until it answers ARP',
+      );
     }
     if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
     this.health.sync(this.running, this.services);
@@ -401,7 +405,11 @@ export class Daemon {
           const svc = this.services.get(a.key);
           if (svc) {
             svc.removed = true;
-            const drop = this.onRemove(this.running.services.find((x) => serviceKey(x) === a.key), desired) === 'drop';
+            const drop =
+              this.onRemove(
+                this.running.services.find((x) => serviceKey(x) === a.key),
+                desired,
+              ) === 'drop';
             for (const rs of [...svc.dests]) {
               this.removeReal(svc, rs);
               if (drop) this.forwarder.expireDest(rs.index);
@@ -422,7 +430,13 @@ export class Daemon {
           const svc = this.services.get(a.key)!;
           const rs = svc.dests.find((x) => x.addr === ipToInt(a.address));
           if (rs) this.removeReal(svc, rs);
-          if (rs && this.onRemove(desired.services.find((x) => serviceKey(x) === a.key), desired) === 'drop') {
+          if (
+            rs &&
+            this.onRemove(
+              desired.services.find((x) => serviceKey(x) === a.key),
+              desired,
+            ) === 'drop'
+          ) {
             const cut = this.forwarder.expireDest(rs.index);
             this.log.info({ service: svc.name, real: a.address, flows: cut }, 'on_remove: drop: flows of the removed real server cut');
           }
@@ -530,7 +544,11 @@ export class Daemon {
     if (!this.running.local_access) return;
     const egress = this.running.interfaces.egress;
     const source = interfaceAddress(egress);
-    if (!source) throw new LbdError('E_HOST', `local_access needs an IPv4 address on the egress interface ${egress}: the real servers answer the host's own connections there`);
+    if (!source)
+      throw new LbdError(
+        'E_HOST',
+        `local_access needs an IPv4 address on the egress interface ${egress}: the real servers answer the host's own connections there`,
+      );
     this.localAccess.setup(this.localAccessVips(this.running.services), source, interfaceMtu(egress));
     this.openLocalPort(this.liveServices());
     this.log.info({ interface: LocalAccess.IFACE, vips: this.localAccessVips(this.running.services) }, 'local access: the VIPs are reachable from this host');

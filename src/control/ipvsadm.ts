@@ -66,35 +66,131 @@ export interface ImportResult {
 
 /** Well-known port names ipvsadm prints without -n (from /etc/services). */
 const PORT_NAMES: Record<string, number> = {
-  ftp: 21, ssh: 22, smtp: 25, domain: 53, http: 80, www: 80, pop3: 110, ntp: 123, imap: 143, snmp: 161, ldap: 389,
-  https: 443, submission: 587, ldaps: 636, imaps: 993, pop3s: 995, mysql: 3306, postgresql: 5432, 'http-alt': 8080,
+  ftp: 21,
+  ssh: 22,
+  smtp: 25,
+  domain: 53,
+  http: 80,
+  www: 80,
+  pop3: 110,
+  ntp: 123,
+  imap: 143,
+  snmp: 161,
+  ldap: 389,
+  https: 443,
+  submission: 587,
+  ldaps: 636,
+  imaps: 993,
+  pop3s: 995,
+  mysql: 3306,
+  postgresql: 5432,
+  'http-alt': 8080,
 };
 
 /** IPVS's default persistence timeout when -p is given without a value. */
 const DEFAULT_PERSISTENCE = 300;
 
 type Opt =
-  | 'add-service' | 'edit-service' | 'delete-service' | 'add-server' | 'edit-server' | 'delete-server' | 'clear'
-  | 'tcp' | 'udp' | 'sctp' | 'fwmark' | 'scheduler' | 'persistent' | 'netmask' | 'real-server'
-  | 'gatewaying' | 'masquerading' | 'ipip' | 'weight' | 'u-threshold' | 'l-threshold' | 'sched-flags' | 'pe' | 'ops'
-  | 'numeric' | 'ipv6' | 'tun';
+  | 'add-service'
+  | 'edit-service'
+  | 'delete-service'
+  | 'add-server'
+  | 'edit-server'
+  | 'delete-server'
+  | 'clear'
+  | 'tcp'
+  | 'udp'
+  | 'sctp'
+  | 'fwmark'
+  | 'scheduler'
+  | 'persistent'
+  | 'netmask'
+  | 'real-server'
+  | 'gatewaying'
+  | 'masquerading'
+  | 'ipip'
+  | 'weight'
+  | 'u-threshold'
+  | 'l-threshold'
+  | 'sched-flags'
+  | 'pe'
+  | 'ops'
+  | 'numeric'
+  | 'ipv6'
+  | 'tun';
 
 const SHORT: Record<string, Opt> = {
-  '-A': 'add-service', '-E': 'edit-service', '-D': 'delete-service', '-a': 'add-server', '-e': 'edit-server', '-d': 'delete-server',
-  '-C': 'clear', '-t': 'tcp', '-u': 'udp', '-f': 'fwmark', '-s': 'scheduler', '-p': 'persistent', '-M': 'netmask', '-r': 'real-server',
-  '-g': 'gatewaying', '-m': 'masquerading', '-i': 'ipip', '-w': 'weight', '-x': 'u-threshold', '-y': 'l-threshold',
-  '-b': 'sched-flags', '-o': 'ops', '-n': 'numeric', '-6': 'ipv6',
+  '-A': 'add-service',
+  '-E': 'edit-service',
+  '-D': 'delete-service',
+  '-a': 'add-server',
+  '-e': 'edit-server',
+  '-d': 'delete-server',
+  '-C': 'clear',
+  '-t': 'tcp',
+  '-u': 'udp',
+  '-f': 'fwmark',
+  '-s': 'scheduler',
+  '-p': 'persistent',
+  '-M': 'netmask',
+  '-r': 'real-server',
+  '-g': 'gatewaying',
+  '-m': 'masquerading',
+  '-i': 'ipip',
+  '-w': 'weight',
+  '-x': 'u-threshold',
+  '-y': 'l-threshold',
+  '-b': 'sched-flags',
+  '-o': 'ops',
+  '-n': 'numeric',
+  '-6': 'ipv6',
 };
 const LONG: Record<string, Opt> = {
-  '--add-service': 'add-service', '--edit-service': 'edit-service', '--delete-service': 'delete-service',
-  '--add-server': 'add-server', '--edit-server': 'edit-server', '--delete-server': 'delete-server', '--clear': 'clear',
-  '--tcp-service': 'tcp', '--udp-service': 'udp', '--sctp-service': 'sctp', '--fwmark-service': 'fwmark',
-  '--scheduler': 'scheduler', '--persistent': 'persistent', '--netmask': 'netmask', '--real-server': 'real-server',
-  '--gatewaying': 'gatewaying', '--masquerading': 'masquerading', '--ipip': 'ipip', '--weight': 'weight',
-  '--u-threshold': 'u-threshold', '--l-threshold': 'l-threshold', '--sched-flags': 'sched-flags', '--pe': 'pe', '--ops': 'ops',
-  '--numeric': 'numeric', '--tun-type': 'tun', '--tun-port': 'tun', '--tun-nocsum': 'tun', '--tun-csum': 'tun', '--tun-remcsum': 'tun',
+  '--add-service': 'add-service',
+  '--edit-service': 'edit-service',
+  '--delete-service': 'delete-service',
+  '--add-server': 'add-server',
+  '--edit-server': 'edit-server',
+  '--delete-server': 'delete-server',
+  '--clear': 'clear',
+  '--tcp-service': 'tcp',
+  '--udp-service': 'udp',
+  '--sctp-service': 'sctp',
+  '--fwmark-service': 'fwmark',
+  '--scheduler': 'scheduler',
+  '--persistent': 'persistent',
+  '--netmask': 'netmask',
+  '--real-server': 'real-server',
+  '--gatewaying': 'gatewaying',
+  '--masquerading': 'masquerading',
+  '--ipip': 'ipip',
+  '--weight': 'weight',
+  '--u-threshold': 'u-threshold',
+  '--l-threshold': 'l-threshold',
+  '--sched-flags': 'sched-flags',
+  '--pe': 'pe',
+  '--ops': 'ops',
+  '--numeric': 'numeric',
+  '--tun-type': 'tun',
+  '--tun-port': 'tun',
+  '--tun-nocsum': 'tun',
+  '--tun-csum': 'tun',
+  '--tun-remcsum': 'tun',
 };
-const TAKES_VALUE = new Set<Opt>(['tcp', 'udp', 'sctp', 'fwmark', 'scheduler', 'netmask', 'real-server', 'weight', 'u-threshold', 'l-threshold', 'sched-flags', 'pe']);
+const TAKES_VALUE = new Set<Opt>([
+  'tcp',
+  'udp',
+  'sctp',
+  'fwmark',
+  'scheduler',
+  'netmask',
+  'real-server',
+  'weight',
+  'u-threshold',
+  'l-threshold',
+  'sched-flags',
+  'pe',
+]);
 
 /**
  * Parses ipvsadm rules: `ipvsadm-save [-n]` / `ipvsadm -S -n` output, or lines of ipvsadm
@@ -207,13 +303,17 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
     const rs = parseEndpoint(opts.get('real-server')!, 'real server', ep.port);
     if (typeof rs === 'string') return bad(rs);
     if (opts.has('masquerading')) {
-      return bad(`${rs.addr}: masquerading (-m, NAT) is not supported: lbd does Direct Routing only (-g); the real servers need the VIP on lo and answer clients directly`);
+      return bad(
+        `${rs.addr}: masquerading (-m, NAT) is not supported: lbd does Direct Routing only (-g); the real servers need the VIP on lo and answer clients directly`,
+      );
     }
     if (opts.has('ipip') || opts.has('tun')) {
       return bad(`${rs.addr}: tunneling (-i, IPIP) is not supported: lbd does Direct Routing only (-g), the real servers must be on the balancer's L2 segment`);
     }
     if (rs.port !== ep.port) {
-      warnings.push(`${where}: real server port ${rs.port} differs from the service port ${ep.port}: Direct Routing keeps the destination port, so ${rs.addr}:${ep.port} is used`);
+      warnings.push(
+        `${where}: real server port ${rs.port} differs from the service port ${ep.port}: Direct Routing keeps the destination port, so ${rs.addr}:${ep.port} is used`,
+      );
     }
     const existing = svc.reals.find((r) => r.address === rs.addr);
     if (command === 'delete-server') {
@@ -228,7 +328,10 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
       if (!(weight >= 0 && weight <= WEIGHT_MAX)) return bad(`invalid weight "${w}": lbd takes 0-${WEIGHT_MAX}`);
     }
     const thresholds: { u_threshold?: number; l_threshold?: number } = {};
-    for (const [opt, key] of [['u-threshold', 'u_threshold'], ['l-threshold', 'l_threshold']] as const) {
+    for (const [opt, key] of [
+      ['u-threshold', 'u_threshold'],
+      ['l-threshold', 'l_threshold'],
+    ] as const) {
       if (!opts.has(opt)) continue;
       const t = opts.get(opt)!;
       const v = /^\d+$/.test(t) ? Number(t) : NaN;
@@ -240,7 +343,11 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
     const upper = thresholds.u_threshold ?? 0;
     const lower = thresholds.l_threshold ?? 0;
     if (lower > upper) {
-      return bad(upper ? `-y ${lower} is above -x ${upper}: the lower threshold must not exceed the upper one` : `-y ${lower} without -x: a lower threshold needs an upper one`);
+      return bad(
+        upper
+          ? `-y ${lower} is above -x ${upper}: the lower threshold must not exceed the upper one`
+          : `-y ${lower} without -x: a lower threshold needs an upper one`,
+      );
     }
     // ipvsadm sends a whole real server on -a and -e alike: what a line does not give is the
     // default (weight 1, no thresholds), so -e replaces, as ipvsadm-restore would.

@@ -41,14 +41,7 @@ export function parseArp(buf: Buffer, len: number): ArpPacket | null {
 const BROADCAST = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const ZERO_MAC = Buffer.alloc(6);
 
-export function buildArp(
-  op: number,
-  ethDst: Uint8Array,
-  senderMac: Uint8Array,
-  senderIp: number,
-  targetMac: Uint8Array,
-  targetIp: number,
-): Buffer {
+export function buildArp(op: number, ethDst: Uint8Array, senderMac: Uint8Array, senderIp: number, targetMac: Uint8Array, targetIp: number): Buffer {
   const f = Buffer.alloc(ARP_FRAME_LEN);
   f.set(ethDst, 0);
   f.set(senderMac, 6);

@@ -1,6 +1,18 @@
 import {
-  ConnState, CONN_F_INACTIVE, CONN_F_PERSIST, COUNTER_COUNT, Counter, Drop, DROP_REASONS, ETH_DST, IPPROTO_TCP, SLOT_EMPTY,
-  TCP_ACK, TCP_RST, TCP_SYN, Verdict,
+  ConnState,
+  CONN_F_INACTIVE,
+  CONN_F_PERSIST,
+  COUNTER_COUNT,
+  Counter,
+  Drop,
+  DROP_REASONS,
+  ETH_DST,
+  IPPROTO_TCP,
+  SLOT_EMPTY,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  Verdict,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
@@ -293,7 +305,7 @@ export class Forwarder {
     // The budget counts slots passed, not looks: a removal that shifts a later entry into this
     // slot is looked at again for free (each such look follows a removal, so it ends), and a
     // budget of `slots` is a whole pass.
-    for (let n = 0; n < budget; ) {
+    for (let n = 0; n < budget;) {
       if (conns.dest[i] !== SLOT_EMPTY && conns.expires[i] <= now) {
         this.expire(i);
         expired++;
@@ -322,7 +334,7 @@ export class Forwarder {
   expireDest(dest: number): number {
     const conns = this.conns;
     let n = 0;
-    for (let i = 0; i < conns.slots; ) {
+    for (let i = 0; i < conns.slots;) {
       if (conns.dest[i] === dest) {
         this.expire(i);
         n++;
@@ -378,7 +390,7 @@ export class Forwarder {
    */
   resetPersistence(svc: VirtualService): void {
     const t = this.templates;
-    for (let i = 0; i < t.slots; ) {
+    for (let i = 0; i < t.slots;) {
       if (t.dest[i] !== SLOT_EMPTY && t.keyPort[i] >>> 16 === svc.index) {
         this.dests.persistent[t.dest[i]]--;
         if (t.remove(i)) continue;
@@ -399,7 +411,7 @@ export class Forwarder {
     const t = this.templates;
     const now = this.now;
     let i = this.templateCursor;
-    for (let n = 0; n < budget; ) {
+    for (let n = 0; n < budget;) {
       if (t.dest[i] !== SLOT_EMPTY && t.expires[i] <= now) {
         if (t.refs[i] > 0) {
           const svc = this.services.all[t.keyPort[i] >>> 16];

@@ -43,7 +43,11 @@ export class RingPort implements Port {
   private closed = false;
   sendErrors = 0;
 
-  constructor(readonly name: string, readonly filter: string, ringBytes = 16 << 20) {
+  constructor(
+    readonly name: string,
+    readonly filter: string,
+    ringBytes = 16 << 20,
+  ) {
     this.cap = new (requireBinding().Capture)();
     try {
       this.mac = this.cap.open(name, filter, ringBytes).mac;
@@ -85,7 +89,10 @@ export class MemoryPort implements Port {
   private readonly buffer = Buffer.alloc(SNAPLEN_BUFFER);
   refuse = false;
 
-  constructor(readonly name: string, readonly mac: Buffer) {}
+  constructor(
+    readonly name: string,
+    readonly mac: Buffer,
+  ) {}
 
   start(onFrame: (buf: Buffer, len: number) => void): void {
     this.handler = onFrame;

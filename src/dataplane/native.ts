@@ -112,8 +112,18 @@ class ForwarderMirror {
       this.macs.set(captureMac.subarray(0, 6), 0);
       this.macs.set(egressMac.subarray(0, 6), 6);
     };
-    Object.defineProperty(fw, 'captureMac', { get: () => captureMac, set: (v: Uint8Array) => ((captureMac = v), syncMacs()), enumerable: true, configurable: true });
-    Object.defineProperty(fw, 'egressMac', { get: () => egressMac, set: (v: Uint8Array) => ((egressMac = v), syncMacs()), enumerable: true, configurable: true });
+    Object.defineProperty(fw, 'captureMac', {
+      get: () => captureMac,
+      set: (v: Uint8Array) => ((captureMac = v), syncMacs()),
+      enumerable: true,
+      configurable: true,
+    });
+    Object.defineProperty(fw, 'egressMac', {
+      get: () => egressMac,
+      set: (v: Uint8Array) => ((egressMac = v), syncMacs()),
+      enumerable: true,
+      configurable: true,
+    });
     syncMacs();
 
     // The timeouts: mirrored after every setTimeouts().
@@ -240,7 +250,10 @@ export class NativeDataplane {
   private readonly dp: AddonDataplane;
 
   /** slowPath: where ARP frames go (default: the Forwarder's own process()). */
-  constructor(readonly forwarder: Forwarder, slowPath?: (buf: Buffer, len: number) => void) {
+  constructor(
+    readonly forwarder: Forwarder,
+    slowPath?: (buf: Buffer, len: number) => void,
+  ) {
     this.dp = new (requireBinding().Dataplane)();
     const m = mirrorOf(forwarder);
     const slow = slowPath ?? ((buf: Buffer, len: number) => void forwarder.process(buf, len));
@@ -274,7 +287,12 @@ export class NativePort implements Port {
   private readonly dp: AddonDataplane;
   private closed = false;
 
-  constructor(readonly name: string, readonly egressName: string, filter: string, private readonly forwarder: () => Forwarder) {
+  constructor(
+    readonly name: string,
+    readonly egressName: string,
+    filter: string,
+    private readonly forwarder: () => Forwarder,
+  ) {
     this.dp = new (requireBinding().Dataplane)();
     try {
       this.mac = this.dp.openLive(name, egressName, filter, RING_BYTES).captureMac;
@@ -353,7 +371,10 @@ export function selectDataplane(
   } catch (e) {
     const reason = (e as Error).message;
     if (mode === 'native') {
-      throw new LbdError('E_NATIVE', `dataplane: native, but the native fast path cannot run: ${reason} (use dataplane: auto or ts to run the TypeScript path)`);
+      throw new LbdError(
+        'E_NATIVE',
+        `dataplane: native, but the native fast path cannot run: ${reason} (use dataplane: auto or ts to run the TypeScript path)`,
+      );
     }
     o.log.warn({ reason }, 'native fast path unavailable: running the TypeScript data plane');
     return { path: 'ts', fallbackReason: reason, openPort: ring };

@@ -1,7 +1,25 @@
 import {
-  Drop, ETH_HLEN, ETH_TYPE, ETHERTYPE_ARP, ETHERTYPE_IPV4, IP_FRAG, IP_MF, IP_MIN_HLEN, IP_OFFSET_MASK,
-  IP_PROTO, IP_SRC, IP_DST, IP_TOTAL_LEN, IP_VER_IHL, IPPROTO_TCP, IPPROTO_UDP, L4_DST_PORT, L4_SRC_PORT,
-  TCP_FLAGS, TCP_MIN_HLEN, UDP_HLEN,
+  Drop,
+  ETH_HLEN,
+  ETH_TYPE,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  IP_FRAG,
+  IP_MF,
+  IP_MIN_HLEN,
+  IP_OFFSET_MASK,
+  IP_PROTO,
+  IP_SRC,
+  IP_DST,
+  IP_TOTAL_LEN,
+  IP_VER_IHL,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  L4_DST_PORT,
+  L4_SRC_PORT,
+  TCP_FLAGS,
+  TCP_MIN_HLEN,
+  UDP_HLEN,
 } from './contract';
 
 /** What parse() learned about a frame. One instance is reused for every frame. */
@@ -68,8 +86,12 @@ export function parse(buf: Buffer, len: number, out: ParsedFrame): number {
 /** True when the 6 bytes at buf[off] equal mac[0..6]. */
 export function macEquals(buf: Uint8Array, off: number, mac: Uint8Array, macOff = 0): boolean {
   return (
-    buf[off] === mac[macOff] && buf[off + 1] === mac[macOff + 1] && buf[off + 2] === mac[macOff + 2] &&
-    buf[off + 3] === mac[macOff + 3] && buf[off + 4] === mac[macOff + 4] && buf[off + 5] === mac[macOff + 5]
+    buf[off] === mac[macOff] &&
+    buf[off + 1] === mac[macOff + 1] &&
+    buf[off + 2] === mac[macOff + 2] &&
+    buf[off + 3] === mac[macOff + 3] &&
+    buf[off + 4] === mac[macOff + 4] &&
+    buf[off + 5] === mac[macOff + 5]
   );
 }
 

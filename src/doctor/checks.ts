@@ -74,7 +74,7 @@ function inSubnet(ip: string, cidr: string): boolean {
   const len = Number(lenS);
   if (!(len >= 0 && len <= 32)) return false;
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return ((ipToInt(ip) & mask) >>> 0) === ((ipToInt(net) & mask) >>> 0);
+  return (ipToInt(ip) & mask) >>> 0 === (ipToInt(net) & mask) >>> 0;
 }
 
 const bare = (cidr: string) => cidr.split('/')[0];
@@ -96,11 +96,21 @@ export function checkInterfaces(cfg: Config, h: HostView): Finding[] {
     const check = `interface.${role === 'egress' ? 'egress' : 'capture'}`;
     const i = h.iface(name);
     if (!i.exists) {
-      out.push({ check, severity: 'error', what: `${role} interface ${name} does not exist (in this network namespace)`, fix: `ip link show; set interfaces.${role === 'egress' ? 'egress' : 'capture'} in the config` });
+      out.push({
+        check,
+        severity: 'error',
+        what: `${role} interface ${name} does not exist (in this network namespace)`,
+        fix: `ip link show; set interfaces.${role === 'egress' ? 'egress' : 'capture'} in the config`,
+      });
     } else if (!i.up) {
       out.push({ check, severity: 'error', what: `${role} interface ${name} is down`, fix: `ip link set ${name} up` });
     } else if (i.operstate !== 'up' && i.operstate !== 'unknown') {
-      out.push({ check, severity: 'error', what: `${role} interface ${name} is up but has no carrier (operstate ${i.operstate})`, fix: `check the cable/peer of ${name} (ip link show ${name})` });
+      out.push({
+        check,
+        severity: 'error',
+        what: `${role} interface ${name} is up but has no carrier (operstate ${i.operstate})`,
+        fix: `check the cable/peer of ${name} (ip link show ${name})`,
+      });
     } else {
       out.push({ check, severity: 'ok', what: `${role} interface ${name} exists and is up${i.addresses.length ? ` (${i.addresses.join(', ')})` : ''}` });
     }
@@ -130,7 +140,13 @@ export function checkBinding(h: HostView): Finding[] {
   const out: Finding[] = [];
   const b = h.binding();
   if ('loaded' in b) out.push({ check: 'binding', severity: 'ok', what: `the native binding loads (${b.loaded})` });
-  else out.push({ check: 'binding', severity: 'error', what: b.error, fix: 'npm run build:native (apt-get install g++ first), or install lbd from a package with its prebuilds/ (scripts/prebuild.sh makes them)' });
+  else
+    out.push({
+      check: 'binding',
+      severity: 'error',
+      what: b.error,
+      fix: 'npm run build:native (apt-get install g++ first), or install lbd from a package with its prebuilds/ (scripts/prebuild.sh makes them)',
+    });
   const so = h.libpcapLibrary();
   if (so) out.push({ check: 'libpcap', severity: 'ok', what: `libpcap present (${so}): the binding compiles the capture filters with it` });
   else
@@ -170,7 +186,7 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
     out.push({
       check: 'ip_forward',
       severity: 'ok',
-      what: `ip_forward=${fwd ?? '?'}${fwd === '1' ? ': the kernel would route VIP frames too; lbd\'s nftables guard keeps it out of the services\' traffic' : ''}`,
+      what: `ip_forward=${fwd ?? '?'}${fwd === '1' ? ": the kernel would route VIP frames too; lbd's nftables guard keeps it out of the services' traffic" : ''}`,
     });
   }
 
@@ -178,7 +194,12 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
   const table = h.nftGuardTable();
   const needsGuard = fwd === '1' || localVips.length > 0;
   if (table === null) {
-    out.push({ check: 'guard', severity: 'error', what: 'nft not found: lbd cannot install its nftables guard and will not start', fix: 'apt-get install nftables' });
+    out.push({
+      check: 'guard',
+      severity: 'error',
+      what: 'nft not found: lbd cannot install its nftables guard and will not start',
+      fix: 'apt-get install nftables',
+    });
   } else if (running) {
     const missing = cfg.services.filter((s) => !new RegExp(`ip daddr ${s.vip.replace(/\./g, '\\.')} ${s.protocol} dport ${s.port} drop`).test(table));
     if (!table) {
@@ -211,9 +232,16 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
 
   // A local VIP: the kernel owns it (answers ARP), lbd does not announce it.
   for (const vip of localVips) {
-    const where = h.localAddresses().filter((a) => a.address === vip).map((a) => a.iface);
+    const where = h
+      .localAddresses()
+      .filter((a) => a.address === vip)
+      .map((a) => a.iface);
     if (where.includes(capture)) {
-      out.push({ check: `vip.local:${vip}`, severity: 'ok', what: `VIP ${vip} is an address of ${capture}: the kernel answers ARP for it, lbd's guard keeps the kernel off the service ports` });
+      out.push({
+        check: `vip.local:${vip}`,
+        severity: 'ok',
+        what: `VIP ${vip} is an address of ${capture}: the kernel answers ARP for it, lbd's guard keeps the kernel off the service ports`,
+      });
       continue;
     }
     const ai = effectiveMax(h, 'arp_ignore', capture);
@@ -222,7 +250,9 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
       severity: ai >= 1 ? 'error' : 'warn',
       what:
         `VIP ${vip} is local but on ${where.join(', ')}, not on ${capture}: lbd does not answer ARP for local VIPs` +
-        (ai >= 1 ? ` and arp_ignore=${ai} on ${capture} stops the kernel from answering: nobody answers ARP for the VIP` : ', the kernel answers for it (arp_ignore=0)'),
+        (ai >= 1
+          ? ` and arp_ignore=${ai} on ${capture} stops the kernel from answering: nobody answers ARP for the VIP`
+          : ', the kernel answers for it (arp_ignore=0)'),
       fix: `ip addr del ${vip}/32 dev ${where[0]} (lbd answers ARP for a VIP that is not local)`,
     });
   }
@@ -286,7 +316,10 @@ export function checkOffloads(cfg: Config, h: HostView): Finding[] {
 /** The balancer's address to send ARP requests and probes from on iface: not a VIP. */
 function sourceAddress(cfg: Config, h: HostView, iface: string): string | undefined {
   const vips = new Set(uniqueVips(cfg));
-  return h.iface(iface).addresses.map(bare).find((a) => !vips.has(a));
+  return h
+    .iface(iface)
+    .addresses.map(bare)
+    .find((a) => !vips.has(a));
 }
 
 export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): Promise<Finding[]> {
@@ -330,7 +363,12 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
     if (!a.length) {
       if (want) {
         macs.set(ip, want);
-        out.push({ check: `realserver.arp:${ip}`, severity: 'warn', what: `real server ${ip} does not answer ARP on ${egress}; using the configured mac ${want}`, fix: `check that ${ip} is up and on ${egress}'s segment` });
+        out.push({
+          check: `realserver.arp:${ip}`,
+          severity: 'warn',
+          what: `real server ${ip} does not answer ARP on ${egress}; using the configured mac ${want}`,
+          fix: `check that ${ip} is up and on ${egress}'s segment`,
+        });
       } else {
         out.push({
           check: `realserver.arp:${ip}`,
@@ -344,7 +382,12 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
     const mac = a[0].mac;
     macs.set(ip, want ?? mac);
     if (want && want !== mac) {
-      out.push({ check: `realserver.arp:${ip}`, severity: 'error', what: `real server ${ip} answers ARP with ${mac} but the config says mac: ${want}: frames go to the wrong host`, fix: `set mac: ${mac} for ${ip} (or remove mac: to resolve by ARP)` });
+      out.push({
+        check: `realserver.arp:${ip}`,
+        severity: 'error',
+        what: `real server ${ip} answers ARP with ${mac} but the config says mac: ${want}: frames go to the wrong host`,
+        fix: `set mac: ${mac} for ${ip} (or remove mac: to resolve by ARP)`,
+      });
     } else {
       out.push({ check: `realserver.arp:${ip}`, severity: 'ok', what: `real server ${ip} is at ${mac} on ${egress}` });
     }
@@ -390,11 +433,21 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
       const mac = macs.get(r.address);
       if (!mac) continue; // already an error above
       if (s.protocol !== 'tcp') {
-        out.push({ check, severity: 'skip', what: `${s.name}: VIP path of ${r.address} not probed (UDP has no handshake to observe)`, fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}` });
+        out.push({
+          check,
+          severity: 'skip',
+          what: `${s.name}: VIP path of ${r.address} not probed (UDP has no handshake to observe)`,
+          fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}`,
+        });
         continue;
       }
       if (!src) {
-        out.push({ check, severity: 'skip', what: `${s.name}: VIP path of ${r.address} not probed: ${egress} has no address that is not a VIP to receive the SYN-ACK on`, fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}` });
+        out.push({
+          check,
+          severity: 'skip',
+          what: `${s.name}: VIP path of ${r.address} not probed: ${egress} has no address that is not a VIP to receive the SYN-ACK on`,
+          fix: `on ${r.address}: ip addr show dev lo | grep ${s.vip}`,
+        });
         continue;
       }
       const res = await h.probeVip(egress, mac, s.vip, s.port, src);
@@ -430,7 +483,9 @@ export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = 
     {
       check: 'lbd',
       severity: 'ok',
-      what: running ? `an lbd answers on ${cfg.metrics.listen}: checking the running host` : `no lbd answers on ${cfg.metrics.listen}: checking the host before start`,
+      what: running
+        ? `an lbd answers on ${cfg.metrics.listen}: checking the running host`
+        : `no lbd answers on ${cfg.metrics.listen}: checking the host before start`,
     },
     ...checkInterfaces(cfg, h),
     ...checkPrivileges(h),
@@ -452,7 +507,8 @@ export function formatReport(r: DoctorReport): string {
     if (f.fix && f.severity !== 'ok') lines.push(`         fix: ${f.fix}`);
   }
   const n = (s: Severity) => r.findings.filter((f) => f.severity === s).length;
-  lines.push(`${n('ok')} ok, ${n('warn')} warning${n('warn') === 1 ? '' : 's'}, ${n('error')} error${n('error') === 1 ? '' : 's'}${n('skip') ? `, ${n('skip')} skipped` : ''}`);
+  lines.push(
+    `${n('ok')} ok, ${n('warn')} warning${n('warn') === 1 ? '' : 's'}, ${n('error')} error${n('error') === 1 ? '' : 's'}${n('skip') ? `, ${n('skip')} skipped` : ''}`,
+  );
   return lines.join('\n') + '\n';
 }
-

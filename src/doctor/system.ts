@@ -33,7 +33,16 @@ export function parseCapEff(status: string): bigint | null {
 
 /** What the native binding dlopen()s, in its order (native/src/libpcap.h). */
 const LIBPCAP_SONAMES = ['libpcap.so.0.8', 'libpcap.so.1', 'libpcap.so'];
-const LIBPCAP_DIRS = ['/usr/lib/x86_64-linux-gnu', '/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib', '/usr/local/lib'];
+const LIBPCAP_DIRS = [
+  '/usr/lib/x86_64-linux-gnu',
+  '/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/lib',
+  '/usr/local/lib',
+];
 
 export class SystemHost implements HostView {
   capEff(): bigint | null {

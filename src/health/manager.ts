@@ -154,13 +154,20 @@ export class HealthManager {
           clock: this.clock,
           random: this.o.random,
           onTransition: (to, reason) => this.transition(rs, entry, to, reason),
-          onResult: (_r, seconds) =>
-            this.duration.observe({ service: svc.name, real: `${intToIp(rs.addr)}:${rs.port}`, type: check.type }, seconds),
+          onResult: (_r, seconds) => this.duration.observe({ service: svc.name, real: `${intToIp(rs.addr)}:${rs.port}`, type: check.type }, seconds),
         });
         this.entries.set(rs, entry);
         entry.sup.start();
         this.log.info(
-          { service: s.name, real: `${intToIp(rs.addr)}:${rs.port}`, check: check.type, interval: check.interval, rise: check.rise, fall: check.fall, state: rs.health },
+          {
+            service: s.name,
+            real: `${intToIp(rs.addr)}:${rs.port}`,
+            check: check.type,
+            interval: check.interval,
+            rise: check.rise,
+            fall: check.fall,
+            state: rs.health,
+          },
           existing ? 'health check changed: restarted' : 'health check started',
         );
       }
@@ -307,7 +314,11 @@ export class HealthManager {
     if (below === policy.belowQuorum) return;
     policy.belowQuorum = below;
     const fields = { service: svc.name, up, quorum: policy.quorum, sorry_server: svc.sorry ? intToIp(svc.sorry.addr) : null };
-    if (below) this.log.warn(fields, svc.sorry ? 'quorum lost: new flows go to the sorry server' : 'quorum lost (no sorry_server: new flows go to the servers still up)');
+    if (below)
+      this.log.warn(
+        fields,
+        svc.sorry ? 'quorum lost: new flows go to the sorry server' : 'quorum lost (no sorry_server: new flows go to the servers still up)',
+      );
     else this.log.info(fields, 'quorum regained: new flows go to the real servers again');
   }
 
@@ -377,7 +388,11 @@ export class HealthManager {
           for (const [svc, p] of policies) if (!svc.gone) this.set({ service: svc.name }, read(svc, p));
         },
       });
-    perService('lbd_service_real_servers_up', 'Real servers of the service that are up with weight > 0 (what quorum counts).', (svc) => svc.dests.filter(inService).length);
+    perService(
+      'lbd_service_real_servers_up',
+      'Real servers of the service that are up with weight > 0 (what quorum counts).',
+      (svc) => svc.dests.filter(inService).length,
+    );
     perService('lbd_service_quorum_up', '1 while at least quorum real servers are up, 0 when quorum is lost.', (_s, p) => (p.belowQuorum ? 0 : 1));
     perService('lbd_service_sorry_server_active', '1 while new flows go to the sorry server.', (svc) => (svc.sorryActive ? 1 : 0));
     new Counter({

@@ -206,7 +206,7 @@ export class VipProber {
     if (!p) {
       // A SYN-ACK for a probe that already timed out: reset it so no half-open connection stays.
       const l = this.late.get(dport);
-      if (l && src === l.vip >>> 0 && sport === l.vport && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && ack === ((l.seq + 1) >>> 0)) {
+      if (l && src === l.vip >>> 0 && sport === l.vport && (flags & (TCP_SYN | TCP_ACK)) === (TCP_SYN | TCP_ACK) && ack === (l.seq + 1) >>> 0) {
         this.late.delete(dport);
         this.sendRst(l.dstMac, l.vip, l.vport, dport, ack);
       }

@@ -30,7 +30,11 @@ const NATIVE_COUNTERS: [keyof NativeCounters, string, string][] = [
   ['wakeups', 'lbd_native_wakeups_total', 'Wake-ups of the native capture loop (frames per wake-up = received / wakeups).'],
   ['sendSyscalls', 'lbd_native_send_syscalls_total', 'sendmmsg system calls of the native path (frames per call = forwarded / calls).'],
   ['upcalls', 'lbd_native_upcalls_total', 'Calls from the native path up into TypeScript (new flows, flows of down servers).'],
-  ['busyPollFrames', 'lbd_native_busy_poll_frames_total', 'Frames the native loop caught while busy-polling its dry ring (busy_poll), each a sleep and wake-up saved.'],
+  [
+    'busyPollFrames',
+    'lbd_native_busy_poll_frames_total',
+    'Frames the native loop caught while busy-polling its dry ring (busy_poll), each a sleep and wake-up saved.',
+  ],
 ];
 
 /**
@@ -48,12 +52,7 @@ export function createRegistry(src: MetricsSource): Registry {
 
   const realLabels = ['service', 'real'] as const;
   // Each per-real-server metric reads one typed array of the dest table.
-  const perReal = (
-    make: (cfg: any) => Counter<string> | Gauge<string>,
-    name: string,
-    help: string,
-    read: (fw: Forwarder, index: number) => number,
-  ) =>
+  const perReal = (make: (cfg: any) => Counter<string> | Gauge<string>, name: string, help: string, read: (fw: Forwarder, index: number) => number) =>
     make({
       name,
       help,
@@ -75,13 +74,23 @@ export function createRegistry(src: MetricsSource): Registry {
 
   perReal(counter, 'lbd_real_server_connections_total', 'Connections scheduled to the real server (ipvsadm --stats Conns).', (fw, i) => fw.dests.conns[i]);
   perReal(gauge, 'lbd_real_server_active_connections', 'ESTABLISHED connections on the real server (ipvsadm ActiveConn).', (fw, i) => fw.dests.active[i]);
-  perReal(gauge, 'lbd_real_server_inactive_connections', 'Other connection entries on the real server, UDP included (ipvsadm InActConn).', (fw, i) => fw.dests.inactive[i]);
+  perReal(
+    gauge,
+    'lbd_real_server_inactive_connections',
+    'Other connection entries on the real server, UDP included (ipvsadm InActConn).',
+    (fw, i) => fw.dests.inactive[i],
+  );
   perReal(gauge, 'lbd_real_server_persistent_clients', 'Persistence templates pointing at the real server.', (fw, i) => fw.dests.persistent[i]);
   perReal(counter, 'lbd_real_server_packets_total', 'Frames forwarded to the real server.', (fw, i) => fw.dests.packets[i]);
   perReal(counter, 'lbd_real_server_bytes_total', 'Bytes (Ethernet frames) forwarded to the real server.', (fw, i) => fw.dests.bytes[i]);
   perReal(gauge, 'lbd_real_server_weight', 'Current weight of the real server; 0 = quiesced.', (fw, i) => fw.dests.views[i].weight);
-  perReal(gauge, 'lbd_real_server_overloaded', '1 while the real server is at its u_threshold connections and takes no new ones (until below l_threshold).', (fw, i) => ((fw.dests.views[i].flags & DEST_F_OVERLOAD) !== 0 ? 1 : 0));
-  perReal(gauge, 'lbd_real_server_mac_resolved', '1 when the real server\'s MAC address is known.', (fw, i) => fw.dests.macKnown[i]);
+  perReal(
+    gauge,
+    'lbd_real_server_overloaded',
+    '1 while the real server is at its u_threshold connections and takes no new ones (until below l_threshold).',
+    (fw, i) => ((fw.dests.views[i].flags & DEST_F_OVERLOAD) !== 0 ? 1 : 0),
+  );
+  perReal(gauge, 'lbd_real_server_mac_resolved', "1 when the real server's MAC address is known.", (fw, i) => fw.dests.macKnown[i]);
 
   const perService = (name: string, help: string, read: (s: { conns: number; packets: number; bytes: number }) => number) =>
     new Counter({

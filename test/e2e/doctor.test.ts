@@ -135,11 +135,18 @@ test('realserver-setup --apply on a fresh real server makes DSR work through lbd
   try {
     // rr: one of two connections goes to the fresh server, which drops frames for the VIP.
     const before_ = [curlVip(), curlVip()];
-    assert.ok(before_.some((r) => r.status !== 0), `a fresh real server cannot serve the VIP: ${JSON.stringify(before_)}`);
+    assert.ok(
+      before_.some((r) => r.status !== 0),
+      `a fresh real server cannot serve the VIP: ${JSON.stringify(before_)}`,
+    );
 
     const printed = lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip]);
     assert.match(printed, new RegExp(`^ip addr add ${lab.addr.vip.replace(/\./g, '\\.')}/32 dev lo$`, 'm'));
-    assert.doesNotMatch(lab.exec(lab.ns.rs[0], ['ip', '-4', 'addr', 'show', 'dev', 'lo']), new RegExp(lab.addr.vip.replace(/\./g, '\\.')), 'printing changes nothing');
+    assert.doesNotMatch(
+      lab.exec(lab.ns.rs[0], ['ip', '-4', 'addr', 'show', 'dev', 'lo']),
+      new RegExp(lab.addr.vip.replace(/\./g, '\\.')),
+      'printing changes nothing',
+    );
 
     const applied = lab.exec(lab.ns.rs[0], ['node', LBD_BIN, 'realserver-setup', '--vip', lab.addr.vip, '--apply']);
     assert.match(applied, /applied \(lo\)/);
@@ -172,7 +179,7 @@ test('realserver-setup --apply on a fresh real server makes DSR work through lbd
   }
 });
 
-test('realserver-setup --method redirect: the seed\'s iptables REDIRECT variant works too', async () => {
+test("realserver-setup --method redirect: the seed's iptables REDIRECT variant works too", async () => {
   assert.ok(hasIptablesBinary(), 'iptables is installed by scripts/setup.sh');
   freshRealServer0();
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));

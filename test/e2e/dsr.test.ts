@@ -59,18 +59,23 @@ test('Direct Routing: replies never cross the balancer (capture on its interface
   const lbd = await startLbd(lab, lbdConfig(lab));
   const pcap = `${lab.dir}/dsr-proof.pcap`;
   const count = (filter: string) =>
-    lab.tryExec(lab.ns.balancer, ['tcpdump', '-n', '-r', pcap, filter]).stdout.split('\n').filter((l) => l.trim()).length;
-  const dump = lab.spawn(lab.ns.balancer, ['tcpdump', '-i', lab.ifaces.balancerCapture, '-n', '--immediate-mode', '-U', '-w', pcap, `host ${lab.addr.vip}`], { name: 'tcpdump-dsr' });
+    lab
+      .tryExec(lab.ns.balancer, ['tcpdump', '-n', '-r', pcap, filter])
+      .stdout.split('\n')
+      .filter((l) => l.trim()).length;
+  const dump = lab.spawn(lab.ns.balancer, ['tcpdump', '-i', lab.ifaces.balancerCapture, '-n', '--immediate-mode', '-U', '-w', pcap, `host ${lab.addr.vip}`], {
+    name: 'tcpdump-dsr',
+  });
   try {
     // tcpdump says "listening on" once its filter is attached.
     const dumpLog = path.join(lab.dir, 'logs', 'tcpdump-dsr.log');
-    for (const deadline = Date.now() + 10000; !/listening on/.test(readText(dumpLog)); ) {
+    for (const deadline = Date.now() + 10000; !/listening on/.test(readText(dumpLog));) {
       if (Date.now() > deadline) throw new Error(`tcpdump did not start:\n${readText(dumpLog)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     for (let i = 0; i < 6; i++) assert.match(curl(lab, `http://${lab.addr.vip}/`), /^server(40|111)$/);
     // -U writes each packet as it comes; wait until the client's segments are all in the file.
-    for (const deadline = Date.now() + 5000; count(`dst host ${lab.addr.vip} and tcp`) < 6 * 5 && Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 5000; count(`dst host ${lab.addr.vip} and tcp`) < 6 * 5 && Date.now() < deadline;) {
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {
@@ -79,7 +84,7 @@ test('Direct Routing: replies never cross the balancer (capture on its interface
   }
   const seen = count(`dst host ${lab.addr.vip} and tcp`);
   assert.ok(seen >= 6 * 5, `the capture saw the client's segments (${seen})`);
-  assert.equal(count(`src host ${lab.addr.vip} and tcp`), 0, 'no reply from the VIP on the balancer\'s wire');
+  assert.equal(count(`src host ${lab.addr.vip} and tcp`), 0, "no reply from the VIP on the balancer's wire");
 });
 
 test('wlc spreads a wrk load over both real servers with zero errors', async () => {
@@ -129,13 +134,23 @@ test('a UDP service: datagrams are balanced per flow and answered by the real se
   try {
     // Each node run uses a new source port: a new flow each time.
     const ask = () =>
-      lab.exec(lab.ns.client, ['node', '-e', `
+      lab
+        .exec(lab.ns.client, [
+          'node',
+          '-e',
+          `
         const s = require('dgram').createSocket('udp4');
         const t = setTimeout(() => { console.log('TIMEOUT'); process.exit(1); }, 3000);
         s.on('message', (m) => { console.log(m.toString()); clearTimeout(t); s.close(); });
-        s.send('ping', ${lab.ports.udp}, '${lab.addr.vip}');`]).trim();
+        s.send('ping', ${lab.ports.udp}, '${lab.addr.vip}');`,
+        ])
+        .trim();
     const answers = [ask(), ask(), ask(), ask()];
-    assert.deepEqual(answers.map((a) => a.split(':')[0]), ['server40', 'server111', 'server40', 'server111'], answers.join(' | '));
+    assert.deepEqual(
+      answers.map((a) => a.split(':')[0]),
+      ['server40', 'server111', 'server40', 'server111'],
+      answers.join(' | '),
+    );
     assert.equal(lbd.metric('lbd_service_connections_total', { service: 'echo' }), 4);
     assert.equal(lbd.metric('lbd_real_server_inactive_connections', { service: 'echo', real: `${lab.addr.rs[0]}:${lab.ports.udp}` }), 2);
   } finally {
@@ -143,7 +158,7 @@ test('a UDP service: datagrams are balanced per flow and answered by the real se
   }
 });
 
-test('the VIP may be the balancer\'s own address (the seed\'s setup): the kernel stays out of it', async () => {
+test("the VIP may be the balancer's own address (the seed's setup): the kernel stays out of it", async () => {
   const vip = lab.addr.balancer;
   for (const ns of lab.ns.rs) lab.exec(ns, ['ip', 'addr', 'add', `${vip}/32`, 'dev', 'lo']);
   const lbd = await startLbd(lab, lbdConfig(lab, { vip }));

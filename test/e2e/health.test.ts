@@ -57,7 +57,13 @@ async function waitTransition(lbd: LbdProcess, realAddr: string, to: 'up' | 'dow
   for (;;) {
     const t = transitions(lbd, realAddr, to);
     if (t.length >= count) return Date.parse(t[count - 1].time);
-    if (Date.now() > deadline) throw new Error(`no transition of ${realAddr} to ${to} within ${timeoutMs} ms:\n${lbd.logs().map((l) => JSON.stringify(l)).join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no transition of ${realAddr} to ${to} within ${timeoutMs} ms:\n${lbd
+          .logs()
+          .map((l) => JSON.stringify(l))
+          .join('\n')}`,
+      );
     await sleep(20);
   }
 }
@@ -66,7 +72,13 @@ async function waitTransition(lbd: LbdProcess, realAddr: string, to: 'up' | 'dow
 async function waitLog(lbd: LbdProcess, match: (l: any) => boolean, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!lbd.logs().some(match)) {
-    if (Date.now() > deadline) throw new Error(`no such log line within ${timeoutMs} ms:\n${lbd.logs().map((l) => JSON.stringify(l)).join('\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no such log line within ${timeoutMs} ms:\n${lbd
+          .logs()
+          .map((l) => JSON.stringify(l))
+          .join('\n')}`,
+      );
     await sleep(20);
   }
 }
@@ -74,7 +86,7 @@ async function waitLog(lbd: LbdProcess, match: (l: any) => boolean, timeoutMs = 
 // timeout = interval: a loaded CI machine must not make a healthy server40 look dead.
 const TCP_CHECK = ['health_check:', '  type: tcp', '  interval: 300ms', '  timeout: 300ms', '  rise: 2', '  fall: 2'];
 
-test('the seed\'s experiment: stop Apache on server111, after fall×interval + one interval 40 curls all reach server40; back after rise×interval + one interval', async (t) => {
+test("the seed's experiment: stop Apache on server111, after fall×interval + one interval 40 curls all reach server40; back after rise×interval + one interval", async (t) => {
   const lbd = await startLbd(lab, config({ svc: TCP_CHECK }));
   try {
     await sleep(400); // first checks (random spread within one interval)
@@ -120,7 +132,10 @@ test('wrk across a server stop: errors only inside the detection window, none af
   const lbd = await startLbd(lab, config({ svc: check }));
   try {
     await sleep(300);
-    const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d6s', '--timeout', '2s', `http://${lab.addr.vip}/`], { stdio: ['ignore', 'pipe', 'pipe'], ref: true });
+    const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d6s', '--timeout', '2s', `http://${lab.addr.vip}/`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ref: true,
+    });
     let out = '';
     wrk.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<void>((r) => wrk.once('exit', () => r()));
@@ -137,8 +152,15 @@ test('wrk across a server stop: errors only inside the detection window, none af
     const across = parseWrk(out);
     assert.ok(across.requests > 0, out);
     assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), connsAtDown, 'no connection went to the down server after the verdict');
-    t.diagnostic(`wrk -c8 6 s across the stop: ${across.requests} requests, ${across.socketErrors} socket errors, ${across.non2xx} non-2xx; detection ${down - stopped} ms (http check, fall 2 × 200 ms, timeout 200 ms)`);
-    t.diagnostic(out.split('\n').filter((l) => /Socket errors|requests in|Requests\/sec/.test(l)).join(' | '));
+    t.diagnostic(
+      `wrk -c8 6 s across the stop: ${across.requests} requests, ${across.socketErrors} socket errors, ${across.non2xx} non-2xx; detection ${down - stopped} ms (http check, fall 2 × 200 ms, timeout 200 ms)`,
+    );
+    t.diagnostic(
+      out
+        .split('\n')
+        .filter((l) => /Socket errors|requests in|Requests\/sec/.test(l))
+        .join(' | '),
+    );
     // After detection, with the server still down: not a single error.
     const afterOut = lab.exec(lab.ns.client, ['wrk', '-t1', '-c8', '-d3s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 });
     const afterRun = parseWrk(afterOut);
@@ -165,12 +187,15 @@ test('vip check: server111 without the VIP on lo stays up for tcp/http checks bu
     real_servers:
       - ${lab.addr.rs[0]}
       - ${lab.addr.rs[1]}`;
-  const lbd = await startLbd(lab, config({ svc: vipCheck, extraServices: others('web-http', '10.0.10.101', 'http') + others('web-tcp', '10.0.10.102', 'tcp') }));
+  const lbd = await startLbd(
+    lab,
+    config({ svc: vipCheck, extraServices: others('web-http', '10.0.10.101', 'http') + others('web-tcp', '10.0.10.102', 'tcp') }),
+  );
   const ns = lab.ns.rs[1];
   let removed = false;
   try {
     const vipChecks = () => lbd.metric('lbd_health_check_duration_seconds_count', { service: 'web', real: real(1), type: 'vip' });
-    for (const deadline = Date.now() + 5000; !(vipChecks() >= 2) && Date.now() < deadline; ) await sleep(100);
+    for (const deadline = Date.now() + 5000; !(vipChecks() >= 2) && Date.now() < deadline;) await sleep(100);
     assert.ok(vipChecks() >= 2, 'the vip probe runs');
     assert.equal(transitions(lbd, real(1), 'down').length, 0, 'a healthy server passes the vip probe');
     assert.deepEqual(new Set(curls(4).bodies), new Set(['server40', 'server111']));
@@ -271,7 +296,9 @@ test('a flapping server (Apache up/down every second) is damped: down once, kept
     assert.ok(upAt - upSince >= (rise - 1) * interval, `up ${upAt - upSince} ms after Apache came back: only after rise consecutive successes`);
     assert.equal(lbd.metric('lbd_health_transitions_total', { real: real(1), to: 'down' }), 1);
     assert.equal(lbd.metric('lbd_health_transitions_total', { real: real(1), to: 'up' }), 1);
-    t.diagnostic(`flapping: 3 cycles of 1 s down / ≤${longestUp} ms up → 1 down, 1 up transition (${upAt - upSince} ms after the last start); ${requests} curls during flapping, ${failures} failed`);
+    t.diagnostic(
+      `flapping: 3 cycles of 1 s down / ≤${longestUp} ms up → 1 down, 1 up transition (${upAt - upSince} ms after the last start); ${requests} curls during flapping, ${failures} failed`,
+    );
   } finally {
     lab.startApache(1);
     await lbd.stop();
@@ -288,7 +315,8 @@ test('drain: weight 0 by SIGHUP reload while a long download runs on server111: 
     dl = heldDownload(lab, lab.addr.vip);
     assert.equal(await dl.started, 200);
     await sleep(500);
-    const entries = (r: number) => lbd.metric('lbd_real_server_active_connections', { real: real(r) }) + lbd.metric('lbd_real_server_inactive_connections', { real: real(r) });
+    const entries = (r: number) =>
+      lbd.metric('lbd_real_server_active_connections', { real: real(r) }) + lbd.metric('lbd_real_server_inactive_connections', { real: real(r) });
     assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'the download runs on server111');
     assert.equal(entries(1), 1);
     // Same admin socket as the helper gave it (a changed socket needs a restart).
@@ -296,7 +324,14 @@ test('drain: weight 0 by SIGHUP reload while a long download runs on server111: 
     lbd.proc.kill('SIGHUP');
     const deadline = Date.now() + 5000;
     while (lbd.metric('lbd_real_server_weight', { real: real(1) }) !== 0) {
-      if (Date.now() > deadline) throw new Error(`reload not applied:\n${lbd.logs().slice(-6).map((l) => JSON.stringify(l)).join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `reload not applied:\n${lbd
+            .logs()
+            .slice(-6)
+            .map((l) => JSON.stringify(l))
+            .join('\n')}`,
+        );
       await sleep(50);
     }
     const during = curls(6);
@@ -307,7 +342,7 @@ test('drain: weight 0 by SIGHUP reload while a long download runs on server111: 
     dl.release();
     assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`, 'the download completed on the drained server');
     const active = () => lbd.metric('lbd_real_server_active_connections', { real: real(1) });
-    for (const deadline = Date.now() + 5000; active() !== 0 && Date.now() < deadline; ) await sleep(100);
+    for (const deadline = Date.now() + 5000; active() !== 0 && Date.now() < deadline;) await sleep(100);
     assert.equal(active(), 0, 'active connections fell to zero');
     assert.equal(lbd.metric('lbd_real_server_up', { real: real(1) }), 1, 'drain is not a health verdict');
     t.diagnostic('drain: a 20 MiB download held open on server111 completed across a weight-0 reload; 6 new curls all to server40');

@@ -25,9 +25,7 @@ function nsOf(prefix: string): string[] {
 /** leaders the lab started, with start times, so we can check after teardown that they are gone */
 function processesOf(lab: Lab): { pid: number; start: number }[] {
   const d = lab.describe();
-  return [...d.pids.apache, ...d.pids.udpEcho]
-    .filter((p): p is number => p !== null)
-    .map((pid) => ({ pid, start: procStat(pid)!.start }));
+  return [...d.pids.apache, ...d.pids.udpEcho].filter((p): p is number => p !== null).map((pid) => ({ pid, start: procStat(pid)!.start }));
 }
 
 function assertGone(prefix: string, dir: string, procs: { pid: number; start: number }[]): void {
@@ -45,17 +43,7 @@ function curl(lab: Lab, url: string, extra: string[] = []): { status: number | n
 }
 
 function udpFromRs(lab: Lab, i: number, message: string): string {
-  return lab.exec(lab.ns.rs[i], [
-    'node',
-    UDP_ECHO_JS,
-    'send',
-    '--host',
-    lab.addr.vip,
-    '--port',
-    String(lab.ports.udp),
-    '--message',
-    message,
-  ]);
+  return lab.exec(lab.ns.rs[i], ['node', UDP_ECHO_JS, 'send', '--host', lab.addr.vip, '--port', String(lab.ports.udp), '--message', message]);
 }
 
 /** the checks both shapes share */
@@ -72,8 +60,16 @@ function commonChecks(lab: Lab): void {
   );
   // keep-alive on, and the big file is there
   const big = lab.exec(lab.ns.client, [
-    'curl', '-s', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{num_connects}\n',
-    `http://${lab.addr.rs[0]}/big.bin`, '-o', '/dev/null', `http://${lab.addr.rs[0]}/`,
+    'curl',
+    '-s',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code} %{size_download} %{num_connects}\n',
+    `http://${lab.addr.rs[0]}/big.bin`,
+    '-o',
+    '/dev/null',
+    `http://${lab.addr.rs[0]}/`,
   ]);
   assert.deepEqual(big.trim().split('\n'), ['200 20971520 1', '200 9 0'], 'second request reuses the connection');
 
@@ -90,7 +86,14 @@ function commonChecks(lab: Lab): void {
   // real servers: VIP on lo, ARP suppressed
   for (const ns of lab.ns.rs) {
     assert.match(lab.exec(ns, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo']), new RegExp(` ${lab.addr.vip.replace(/\./g, '\\.')}/32 `));
-    const s = lab.exec(ns, ['sysctl', '-n', 'net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce', 'net.ipv4.conf.eth0.arp_ignore', 'net.ipv4.conf.eth0.arp_announce']);
+    const s = lab.exec(ns, [
+      'sysctl',
+      '-n',
+      'net.ipv4.conf.all.arp_ignore',
+      'net.ipv4.conf.all.arp_announce',
+      'net.ipv4.conf.eth0.arp_ignore',
+      'net.ipv4.conf.eth0.arp_announce',
+    ]);
     assert.deepEqual(s.trim().split('\n'), ['1', '2', '1', '2']);
   }
   // the balancer has no VIP, and nobody has a static ARP entry
@@ -193,7 +196,12 @@ test('two-nic lab: client reaches the real servers through the balancer, VIP unr
     assert.equal(lab.macs.balancerCapture, '02:00:00:01:00:30');
 
     const s = lab.exec(lab.ns.balancer, [
-      'sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter', 'net.ipv4.conf.eth0.rp_filter', 'net.ipv4.conf.eth1.rp_filter',
+      'sysctl',
+      '-n',
+      'net.ipv4.ip_forward',
+      'net.ipv4.conf.all.rp_filter',
+      'net.ipv4.conf.eth0.rp_filter',
+      'net.ipv4.conf.eth1.rp_filter',
     ]);
     assert.deepEqual(s.trim().split('\n'), ['1', '0', '0', '0']);
     assert.match(lab.exec(lab.ns.client, ['ip', 'route', 'show', 'default']), /via 192\.168\.11\.30 dev eth0/);
@@ -271,7 +279,10 @@ test('cleanup removes the leftovers of a lab whose process was SIGKILLed', async
     child.kill('SIGKILL');
     await exitOf(child);
     assert.equal(nsOf(desc.prefix).length, 5, 'SIGKILL leaves the lab behind');
-    assert.ok(procs.every((p) => isLive(p.pid, p.start)), 'and its servers');
+    assert.ok(
+      procs.every((p) => isLive(p.pid, p.start)),
+      'and its servers',
+    );
   } finally {
     const r = cleanupPrefix(desc.prefix);
     assert.deepEqual(r.problems, []);

@@ -25,7 +25,10 @@ const top = () => `dataplane: native\nadmin:\n  socket: ${lab.dir}/admin.sock\n`
 function csumErrors(): number {
   return lab.ns.rs
     .map((ns) => {
-      const snmp = lab.exec(ns, ['cat', '/proc/net/snmp']).split('\n').filter((l) => l.startsWith('Tcp:'));
+      const snmp = lab
+        .exec(ns, ['cat', '/proc/net/snmp'])
+        .split('\n')
+        .filter((l) => l.startsWith('Tcp:'));
       const keys = snmp[0].split(/\s+/);
       const vals = snmp[1].split(/\s+/);
       return Number(vals[keys.indexOf('InCsumErrors')] ?? 0);
@@ -33,7 +36,7 @@ function csumErrors(): number {
     .reduce((a, b) => a + b, 0);
 }
 
-test('dataplane: native forwards live traffic with the client\'s tx offload on', async () => {
+test("dataplane: native forwards live traffic with the client's tx offload on", async () => {
   if (!load.ok) assert.fail(`the native addon must be built (bash scripts/setup.sh): ${load.reason}`);
   const offload = lab.exec(lab.ns.client, ['ethtool', '-k', lab.ifaces.client]);
   assert.match(offload, /tx-checksum-ip-generic: on/, 'the client checksums in "hardware" (partial checksums on veth)');
@@ -51,16 +54,34 @@ test('dataplane: native forwards live traffic with the client\'s tx offload on',
     assert.deepEqual(new Set(bodies), new Set(lab.names));
 
     // A request with a body: more segments, each with a partial checksum to complete.
-    const post = lab.exec(lab.ns.client, ['curl', '-sS', '--max-time', '5', '-o', '/dev/null', '-w', '%{http_code}', '--data-binary', 'x'.repeat(1200), `http://${lab.addr.vip}/`]);
+    const post = lab.exec(lab.ns.client, [
+      'curl',
+      '-sS',
+      '--max-time',
+      '5',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--data-binary',
+      'x'.repeat(1200),
+      `http://${lab.addr.vip}/`,
+    ]);
     assert.match(post, /^(200|405|413)$/, 'the POST got an HTTP answer');
 
     // UDP through the fast path.
     const ask = () =>
-      lab.exec(lab.ns.client, ['node', '-e', `
+      lab
+        .exec(lab.ns.client, [
+          'node',
+          '-e',
+          `
         const s = require('dgram').createSocket('udp4');
         const t = setTimeout(() => { console.log('TIMEOUT'); process.exit(1); }, 3000);
         s.on('message', (m) => { console.log(m.toString()); clearTimeout(t); s.close(); });
-        s.send('ping', ${lab.ports.udp}, '${lab.addr.vip}');`]).trim();
+        s.send('ping', ${lab.ports.udp}, '${lab.addr.vip}');`,
+        ])
+        .trim();
     assert.deepEqual([ask(), ask()].map((a) => a.split(':')[0]).sort(), [...lab.names].sort());
 
     const out = lab.exec(lab.ns.client, ['wrk', '-t1', '-c8', '-d3s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 });
@@ -121,8 +142,15 @@ test('busy_poll: lbd keeps polling its ring between the frames of a closed-loop 
     assert.equal(caughtBySpin(), 0, 'without busy_poll the loop never spins: every frame waits in epoll');
     writeFileSync(lbd.configFile, lbdConfig(lab, { top: `${top()}busy_poll: 1ms\n`, scheduler: 'rr' }));
     lbd.proc.kill('SIGHUP');
-    for (const deadline = Date.now() + 5000; !lbd.logs().some((l) => l.change === 'busy_poll → 1000us'); ) {
-      if (Date.now() > deadline) throw new Error(`reload not applied:\n${lbd.logs().slice(-5).map((l) => JSON.stringify(l)).join('\n')}`);
+    for (const deadline = Date.now() + 5000; !lbd.logs().some((l) => l.change === 'busy_poll → 1000us');) {
+      if (Date.now() > deadline)
+        throw new Error(
+          `reload not applied:\n${lbd
+            .logs()
+            .slice(-5)
+            .map((l) => JSON.stringify(l))
+            .join('\n')}`,
+        );
       await new Promise((r) => setTimeout(r, 50));
     }
     // Each wake-up now keeps looking at the dry ring for up to 1 ms: frames of the request/response

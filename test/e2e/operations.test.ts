@@ -65,10 +65,9 @@ function rewrite(lbd: LbdProcess, yaml: string): void {
 }
 
 const oneServer = (weight = 1) =>
-  lbdConfig(lab, { scheduler: 'rr' }).replace(
-    new RegExp(`      - address: ${lab.addr.rs[1].replace(/\./g, '\\.')}\\n        weight: 1\\n?`),
-    '',
-  ).replace(`address: ${lab.addr.rs[0]}\n        weight: 1`, `address: ${lab.addr.rs[0]}\n        weight: ${weight}`);
+  lbdConfig(lab, { scheduler: 'rr' })
+    .replace(new RegExp(`      - address: ${lab.addr.rs[1].replace(/\./g, '\\.')}\\n        weight: 1\\n?`), '')
+    .replace(`address: ${lab.addr.rs[0]}\n        weight: 1`, `address: ${lab.addr.rs[0]}\n        weight: ${weight}`);
 
 test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns, -c, --rate)', async () => {
   const lbd = await startLbd(lab, lbdConfig(lab, { scheduler: 'rr' }));
@@ -81,7 +80,10 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     let text = cliOk(['list', '--socket', lbd.socket]);
     const row = (addr: string) => text.split('\n').find((l) => l.startsWith(`  -> ${addr}:80 `))!;
     // Six finished connections, three per server, all past ESTABLISHED: InActConn.
-    assert.match(text, /^lbd Virtual Server version \S+ \(size=1048576\)\nProt LocalAddress:Port Scheduler Flags\n {2}-> RemoteAddress:Port {11}Forward Weight ActiveConn InActConn Health\n/);
+    assert.match(
+      text,
+      /^lbd Virtual Server version \S+ \(size=1048576\)\nProt LocalAddress:Port Scheduler Flags\n {2}-> RemoteAddress:Port {11}Forward Weight ActiveConn InActConn Health\n/,
+    );
     assert.match(text, new RegExp(`^TCP  ${lab.addr.vip.replace(/\./g, '\\.')}:80 rr \\(web\\)$`, 'm'));
     assert.match(row(rs0), /^ {2}-> \S+ +Route {3}1 {6}0 {10}3 {10}unchecked$/, text);
     assert.match(row(rs1), /^ {2}-> \S+ +Route {3}1 {6}0 {10}3 {10}unchecked$/, text);
@@ -92,7 +94,10 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     const j = listJson(lbd);
     const busy = j.services[0].reals.find((r: any) => r.active === 1);
     assert.ok(busy, JSON.stringify(j.services[0].reals));
-    assert.equal(j.services[0].reals.reduce((n: number, r: any) => n + r.active, 0), 1);
+    assert.equal(
+      j.services[0].reals.reduce((n: number, r: any) => n + r.active, 0),
+      1,
+    );
     assert.equal(j.services[0].stats.conns, 7);
     assert.equal(j.connections, 7);
 
@@ -108,7 +113,12 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     assert.equal(c.length, 2 + 7, c.join('\n'));
     const est = c.filter((l) => / ESTABLISHED /.test(l));
     assert.equal(est.length, 1, c.join('\n'));
-    assert.match(est[0], new RegExp(`^TCP \\d\\d:\\d\\d  ESTABLISHED ${lab.addr.client.replace(/\./g, '\\.')}:\\d+ +${lab.addr.vip.replace(/\./g, '\\.')}:80 +${busy.address.replace(/\./g, '\\.')}:80$`));
+    assert.match(
+      est[0],
+      new RegExp(
+        `^TCP \\d\\d:\\d\\d  ESTABLISHED ${lab.addr.client.replace(/\./g, '\\.')}:\\d+ +${lab.addr.vip.replace(/\./g, '\\.')}:80 +${busy.address.replace(/\./g, '\\.')}:80$`,
+      ),
+    );
 
     dl.release();
     assert.equal(await dl.done, `done 200 ${lab.describe().bigFile.bytes}`);
@@ -143,7 +153,11 @@ test('three reloads under wrk (add a server, change a weight, remove a server): 
     // 1. add the second server (lbd reload)
     rewrite(lbd, lbdConfig(lab, { scheduler: 'rr' }));
     let out = cliOk(['reload', '--socket', lbd.socket]);
-    assert.match(out, new RegExp(`reloaded, 1 change\\n {2}add real server ${rs1.replace(/\./g, '\\.')}:80 to ${lab.addr.vip.replace(/\./g, '\\.')}:80/tcp \\(weight 1\\)`), out);
+    assert.match(
+      out,
+      new RegExp(`reloaded, 1 change\\n {2}add real server ${rs1.replace(/\./g, '\\.')}:80 to ${lab.addr.vip.replace(/\./g, '\\.')}:80/tcp \\(weight 1\\)`),
+      out,
+    );
     const bodies = [0, 1, 2, 3].map(() => curl(lab, `http://${lab.addr.vip}/`));
     assert.ok(bodies.includes('server111'), `new connections reach the added server: ${bodies}`);
     await sleep(1500);
@@ -189,7 +203,7 @@ test('a bad config on reload is refused with the lbd check errors; the running c
     assert.deepEqual(new Set(bodies), new Set(['server40', 'server111']));
     // The CLI calls above were synchronous: lbd's log lines arrive once the test awaits.
     const refused = (l: any) => l.msg === 'reload refused: the config file has errors; the running config stays';
-    for (const deadline = Date.now() + 5000; !lbd.logs().some(refused) && Date.now() < deadline; ) await sleep(50);
+    for (const deadline = Date.now() + 5000; !lbd.logs().some(refused) && Date.now() < deadline;) await sleep(50);
     assert.ok(lbd.logs().some(refused), 'the refusal is logged');
   } finally {
     await lbd.stop();
@@ -214,7 +228,7 @@ test('drain keeps a long-lived connection while new ones avoid the server; --wai
     for (let i = 0; i < 4; i++) assert.equal(curl(lab, `http://${lab.addr.vip}/`), otherName, 'new connections avoid the drained server');
     const waiting = lbdCliAsync(['server', 'drain', 'web', busy, '--wait', '--timeout', '40', '--socket', lbd.socket]);
     // Two reports of the open connection (one a second), then let the download finish.
-    for (const deadline = Date.now() + 15000; (waiting.out().match(/: 1 active/g) ?? []).length < 2; ) {
+    for (const deadline = Date.now() + 15000; (waiting.out().match(/: 1 active/g) ?? []).length < 2;) {
       if (Date.now() > deadline) throw new Error(`drain --wait did not report twice:\n${waiting.out()}`);
       await sleep(100);
     }
@@ -237,11 +251,18 @@ test('drain keeps a long-lived connection while new ones avoid the server; --wai
 test('u_threshold: an overloaded real server gets no new connections; lbd list --thresholds shows it; raising the threshold lifts it', async () => {
   const [rs0, rs1] = lab.addr.rs;
   // server111 takes at most 2 connection entries (finished ones count until they expire, as in IPVS).
-  const yaml = lbdConfig(lab, { scheduler: 'rr' }).replace(`address: ${rs1}\n        weight: 1`, `address: ${rs1}\n        weight: 1\n        u_threshold: 2\n        l_threshold: 1`);
+  const yaml = lbdConfig(lab, { scheduler: 'rr' }).replace(
+    `address: ${rs1}\n        weight: 1`,
+    `address: ${rs1}\n        weight: 1\n        u_threshold: 2\n        l_threshold: 1`,
+  );
   const lbd = await startLbd(lab, yaml);
   try {
     const bodies = Array.from({ length: 8 }, () => curl(lab, `http://${lab.addr.vip}/`));
-    assert.deepEqual(bodies, ['server40', 'server111', 'server40', 'server111', 'server40', 'server40', 'server40', 'server40'], 'rr until server111 holds 2 entries, then server40 only');
+    assert.deepEqual(
+      bodies,
+      ['server40', 'server111', 'server40', 'server111', 'server40', 'server40', 'server40', 'server40'],
+      'rr until server111 holds 2 entries, then server40 only',
+    );
     assert.equal(lbd.metric('lbd_real_server_overloaded', { real: `${rs1}:80` }), 1);
     assert.equal(lbd.metric('lbd_real_server_overloaded', { real: `${rs0}:80` }), 0);
     const text = cliOk(['list', '--thresholds', '--socket', lbd.socket]);
@@ -281,7 +302,9 @@ test('persistence: one client sticks to one real server across connections; lbd 
 
 test("import-ipvsadm of the seed's rules gives a config lbd check accepts and that balances in the lab", async () => {
   const [rs0, rs1] = lab.addr.rs;
-  const rules = [`-A -t ${lab.addr.vip}:80 -s wlc`, `-a -t ${lab.addr.vip}:80 -r ${rs0}:80 -g -w 1`, `-a -t ${lab.addr.vip}:80 -r ${rs1}:80 -g -w 1`, ''].join('\n');
+  const rules = [`-A -t ${lab.addr.vip}:80 -s wlc`, `-a -t ${lab.addr.vip}:80 -r ${rs0}:80 -g -w 1`, `-a -t ${lab.addr.vip}:80 -r ${rs1}:80 -g -w 1`, ''].join(
+    '\n',
+  );
   const yaml = cliOk(['import-ipvsadm', '--interface', lab.ifaces.balancerCapture], rules);
   const file = path.join(lab.dir, 'imported.yaml');
   writeFileSync(file, yaml);

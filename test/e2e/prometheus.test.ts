@@ -80,7 +80,7 @@ function dashboardExprs(d: any): string[] {
   return out;
 }
 
-test('a real Prometheus scrapes lbd: its API returns lbd\'s series with the values the traffic made', async () => {
+test("a real Prometheus scrapes lbd: its API returns lbd's series with the values the traffic made", async () => {
   programPath('prometheus'); // scripts/setup.sh installs it; missing, this names its Debian package
   const cfg = `${lbdConfig(lab, { scheduler: 'rr' })}\nadmin:\n  socket: ${path.join(lab.dir, 'lbd.sock')}\n`;
   lbd = await startLbd(lab, cfg);
@@ -122,7 +122,11 @@ test('a real Prometheus scrapes lbd: its API returns lbd\'s series with the valu
   const perReal = query('lbd_real_server_connections_total{service="web"}');
   assert.deepEqual(perReal.map((s) => [s.metric.real, s.value[1]]).sort(), lab.addr.rs.map((a) => [`${a}:80`, '5']).sort());
   // One expression, so both sides come from the same scrape.
-  assert.equal(query('sum(lbd_real_server_packets_total) - sum(lbd_forwarded_packets_total)')[0].value[1], '0', 'per-server packets add up to the forwarded total');
+  assert.equal(
+    query('sum(lbd_real_server_packets_total) - sum(lbd_forwarded_packets_total)')[0].value[1],
+    '0',
+    'per-server packets add up to the forwarded total',
+  );
   assert.ok(Number(query('lbd_service_packets_total{service="web"}')[0].value[1]) >= 10 * 5, 'at least 5 client segments per curl');
   const paths = query('lbd_dataplane_info').map((s) => s.metric.path);
   assert.equal(paths.length, 1);
@@ -170,7 +174,17 @@ test('the Grafana dashboard: valid JSON, every metric it references is exported 
   const missing = [...referenced].filter((n) => !exported.has(n));
   assert.deepEqual(missing, [], `metrics the dashboard uses that lbd does not export`);
   // The panels cover what operators look at.
-  for (const n of ['lbd_real_server_connections_total', 'lbd_real_server_active_connections', 'lbd_real_server_inactive_connections', 'lbd_real_server_packets_total', 'lbd_real_server_bytes_total', 'lbd_dropped_packets_total', 'lbd_conn_table_entries', 'lbd_conn_table_capacity', 'lbd_real_server_up']) {
+  for (const n of [
+    'lbd_real_server_connections_total',
+    'lbd_real_server_active_connections',
+    'lbd_real_server_inactive_connections',
+    'lbd_real_server_packets_total',
+    'lbd_real_server_bytes_total',
+    'lbd_dropped_packets_total',
+    'lbd_conn_table_entries',
+    'lbd_conn_table_capacity',
+    'lbd_real_server_up',
+  ]) {
     assert.ok(referenced.has(n), `the dashboard shows ${n}`);
   }
 
@@ -182,10 +196,16 @@ test('the Grafana dashboard: valid JSON, every metric it references is exported 
       const sel = m![1].replace(/\$job/g, '.+');
       const r = api(`/api/v1/series?match[]=${encodeURIComponent(sel)}`);
       assert.equal(r.status, 'success', `${expr}: ${JSON.stringify(r)}`);
-      assert.ok(r.data.some((s: any) => s[m![2]]), `${expr}: has values`);
+      assert.ok(
+        r.data.some((s: any) => s[m![2]]),
+        `${expr}: has values`,
+      );
       continue;
     }
-    const concrete = expr.replace(/\$__rate_interval/g, '5s').replace(/\$job/g, '.+').replace(/\$service/g, '.+');
+    const concrete = expr
+      .replace(/\$__rate_interval/g, '5s')
+      .replace(/\$job/g, '.+')
+      .replace(/\$service/g, '.+');
     query(concrete);
   }
   // And the headline panels have data with the lab's traffic.

@@ -21,8 +21,11 @@ test('two NICs: capture on eth0, egress on eth1, replies routed by the kernel', 
     // One scrape for all three, once the last connection's closing segments have arrived
     // (two scrapes in a row agree).
     let text = lbd.metrics();
-    for (let prev = '', deadline = Date.now() + 5000; Date.now() < deadline; ) {
-      const counters = text.split('\n').filter((l) => /^lbd_(received|forwarded|arp)_packets_total /.test(l)).join('\n');
+    for (let prev = '', deadline = Date.now() + 5000; Date.now() < deadline;) {
+      const counters = text
+        .split('\n')
+        .filter((l) => /^lbd_(received|forwarded|arp)_packets_total /.test(l))
+        .join('\n');
       if (counters === prev) break;
       prev = counters;
       await new Promise((r) => setTimeout(r, 200));
@@ -35,7 +38,10 @@ test('two NICs: capture on eth0, egress on eth1, replies routed by the kernel', 
     // from a real server ever reached it.
     assert.equal(received, forwarded + arp, `received ${received}, forwarded ${forwarded}, arp ${arp}`);
     assert.ok(forwarded >= 6 * 5);
-    const dropped = lbd.metrics().split('\n').filter((l) => l.startsWith('lbd_dropped_packets_total{') && !l.endsWith(' 0'));
+    const dropped = lbd
+      .metrics()
+      .split('\n')
+      .filter((l) => l.startsWith('lbd_dropped_packets_total{') && !l.endsWith(' 0'));
     assert.deepEqual(dropped, []);
   } finally {
     const { code } = await lbd.stop();

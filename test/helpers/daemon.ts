@@ -39,7 +39,9 @@ export async function testDaemon(yaml: string, opts: { twoPorts?: boolean } = {}
   };
 }
 
-export const BASE_CONFIG = (extra: { scheduler?: string; persistence?: string; weights?: [number, number]; protocol?: string; port?: number; size?: number } = {}) => `
+export const BASE_CONFIG = (
+  extra: { scheduler?: string; persistence?: string; weights?: [number, number]; protocol?: string; port?: number; size?: number } = {},
+) => `
 interfaces:
   capture: veth-test
 log:

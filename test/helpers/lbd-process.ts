@@ -26,7 +26,9 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
   const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
   // Each lbd gets its own admin socket in the lab's directory (unless the test sets one), so
   // that parallel runs never meet on the default /run/lbd/lbd.sock.
-  const socket = /^admin:/m.test(yaml) ? /^\s+socket:\s*(\S+)/m.exec(yaml.slice(yaml.search(/^admin:/m)))?.[1] ?? '/run/lbd/lbd.sock' : path.join(lab.dir, `lbd-${process.pid}-${seq}.sock`);
+  const socket = /^admin:/m.test(yaml)
+    ? (/^\s+socket:\s*(\S+)/m.exec(yaml.slice(yaml.search(/^admin:/m)))?.[1] ?? '/run/lbd/lbd.sock')
+    : path.join(lab.dir, `lbd-${process.pid}-${seq}.sock`);
   if (!/^admin:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${socket}\n`;
   writeFileSync(configFile, yaml);
   const proc = lab.spawn(lab.ns.balancer, ['node', LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {

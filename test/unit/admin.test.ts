@@ -171,8 +171,14 @@ test('runtime changes: add, edit, drain, remove; errors name the services and se
     // New flows go to .112 only (.40 drained, .111 removed).
     for (let i = 0; i < 3; i++) assert.equal(macToString(t.send(frame({ flags: SYN, sport: 52000 + i }))[0]), '02:00:00:00:01:12');
 
-    await assert.rejects(change({ op: 'server-add', service: 'wbe', address: '10.0.10.113' }), /unknown service "wbe"; did you mean "web"\? \(services: web \(10\.0\.10\.100:80\/tcp\)\)/);
-    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.41', weight: 1 }), /10\.0\.10\.41 is not a real server of web .*did you mean 10\.0\.10\.40\?/);
+    await assert.rejects(
+      change({ op: 'server-add', service: 'wbe', address: '10.0.10.113' }),
+      /unknown service "wbe"; did you mean "web"\? \(services: web \(10\.0\.10\.100:80\/tcp\)\)/,
+    );
+    await assert.rejects(
+      change({ op: 'server-edit', service: 'web', address: '10.0.10.41', weight: 1 }),
+      /10\.0\.10\.41 is not a real server of web .*did you mean 10\.0\.10\.40\?/,
+    );
     await assert.rejects(change({ op: 'server-add', service: 'web', address: '10.0.10.40' }), /already a real server of web/);
     await assert.rejects(change({ op: 'server-add', service: 'web', address: '10.0.10.113', weight: 70000 }), /invalid weight 70000/);
     await assert.rejects(change({ op: 'server-add', service: 'web', address: '10.0.10.100' }), /must not be the VIP/);
@@ -182,7 +188,10 @@ test('runtime changes: add, edit, drain, remove; errors name the services and se
       { address: '10.0.10.40', port: 80, weight: 0, mac: MAC.rs40 },
       { address: '10.0.10.112', port: 80, weight: 5, mac: '02:00:00:00:01:12' },
     ]);
-    assert.equal(save.ipvsadm, ['-A -t 10.0.10.100:80 -s rr', '-a -t 10.0.10.100:80 -r 10.0.10.40:80 -g -w 0', '-a -t 10.0.10.100:80 -r 10.0.10.112:80 -g -w 5', ''].join('\n'));
+    assert.equal(
+      save.ipvsadm,
+      ['-A -t 10.0.10.100:80 -s rr', '-a -t 10.0.10.100:80 -r 10.0.10.40:80 -g -w 0', '-a -t 10.0.10.100:80 -r 10.0.10.112:80 -g -w 5', ''].join('\n'),
+    );
   });
 });
 
@@ -208,10 +217,23 @@ test('thresholds at runtime: server add/edit -x/-y, list shows them and the over
     r = await change({ op: 'server-add', service: 'web', address: '10.0.10.112', mac: '02:00:00:00:01:12', u_threshold: '100', l_threshold: 80 });
     assert.deepEqual(r.changes, ['add real server 10.0.10.112:80 to 10.0.10.100:80/tcp (weight 1)']);
     const save = await adminRequest<SaveResult>(sock, 'save');
-    assert.deepEqual(cfg(save.yaml).services[0].real_servers[2], { address: '10.0.10.112', port: 80, weight: 1, mac: '02:00:00:00:01:12', u_threshold: 100, l_threshold: 80 });
+    assert.deepEqual(cfg(save.yaml).services[0].real_servers[2], {
+      address: '10.0.10.112',
+      port: 80,
+      weight: 1,
+      mac: '02:00:00:00:01:12',
+      u_threshold: 100,
+      l_threshold: 80,
+    });
     assert.match(save.ipvsadm, /^-a -t 10\.0\.10\.100:80 -r 10\.0\.10\.112:80 -g -w 1 -x 100 -y 80$/m);
-    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50 }), /l_threshold 80 is above the new u_threshold 50: give --l-threshold too/);
-    await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50, l_threshold: 60 }), /l_threshold \(60\) must not exceed u_threshold \(50\)/);
+    await assert.rejects(
+      change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50 }),
+      /l_threshold 80 is above the new u_threshold 50: give --l-threshold too/,
+    );
+    await assert.rejects(
+      change({ op: 'server-edit', service: 'web', address: '10.0.10.112', u_threshold: 50, l_threshold: 60 }),
+      /l_threshold \(60\) must not exceed u_threshold \(50\)/,
+    );
     await assert.rejects(change({ op: 'server-edit', service: 'web', address: '10.0.10.112', l_threshold: 'x' }), /invalid l_threshold "x"/);
     assert.equal((await adminRequest<SaveResult>(sock, 'save')).yaml, save.yaml, 'a refused change changes nothing');
   });
@@ -220,9 +242,20 @@ test('thresholds at runtime: server add/edit -x/-y, list shows them and the over
 test('service add/edit/remove; the last real server and the identity are refused', async () => {
   await withAdmin(BASE_CONFIG(), async (t, sock) => {
     const change = (args: object) => adminRequest<ChangeResult>(sock, 'change', args);
-    let r = await change({ op: 'service-add', name: 'dns', vip: '10.0.10.101', port: 53, protocol: 'udp', scheduler: 'sh', servers: ['10.0.10.40', '10.0.10.111=2'] });
+    let r = await change({
+      op: 'service-add',
+      name: 'dns',
+      vip: '10.0.10.101',
+      port: 53,
+      protocol: 'udp',
+      scheduler: 'sh',
+      servers: ['10.0.10.40', '10.0.10.111=2'],
+    });
     assert.deepEqual(r.changes, ['add service dns 10.0.10.101:53/udp']);
-    assert.deepEqual(t.daemon.running.services[1].real_servers.map((x) => x.weight), [1, 2]);
+    assert.deepEqual(
+      t.daemon.running.services[1].real_servers.map((x) => x.weight),
+      [1, 2],
+    );
     assert.ok(t.daemon.findService('10.0.10.101:53/udp'));
     r = await change({ op: 'service-edit', service: 'dns', scheduler: 'wrr', persistence: '5m' });
     assert.deepEqual(r.changes, ['update service dns 10.0.10.101:53/udp: scheduler, persistence']);
@@ -235,7 +268,10 @@ test('service add/edit/remove; the last real server and the identity are refused
     assert.deepEqual(r.changes, ['remove service dns 10.0.10.101:53/udp (drain)']);
     await assert.rejects(change({ op: 'service-remove', service: 'web' }), /the only service/);
     await change({ op: 'server-remove', service: 'web', address: '10.0.10.40' });
-    await assert.rejects(change({ op: 'server-remove', service: 'web', address: '10.0.10.111' }), /only real server of web .*lbd server drain web 10\.0\.10\.111/);
+    await assert.rejects(
+      change({ op: 'server-remove', service: 'web', address: '10.0.10.111' }),
+      /only real server of web .*lbd server drain web 10\.0\.10\.111/,
+    );
   });
 });
 
@@ -244,13 +280,22 @@ test('reload: applies the file; a bad file changes nothing and answers with lbd 
     await adminRequest(sock, 'change', { op: 'server-edit', service: 'web', address: '10.0.10.111', weight: 7 });
     fs.writeFileSync(file, BASE_CONFIG({ weights: [2, 1] }));
     const r = await adminRequest<ChangeResult>(sock, 'reload');
-    assert.deepEqual(r.changes, ['update real server 10.0.10.40 of 10.0.10.100:80/tcp: weight', 'update real server 10.0.10.111 of 10.0.10.100:80/tcp: weight']);
+    assert.deepEqual(r.changes, [
+      'update real server 10.0.10.40 of 10.0.10.100:80/tcp: weight',
+      'update real server 10.0.10.111 of 10.0.10.100:80/tcp: weight',
+    ]);
     assert.deepEqual(r.discarded, ['update real server 10.0.10.111 of 10.0.10.100:80/tcp: weight']);
-    assert.deepEqual(t.daemon.running.services[0].real_servers.map((x) => x.weight), [2, 1]);
+    assert.deepEqual(
+      t.daemon.running.services[0].real_servers.map((x) => x.weight),
+      [2, 1],
+    );
     fs.writeFileSync(file, BASE_CONFIG({ scheduler: 'wl' }));
     await assert.rejects(adminRequest(sock, 'reload'), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'E_CONFIG');
-      assert.match(e.message, new RegExp(`^${file.replace(/[.]/g, '\\.')}:\\d+:\\d+ services\\[0\\]\\.scheduler: unknown scheduler "wl"; did you mean "wlc"\\?`));
+      assert.match(
+        e.message,
+        new RegExp(`^${file.replace(/[.]/g, '\\.')}:\\d+:\\d+ services\\[0\\]\\.scheduler: unknown scheduler "wl"; did you mean "wlc"\\?`),
+      );
       assert.match(e.message, /: 1 error; not reloaded, the running config stays$/);
       return true;
     });
@@ -260,7 +305,7 @@ test('reload: applies the file; a bad file changes nothing and answers with lbd 
   });
 });
 
-test('on_remove: drain keeps the removed server\'s flows, drop cuts them', async () => {
+test("on_remove: drain keeps the removed server's flows, drop cuts them", async () => {
   const yaml = BASE_CONFIG();
   for (const policy of ['drain', 'drop'] as const) {
     await withAdmin(yaml + `on_remove: ${policy}\n`, async (t, sock) => {
@@ -292,5 +337,8 @@ test('applyChange is pure and validates like a file', () => {
   const next = applyChange(running, { op: 'server-add', service: 'web', address: '10.0.10.112' });
   assert.equal(JSON.stringify(running), before);
   assert.equal(next.services[0].real_servers.length, 3);
-  assert.throws(() => applyChange(running, { op: 'service-add', name: 'bad name', vip: '10.0.10.102', port: 80, servers: ['10.0.10.40'] }), /invalid config: services\[1\]\.name: invalid service name/);
+  assert.throws(
+    () => applyChange(running, { op: 'service-add', name: 'bad name', vip: '10.0.10.102', port: 80, servers: ['10.0.10.40'] }),
+    /invalid config: services\[1\]\.name: invalid service name/,
+  );
 });

@@ -89,7 +89,23 @@ test('admin.socket in the config: default, validation', () => {
 const zero = { conns: 0, inpkts: 0, outpkts: 0, inbytes: 0, outbytes: 0 };
 const zr = { cps: 0, inpps: 0, outpps: 0, inbps: 0, outbps: 0 };
 const real = (address: string, o: Partial<ListResult['services'][0]['reals'][0]> = {}) => ({
-  address, port: 80, forward: 'Route' as const, weight: 1, active: 0, inactive: 0, persistent: 0, u_threshold: 0, l_threshold: 0, overloaded: false, health: 'unchecked', health_reason: '', removed: false, mac: null, stats: zero, rate: zr, ...o,
+  address,
+  port: 80,
+  forward: 'Route' as const,
+  weight: 1,
+  active: 0,
+  inactive: 0,
+  persistent: 0,
+  u_threshold: 0,
+  l_threshold: 0,
+  overloaded: false,
+  health: 'unchecked',
+  health_reason: '',
+  removed: false,
+  mac: null,
+  stats: zero,
+  rate: zr,
+  ...o,
 });
 const LIST: ListResult = {
   version: '0.1.0',
@@ -100,17 +116,58 @@ const LIST: ListResult = {
   runtime_changes: [],
   services: [
     {
-      name: 'web', key: '10.0.10.100:80/tcp', protocol: 'tcp', vip: '10.0.10.100', port: 80, scheduler: 'wlc', persistence: 0, persistence_netmask: '255.255.255.255', removed: false, active: 3, inactive: 9,
-      stats: { conns: 1234, inpkts: 56789, outpkts: 0, inbytes: 123456789012, outbytes: 0 }, rate: { cps: 12, inpps: 340, outpps: 0, inbps: 27000, outbps: 0 },
+      name: 'web',
+      key: '10.0.10.100:80/tcp',
+      protocol: 'tcp',
+      vip: '10.0.10.100',
+      port: 80,
+      scheduler: 'wlc',
+      persistence: 0,
+      persistence_netmask: '255.255.255.255',
+      removed: false,
+      active: 3,
+      inactive: 9,
+      stats: { conns: 1234, inpkts: 56789, outpkts: 0, inbytes: 123456789012, outbytes: 0 },
+      rate: { cps: 12, inpps: 340, outpps: 0, inbps: 27000, outbps: 0 },
       reals: [
-        real('10.0.10.111', { weight: 3, active: 2, inactive: 5, persistent: 4, u_threshold: 7, l_threshold: 3, overloaded: true, health: 'up', stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 }, rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 } }),
-        real('10.0.10.40', { weight: 0, active: 1, inactive: 4, health: 'down', health_reason: 'connect refused', stats: { conns: 434, inpkts: 16789, outpkts: 0, inbytes: 1000, outbytes: 0 } }),
+        real('10.0.10.111', {
+          weight: 3,
+          active: 2,
+          inactive: 5,
+          persistent: 4,
+          u_threshold: 7,
+          l_threshold: 3,
+          overloaded: true,
+          health: 'up',
+          stats: { conns: 800, inpkts: 40000, outpkts: 0, inbytes: 5000000, outbytes: 0 },
+          rate: { cps: 8, inpps: 200, outpps: 0, inbps: 16000, outbps: 0 },
+        }),
+        real('10.0.10.40', {
+          weight: 0,
+          active: 1,
+          inactive: 4,
+          health: 'down',
+          health_reason: 'connect refused',
+          stats: { conns: 434, inpkts: 16789, outpkts: 0, inbytes: 1000, outbytes: 0 },
+        }),
         real('10.0.10.39', { removed: true, active: 0, inactive: 1 }),
       ],
     },
     {
-      name: 'dns', key: '10.0.10.100:53/udp', protocol: 'udp', vip: '10.0.10.100', port: 53, scheduler: 'sh', persistence: 300, persistence_netmask: '255.255.255.0', removed: false, active: 0, inactive: 0,
-      stats: zero, rate: zr, reals: [real('10.0.10.40', { port: 53 })],
+      name: 'dns',
+      key: '10.0.10.100:53/udp',
+      protocol: 'udp',
+      vip: '10.0.10.100',
+      port: 53,
+      scheduler: 'sh',
+      persistence: 300,
+      persistence_netmask: '255.255.255.0',
+      removed: false,
+      active: 0,
+      inactive: 0,
+      stats: zero,
+      rate: zr,
+      reals: [real('10.0.10.40', { port: 53 })],
     },
   ],
 };
@@ -149,7 +206,10 @@ test('lbd list --stats and --rate: ipvsadm columns and K/M/G', () => {
       '',
     ].join('\n'),
   );
-  assert.equal(formatList(LIST, { mode: 'stats', exact: true }).split('\n')[3], 'TCP  10.0.10.100:80                   1234    56789        0 123456789012        0');
+  assert.equal(
+    formatList(LIST, { mode: 'stats', exact: true }).split('\n')[3],
+    'TCP  10.0.10.100:80                   1234    56789        0 123456789012        0',
+  );
   assert.equal(
     formatList(LIST, { mode: 'rate', nosort: true }).split('\n').slice(1, 5).join('\n'),
     [
@@ -310,7 +370,14 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     o = io();
     assert.equal(await main(['save', '--socket', sock], o), 0);
     const saved = parseConfig(o.stdout, 'saved.yaml');
-    assert.deepEqual(saved.services[0].real_servers.map((r) => [r.address, r.weight]), [['10.0.10.40', 0], ['10.0.10.111', dest === '10.0.10.111' ? 0 : 1], ['10.0.10.112', dest === '10.0.10.112' ? 0 : 2]]);
+    assert.deepEqual(
+      saved.services[0].real_servers.map((r) => [r.address, r.weight]),
+      [
+        ['10.0.10.40', 0],
+        ['10.0.10.111', dest === '10.0.10.111' ? 0 : 1],
+        ['10.0.10.112', dest === '10.0.10.112' ? 0 : 2],
+      ],
+    );
     assert.match(o.stderr, /4 runtime changes not in/);
     o = io();
     assert.equal(await main(['save', '--ipvsadm', '--socket', sock], o), 0);
@@ -324,7 +391,10 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
     fs.writeFileSync(file, BASE_CONFIG().replace('scheduler: rr', 'scheduler: wl'));
     o = io();
     assert.equal(await main(['reload', '--socket', sock], o), 1);
-    assert.match(o.stderr, /^lbd: .*lb\.yaml:\d+:\d+ services\[0\]\.scheduler: unknown scheduler "wl"; did you mean "wlc"\?.*\n.*lb\.yaml: 1 error; not reloaded, the running config stays\n$/);
+    assert.match(
+      o.stderr,
+      /^lbd: .*lb\.yaml:\d+:\d+ services\[0\]\.scheduler: unknown scheduler "wl"; did you mean "wlc"\?.*\n.*lb\.yaml: 1 error; not reloaded, the running config stays\n$/,
+    );
     // --config finds the socket.
     fs.writeFileSync(file, BASE_CONFIG() + `admin:\n  socket: ${sock}\n`);
     o = io();

@@ -216,9 +216,10 @@ test('formatConfig prints the normalized config, which parses back to the same C
     assert.deepEqual(parseConfig(out, 'x.yaml'), cfg);
   }
   const cfg = parseConfig(
-    withService(['persistence: 1m30s', 'scheduler: sed'], [
-      '      - { address: 10.0.10.40, mac: 02:AA:00:00:00:01 }',
-    ]).replace('  capture: eth0', '  capture: eth0\ntimeouts:\n  udp: 500ms'),
+    withService(['persistence: 1m30s', 'scheduler: sed'], ['      - { address: 10.0.10.40, mac: 02:AA:00:00:00:01 }']).replace(
+      '  capture: eth0',
+      '  capture: eth0\ntimeouts:\n  udp: 500ms',
+    ),
     'lb.yaml',
   );
   const out = formatConfig(cfg);
@@ -253,9 +254,7 @@ test('misspelt scheduler: value position, suggestion and the list of schedulers'
 });
 
 test('unknown keys, with a suggestion or the list of valid keys, located at the key', () => {
-  assert.deepEqual(errorsOf(withService(['shceduler: rr'])), [
-    'lb.yaml:7:5 services[0].shceduler: unknown key "shceduler"; did you mean "scheduler"?',
-  ]);
+  assert.deepEqual(errorsOf(withService(['shceduler: rr'])), ['lb.yaml:7:5 services[0].shceduler: unknown key "shceduler"; did you mean "scheduler"?']);
   assert.deepEqual(errorsOf(withService(['colour: blue'])), [
     'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove)',
   ]);
@@ -272,21 +271,11 @@ test('unknown keys, with a suggestion or the list of valid keys, located at the 
 });
 
 test('wrong types and out-of-range values', () => {
-  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: "eighty"')), [
-    'lb.yaml:6:11 services[0].port: expected an integer 1-65535, got "eighty"',
-  ]);
-  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: 70000')), [
-    'lb.yaml:6:11 services[0].port: expected an integer 1-65535, got 70000',
-  ]);
-  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: 0')), [
-    'lb.yaml:6:11 services[0].port: expected an integer 1-65535, got 0',
-  ]);
-  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: [80]')), [
-    'lb.yaml:6:11 services[0].port: expected an integer 1-65535, got a list',
-  ]);
-  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port:')), [
-    'lb.yaml:6:10 services[0].port: expected an integer 1-65535, got nothing',
-  ]);
+  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: "eighty"')), ['lb.yaml:6:11 services[0].port: expected an integer 1-65535, got "eighty"']);
+  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: 70000')), ['lb.yaml:6:11 services[0].port: expected an integer 1-65535, got 70000']);
+  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: 0')), ['lb.yaml:6:11 services[0].port: expected an integer 1-65535, got 0']);
+  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: [80]')), ['lb.yaml:6:11 services[0].port: expected an integer 1-65535, got a list']);
+  assert.deepEqual(errorsOf(withService().replace('port: 80', 'port:')), ['lb.yaml:6:10 services[0].port: expected an integer 1-65535, got nothing']);
   assert.deepEqual(errorsOf(withService().replace('  capture: eth0', '  capture: eth0\nconnection_table:\n  size: 10')), [
     'lb.yaml:4:9 connection_table.size: expected an integer 1024-16777216, got 10',
   ]);
@@ -338,15 +327,26 @@ test('invalid durations, MACs, weights, netmask', () => {
 });
 
 test('connection thresholds: u_threshold/l_threshold as ipvsadm -x/-y, validated like the kernel', () => {
-  const ok = parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 100', '        l_threshold: 50', '      - 10.0.10.111']), 'lb.yaml');
+  const ok = parseConfig(
+    withService([], ['      - address: 10.0.10.40', '        u_threshold: 100', '        l_threshold: 50', '      - 10.0.10.111']),
+    'lb.yaml',
+  );
   assert.deepEqual(ok.services[0].real_servers, [
     { address: '10.0.10.40', port: 80, weight: 1, u_threshold: 100, l_threshold: 50 },
     { address: '10.0.10.111', port: 80, weight: 1 },
   ]);
   assert.deepEqual(parseConfig(formatConfig(ok), 'again.yaml').services, ok.services, 'formatConfig keeps them');
-  assert.deepEqual(parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 0']), 'lb.yaml').services[0].real_servers[0], { address: '10.0.10.40', port: 80, weight: 1 }, '0 = none');
+  assert.deepEqual(
+    parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 0']), 'lb.yaml').services[0].real_servers[0],
+    { address: '10.0.10.40', port: 80, weight: 1 },
+    '0 = none',
+  );
   // The kernel (ip_vs_add_dest) refuses only a lower threshold above the upper one: equal is fine.
-  assert.deepEqual(parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 10']), 'lb.yaml').services[0].real_servers[0].l_threshold, 10);
+  assert.deepEqual(
+    parseConfig(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 10']), 'lb.yaml').services[0].real_servers[0]
+      .l_threshold,
+    10,
+  );
   assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: 10', '        l_threshold: 11'])), [
     'lb.yaml:10:22 services[0].real_servers[0].l_threshold: l_threshold (11) must not exceed u_threshold (10): the server takes new flows again once its connections fall below l_threshold',
   ]);
@@ -356,7 +356,10 @@ test('connection thresholds: u_threshold/l_threshold as ipvsadm -x/-y, validated
   assert.deepEqual(errorsOf(withService([], ['      - address: 10.0.10.40', '        u_threshold: -1'])), [
     'lb.yaml:9:22 services[0].real_servers[0].u_threshold: expected an integer 0-2147483647, got -1',
   ]);
-  assert.match(errorsOf(withService([], ['      - address: 10.0.10.40', '        uthreshold: 10']))[0], /unknown key "uthreshold"; did you mean "u_threshold"\?/);
+  assert.match(
+    errorsOf(withService([], ['      - address: 10.0.10.40', '        uthreshold: 10']))[0],
+    /unknown key "uthreshold"; did you mean "u_threshold"\?/,
+  );
 });
 
 test('busy_poll: a duration up to 1ms, 0 = off', () => {
@@ -371,9 +374,7 @@ test('busy_poll: a duration up to 1ms, 0 = off', () => {
 });
 
 test('unknown protocol, log level, dataplane', () => {
-  assert.deepEqual(errorsOf(withService(['protocol: tpc'])), [
-    'lb.yaml:7:15 services[0].protocol: unknown protocol "tpc"; did you mean "tcp"? (tcp, udp)',
-  ]);
+  assert.deepEqual(errorsOf(withService(['protocol: tpc'])), ['lb.yaml:7:15 services[0].protocol: unknown protocol "tpc"; did you mean "tcp"? (tcp, udp)']);
   assert.deepEqual(errorsOf(withService().replace('services:', 'log:\n  level: verbose\nservices:')), [
     'lb.yaml:4:10 log.level: unknown log level "verbose" (trace, debug, info, warn, error, fatal, silent)',
   ]);
@@ -384,13 +385,7 @@ test('unknown protocol, log level, dataplane', () => {
 
 test('duplicates: service name, VIP:port/protocol, real server address', () => {
   const two = (second: string[]) =>
-    [
-      'interfaces: { capture: eth0 }',
-      'services:',
-      '  - { name: web, vip: 10.0.10.100, port: 80, real_servers: [10.0.10.40] }',
-      ...second,
-      '',
-    ].join('\n');
+    ['interfaces: { capture: eth0 }', 'services:', '  - { name: web, vip: 10.0.10.100, port: 80, real_servers: [10.0.10.40] }', ...second, ''].join('\n');
   assert.deepEqual(errorsOf(two(['  - { name: web, vip: 10.0.10.101, port: 80, real_servers: [10.0.10.40] }'])), [
     'lb.yaml:4:13 services[1].name: duplicate service name "web" (also services[0])',
   ]);
@@ -427,12 +422,8 @@ test('missing required keys are located at the parent mapping; empty lists', () 
     'lb.yaml:1:1 services: missing required key "services" (at least one service)',
     'lb.yaml:2:3 interfaces.capture: missing required key "capture" (the interface VIP traffic arrives on, e.g. eth0)',
   ]);
-  assert.deepEqual(errorsOf('interfaces:\n  capture: eth0\nservices: []\n'), [
-    'lb.yaml:3:11 services: expected at least one service, got an empty list',
-  ]);
-  assert.deepEqual(errorsOf('interfaces:\n  capture: eth0\nservices:\n'), [
-    'lb.yaml:3:1 services: expected a list of at least one service, got nothing',
-  ]);
+  assert.deepEqual(errorsOf('interfaces:\n  capture: eth0\nservices: []\n'), ['lb.yaml:3:11 services: expected at least one service, got an empty list']);
+  assert.deepEqual(errorsOf('interfaces:\n  capture: eth0\nservices:\n'), ['lb.yaml:3:1 services: expected a list of at least one service, got nothing']);
   assert.deepEqual(errorsOf(withService([], []).replace('real_servers:', 'real_servers: []')), [
     'lb.yaml:7:19 services[0].real_servers: expected at least one real server, got an empty list',
   ]);
@@ -449,9 +440,7 @@ test('broken YAML, non-mapping and empty documents', () => {
     'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, local_access), got a list',
   ]);
   assert.deepEqual(errorsOf(''), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
-  assert.deepEqual(errorsOf('# nothing but a comment\n'), [
-    'lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services',
-  ]);
+  assert.deepEqual(errorsOf('# nothing but a comment\n'), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
   assert.deepEqual(errorsOf(withService().replace('port: 80', 'port: 80\n    port: 81')), [
     'lb.yaml:7:5: invalid YAML: duplicate key (each key may appear only once in a mapping)',
   ]);
@@ -495,16 +484,20 @@ test('loadConfig: a missing file is a ConfigError at line 0, and the path is kep
     () => loadConfig(missing),
     (err: unknown) => {
       assert.ok(err instanceof ConfigError);
-      assert.deepEqual(err.issues, [
-        { file: missing, line: 0, col: 0, path: '', message: 'cannot read config: ENOENT: no such file or directory' },
-      ]);
+      assert.deepEqual(err.issues, [{ file: missing, line: 0, col: 0, path: '', message: 'cannot read config: ENOENT: no such file or directory' }]);
       assert.equal(err.message, `${missing}: cannot read config: ENOENT: no such file or directory`);
       return true;
     },
   );
-  assert.throws(() => loadConfig(os.tmpdir()), (err: unknown) => err instanceof ConfigError && /EISDIR/.test(err.message));
+  assert.throws(
+    () => loadConfig(os.tmpdir()),
+    (err: unknown) => err instanceof ConfigError && /EISDIR/.test(err.message),
+  );
   const bad = path.join(FIXTURES, 'bad-scheduler.yaml');
-  assert.throws(() => loadConfig(bad), (err: unknown) => err instanceof ConfigError && err.issues[0].file === bad);
+  assert.throws(
+    () => loadConfig(bad),
+    (err: unknown) => err instanceof ConfigError && err.issues[0].file === bad,
+  );
 });
 
 test('garbage never escapes as anything but ConfigError', () => {

@@ -52,7 +52,12 @@ class FakeHost implements HostView {
     eth0: { exists: true, up: true, operstate: 'up', addresses: ['10.0.10.30/24'], mac: '02:00:00:00:00:30' },
     eth1: { exists: true, up: true, operstate: 'up', addresses: ['10.0.10.30/24'], mac: '02:00:00:00:0e:01' },
   };
-  sysctls: Record<string, string> = { 'net.ipv4.ip_forward': '0', 'net.ipv4.conf.all.rp_filter': '0', 'net.ipv4.conf.eth0.rp_filter': '0', 'net.ipv4.conf.eth1.rp_filter': '0' };
+  sysctls: Record<string, string> = {
+    'net.ipv4.ip_forward': '0',
+    'net.ipv4.conf.all.rp_filter': '0',
+    'net.ipv4.conf.eth0.rp_filter': '0',
+    'net.ipv4.conf.eth1.rp_filter': '0',
+  };
   features: Record<string, string> | null = parseEthtoolFeatures(ETHTOOL_OFF);
   guard: string | null = '';
   libpcap: string | null = '/usr/lib/x86_64-linux-gnu/libpcap.so.0.8';

@@ -224,7 +224,7 @@ test('persistence keeps a client on one real server across connections, until th
     fw.sweepAll();
     fw.now += 61;
     fw.sweepAll();
-    assert.equal(fw.templates.size, 1, 'the idle client\'s template expired');
+    assert.equal(fw.templates.size, 1, "the idle client's template expired");
   } finally {
     await t.daemon.stop();
   }
@@ -256,9 +256,16 @@ test('u_threshold/l_threshold: at u connections the server takes no new flows, b
     assert.deepEqual([rs40.uThreshold, rs40.lThreshold], [3, 2]);
     // rr alternates: flows 0, 2, 4 go to .40; its third connection reaches u_threshold.
     const to = (sport: number) => dstMac(t.send(frame({ flags: SYN, sport }))[0]);
-    assert.deepEqual([0, 1, 2, 3, 4].map((i) => to(48000 + i)), [MAC.rs40, MAC.rs111, MAC.rs40, MAC.rs111, MAC.rs40]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((i) => to(48000 + i)),
+      [MAC.rs40, MAC.rs111, MAC.rs40, MAC.rs111, MAC.rs40],
+    );
     assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, 'overloaded at 3 connections');
-    assert.deepEqual([5, 6, 7].map((i) => to(48000 + i)), [MAC.rs111, MAC.rs111, MAC.rs111], 'new flows avoid it');
+    assert.deepEqual(
+      [5, 6, 7].map((i) => to(48000 + i)),
+      [MAC.rs111, MAC.rs111, MAC.rs111],
+      'new flows avoid it',
+    );
     assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 48000 }))[0]), MAC.rs40, 'its own flows go on');
     // Connections end (RST → CLOSE, 10 s; a RST in SYN_RECV is ignored, as IPVS does): one
     // gone leaves 2, not below l_threshold 2.
@@ -307,7 +314,10 @@ test('u_threshold without l_threshold: relieved below 3/4 of it; raising it by r
     assert.equal(rs40.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD);
     const cfg = parseConfig(withThresholds('        u_threshold: 100'), 'test.yaml');
     const actions = await t.daemon.apply(cfg);
-    assert.deepEqual(actions.map((a) => a.kind), ['real-update']);
+    assert.deepEqual(
+      actions.map((a) => a.kind),
+      ['real-update'],
+    );
     assert.equal(rs40.uThreshold, 100);
     assert.equal(rs40.flags & DEST_F_OVERLOAD, 0);
     assert.equal(fw.conns.size, 10, 'a reload never touches the connection table');
@@ -321,14 +331,17 @@ test('thresholds and on_down reschedule: a moved flow binds to its new server (w
   try {
     const fw = t.daemon.forwarder;
     const [rs40, rs111] = fw.dests.views;
-    assert.deepEqual([1, 2, 3].map((i) => dstMac(t.send(frame({ flags: SYN, sport: 55000 + i }))[0])), [MAC.rs40, MAC.rs111, MAC.rs40]);
+    assert.deepEqual(
+      [1, 2, 3].map((i) => dstMac(t.send(frame({ flags: SYN, sport: 55000 + i }))[0])),
+      [MAC.rs40, MAC.rs111, MAC.rs40],
+    );
     assert.equal(rs111.flags & DEST_F_OVERLOAD, 0);
     // rs40 fails its health check; its flows are rescheduled on their next frame.
     rs40.flags |= DEST_F_DOWN;
     fw.dests.downAction[rs40.index] = DOWN_RESCHEDULE;
     assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 55001 }))[0]), MAC.rs111, 'moved to rs111');
     assert.equal(fw.dests.inactive[rs111.index] + fw.dests.active[rs111.index], 2);
-    assert.equal(rs111.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, 'the moved flow counts toward rs111\'s threshold');
+    assert.equal(rs111.flags & DEST_F_OVERLOAD, DEST_F_OVERLOAD, "the moved flow counts toward rs111's threshold");
     assert.equal(t.send(frame({ flags: ACK, sport: 55003 })).length, 0, 'no server can take the other one');
     assert.deepEqual(drops(t), { no_real_server: 1 });
   } finally {
@@ -396,18 +409,23 @@ test('ARP: lbd answers who-has VIP with the capture MAC, and nothing else', asyn
     assert.equal(a.senderIp, ipToInt('10.0.10.100'));
     assert.equal(macToString(replies[0], 0), MAC.client, 'unicast back to the asker');
     t.capture.inject(arpRequest(client, ipToInt('10.0.10.50'), ipToInt('10.0.10.40')));
-    assert.equal(t.capture.sent.length, sentBefore + 1, 'no answer for a real server\'s address');
+    assert.equal(t.capture.sent.length, sentBefore + 1, "no answer for a real server's address");
   } finally {
     await t.daemon.stop();
   }
 });
 
 test('real-server MACs come from ARP on the egress port and follow a change', async () => {
-  const yaml = BASE_CONFIG().replace(/\n\s+mac: .*/g, '').replace('capture: veth-test', 'capture: veth-test\n  egress: veth-back');
+  const yaml = BASE_CONFIG()
+    .replace(/\n\s+mac: .*/g, '')
+    .replace('capture: veth-test', 'capture: veth-test\n  egress: veth-back');
   const t = await testDaemon(yaml, { twoPorts: true });
   try {
     const asked = t.egress.sent.map((f) => parseArp(f, f.length)).filter((a) => a && a.op === 1);
-    assert.ok(asked.some((a) => a!.targetIp === ipToInt('10.0.10.40')), 'asked for 10.0.10.40 on the egress port');
+    assert.ok(
+      asked.some((a) => a!.targetIp === ipToInt('10.0.10.40')),
+      'asked for 10.0.10.40 on the egress port',
+    );
     assert.equal(t.send(frame({ flags: SYN, sport: 48000 })).length, 0, 'unresolved: dropped');
     assert.deepEqual(drops(t), { no_mac: 1 });
     const egressMac = t.egress.mac;
@@ -415,7 +433,7 @@ test('real-server MACs come from ARP on the egress port and follow a change', as
     t.egress.inject(arpReply(macFromString(MAC.rs111), ipToInt('10.0.10.111'), egressMac, 0));
     const out = t.send(frame({ flags: SYN, sport: 48001 }));
     assert.equal(dstMac(out[0]), MAC.rs111);
-    assert.equal(srcMac(out[0]), '02:00:00:00:0e:01', 'source MAC is the egress interface\'s');
+    assert.equal(srcMac(out[0]), '02:00:00:00:0e:01', "source MAC is the egress interface's");
     t.egress.inject(arpReply(macFromString(MAC.other), ipToInt('10.0.10.111'), egressMac, 0));
     assert.equal(dstMac(t.send(frame({ flags: ACK, sport: 48001 }))[0]), MAC.other, 'a changed MAC is followed');
   } finally {

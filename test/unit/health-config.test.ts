@@ -134,9 +134,7 @@ test('unknown keys and values get a line:col and a "did you mean"', () => {
     'lb.yaml:8:14 services[0].on_down: unknown on_down action "reshedule"; did you mean "reschedule"? (reschedule, drop, keep)',
   ]);
   assert.deepEqual(errorsOf(cfg(['on_dwn: drop'])), ['lb.yaml:8:5 services[0].on_dwn: unknown key "on_dwn"; did you mean "on_down"?']);
-  assert.deepEqual(errorsOf(cfg(['initial_state: sideways'])), [
-    'lb.yaml:8:20 services[0].initial_state: unknown initial state "sideways" (up, down)',
-  ]);
+  assert.deepEqual(errorsOf(cfg(['initial_state: sideways'])), ['lb.yaml:8:20 services[0].initial_state: unknown initial state "sideways" (up, down)']);
 });
 
 test('invalid values: rise 0, bad durations, timeout > interval, bad status sets, bad regex, bad path', () => {

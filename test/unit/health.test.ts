@@ -255,7 +255,10 @@ test('daemon: a down server gets no new flows at once; its existing flow is resc
   try {
     await t.clock.advance(0);
     assert.deepEqual([t.rs(RS40).health, t.rs(RS111).health], ['up', 'up']);
-    assert.deepEqual([syn(50001), syn(50002)].map((f) => t.send(f)[0]), [MAC.rs40, MAC.rs111]);
+    assert.deepEqual(
+      [syn(50001), syn(50002)].map((f) => t.send(f)[0]),
+      [MAC.rs40, MAC.rs111],
+    );
     t.send(ack(50002)); // ESTABLISHED on rs111
     const dt = t.daemon.forwarder.dests;
     const i111 = t.rs(RS111).index;
@@ -329,7 +332,10 @@ test('daemon: inhibit_on_failure holds a down server at weight 0 and restores it
     await t.clock.advance(2000);
     assert.equal(t.rs(RS111).weight, 0);
     assert.equal(t.rs(RS111).flags & DEST_F_DOWN, 0, 'listed, not flagged');
-    assert.deepEqual([1, 2, 3].map((i) => t.send(syn(53000 + i))[0]), [MAC.rs40, MAC.rs40, MAC.rs40]);
+    assert.deepEqual(
+      [1, 2, 3].map((i) => t.send(syn(53000 + i))[0]),
+      [MAC.rs40, MAC.rs40, MAC.rs40],
+    );
     t.set(RS111, OK);
     await t.clock.advance(2000);
     assert.equal(t.rs(RS111).weight, 3);
@@ -344,11 +350,18 @@ test('daemon: quorum and sorry server: below quorum every new flow goes to the s
     await t.clock.advance(0);
     const svc = t.daemon.forwarder.services.all[0];
     assert.equal(svc.sorryActive, false);
-    assert.deepEqual([1, 2].map((i) => t.send(syn(54000 + i))[0]), [MAC.rs40, MAC.rs111]);
+    assert.deepEqual(
+      [1, 2].map((i) => t.send(syn(54000 + i))[0]),
+      [MAC.rs40, MAC.rs111],
+    );
     t.set(RS111, REFUSED);
     await t.clock.advance(2000);
     assert.equal(svc.sorryActive, true);
-    assert.deepEqual([3, 4, 5].map((i) => t.send(syn(54000 + i))[0]), [SORRY_MAC, SORRY_MAC, SORRY_MAC], 'rs40 is up but quorum is 2');
+    assert.deepEqual(
+      [3, 4, 5].map((i) => t.send(syn(54000 + i))[0]),
+      [SORRY_MAC, SORRY_MAC, SORRY_MAC],
+      'rs40 is up but quorum is 2',
+    );
     // The flow of the down server is rescheduled to the sorry server too.
     assert.deepEqual(t.send(data(54002)), [SORRY_MAC]);
     // An existing flow of the live server stays where it is.
@@ -404,7 +417,10 @@ test('drain (weight 0 via daemon.apply): the open flow keeps its server, new flo
     assert.equal(t.daemon.forwarder.dests.active[i111], 1);
     await t.daemon.apply(parseConfig(healthConfig([], { weights: [1, 0] }), 'test.yaml'));
     assert.equal(t.rs(RS111).weight, 0);
-    assert.deepEqual([1, 2, 3].map((i) => t.send(syn(56100 + i))[0]), [MAC.rs40, MAC.rs40, MAC.rs40]);
+    assert.deepEqual(
+      [1, 2, 3].map((i) => t.send(syn(56100 + i))[0]),
+      [MAC.rs40, MAC.rs40, MAC.rs40],
+    );
     for (let i = 0; i < 3; i++) assert.deepEqual(t.send(data(56002)), [MAC.rs111], 'the open connection keeps working');
     assert.equal(t.daemon.forwarder.dests.active[i111], 1);
     t.send(frame({ flags: FIN | ACK, sport: 56002 }));
@@ -538,7 +554,7 @@ class FakeProbePort {
   }
 }
 
-test('vip probe: SYN to VIP:port in a frame to the real server\'s MAC; SYN-ACK = up, then a RST tidies up', async () => {
+test("vip probe: SYN to VIP:port in a frame to the real server's MAC; SYN-ACK = up, then a RST tidies up", async () => {
   const fake = new FakeProbePort();
   const balancerMac = macFromString(MAC.balancer);
   const prober = new VipProber({
@@ -565,14 +581,21 @@ test('vip probe: SYN to VIP:port in a frame to the real server\'s MAC; SYN-ACK =
   assert.match(fake.filter, /inbound and tcp and dst host 10\.0\.10\.30 and dst portrange 61000-61999/);
   // A TCP checksum check over the pseudo-header.
   const tcpLen = s.readUInt16BE(16) - 20;
-  const pseudo = (0x0a00 + 0x0a1e + 0x0a00 + 0x0a64) + 6 + tcpLen;
+  const pseudo = 0x0a00 + 0x0a1e + 0x0a00 + 0x0a64 + 6 + tcpLen;
   assert.equal(checksum(s, 34, tcpLen, pseudo), 0, 'TCP checksum valid');
   const seq = s.readUInt32BE(38);
   // Noise first: a SYN-ACK acknowledging something else, from another address.
   const reply = (o: { src?: string; flags: number; ack: number }) => {
     const f = buildTcpFrame({
-      dstMac: balancerMac, srcMac: macFromString(MAC.rs111), srcIp: ipToInt(o.src ?? '10.0.10.100'), dstIp: ipToInt('10.0.10.30'),
-      sport: 80, dport: sport, seq: 777, ack: o.ack, flags: o.flags,
+      dstMac: balancerMac,
+      srcMac: macFromString(MAC.rs111),
+      srcIp: ipToInt(o.src ?? '10.0.10.100'),
+      dstIp: ipToInt('10.0.10.30'),
+      sport: 80,
+      dport: sport,
+      seq: 777,
+      ack: o.ack,
+      flags: o.flags,
     });
     fake.onFrame!(f, f.length);
   };
@@ -584,7 +607,7 @@ test('vip probe: SYN to VIP:port in a frame to the real server\'s MAC; SYN-ACK =
   assert.equal(fake.sent.length, 2);
   const rst = fake.sent[1];
   assert.equal(rst[47], 0x04, 'RST');
-  assert.equal(rst.readUInt32BE(38), (seq + 1) >>> 0, 'seq = the SYN-ACK\'s ack');
+  assert.equal(rst.readUInt32BE(38), (seq + 1) >>> 0, "seq = the SYN-ACK's ack");
   assert.equal(macToString(rst, 0), MAC.rs111);
 
   // No answer: the reason names the VIP path. (The prober's timers are unref'd: hold the loop.)
@@ -598,8 +621,15 @@ test('vip probe: SYN to VIP:port in a frame to the real server\'s MAC; SYN-ACK =
   assert.equal(qRst[47], 0x04);
   assert.equal(qRst.readUInt32BE(38), (qSyn.readUInt32BE(38) + 1) >>> 0);
   const lateAck = buildTcpFrame({
-    dstMac: balancerMac, srcMac: macFromString(MAC.rs111), srcIp: vip, dstIp: ipToInt('10.0.10.30'),
-    sport: 80, dport: qSyn.readUInt16BE(34), seq: 5, ack: (qSyn.readUInt32BE(38) + 1) >>> 0, flags: 0x12,
+    dstMac: balancerMac,
+    srcMac: macFromString(MAC.rs111),
+    srcIp: vip,
+    dstIp: ipToInt('10.0.10.30'),
+    sport: 80,
+    dport: qSyn.readUInt16BE(34),
+    seq: 5,
+    ack: (qSyn.readUInt32BE(38) + 1) >>> 0,
+    flags: 0x12,
   });
   const n = fake.sent.length;
   fake.onFrame!(lateAck, lateAck.length);
@@ -610,8 +640,15 @@ test('vip probe: SYN to VIP:port in a frame to the real server\'s MAC; SYN-ACK =
   const p = refused.run();
   const s3 = fake.sent.at(-1)!;
   const f = buildTcpFrame({
-    dstMac: balancerMac, srcMac: macFromString(MAC.rs111), srcIp: vip, dstIp: ipToInt('10.0.10.30'),
-    sport: 80, dport: s3.readUInt16BE(34), seq: 0, ack: (s3.readUInt32BE(38) + 1) >>> 0, flags: 0x14,
+    dstMac: balancerMac,
+    srcMac: macFromString(MAC.rs111),
+    srcIp: vip,
+    dstIp: ipToInt('10.0.10.30'),
+    sport: 80,
+    dport: s3.readUInt16BE(34),
+    seq: 0,
+    ack: (s3.readUInt32BE(38) + 1) >>> 0,
+    flags: 0x14,
   });
   fake.onFrame!(f, f.length);
   assert.deepEqual(await p, { ok: false, reason: 'vip path: RST (nothing listening on the VIP)' });

@@ -40,8 +40,27 @@ ipvsadm -a -u 192.0.2.53:53 -r 192.0.2.10:53 -g -w 3
 `;
   const { services } = parseIpvsadmRules(rules);
   assert.deepEqual(services, [
-    { protocol: 'udp', vip: '192.0.2.53', port: 53, scheduler: 'sh', persistence: 600, netmask: '255.255.255.0', reals: [{ address: '192.0.2.10', port: 53, weight: 3 }, { address: '192.0.2.11', port: 53, weight: 0 }] },
-    { protocol: 'tcp', vip: '192.0.2.80', port: 80, scheduler: 'rr', persistence: 300, netmask: '255.255.255.255', reals: [{ address: '192.0.2.10', port: 80, weight: 4 }] },
+    {
+      protocol: 'udp',
+      vip: '192.0.2.53',
+      port: 53,
+      scheduler: 'sh',
+      persistence: 600,
+      netmask: '255.255.255.0',
+      reals: [
+        { address: '192.0.2.10', port: 53, weight: 3 },
+        { address: '192.0.2.11', port: 53, weight: 0 },
+      ],
+    },
+    {
+      protocol: 'tcp',
+      vip: '192.0.2.80',
+      port: 80,
+      scheduler: 'rr',
+      persistence: 300,
+      netmask: '255.255.255.255',
+      reals: [{ address: '192.0.2.10', port: 80, weight: 4 }],
+    },
   ]);
   const { yaml } = importIpvsadm(rules, { interface: 'eth1' });
   const cfg = parseConfig(yaml, 'x.yaml');
@@ -113,13 +132,17 @@ test('connection thresholds (-x/-y, --u-threshold/--l-threshold) are imported, e
   ]);
   assert.equal(
     toIpvsadmRules(cfg),
-    ['-A -t 10.0.10.30:80 -s wlc', '-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 1 -x 100 -y 50', '-a -t 10.0.10.30:80 -r 10.0.10.111:80 -g -w 2 -x 20', ''].join('\n'),
+    ['-A -t 10.0.10.30:80 -s wlc', '-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 1 -x 100 -y 50', '-a -t 10.0.10.30:80 -r 10.0.10.111:80 -g -w 2 -x 20', ''].join(
+      '\n',
+    ),
   );
   assert.throws(() => importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -x many\n'), /rules:2: invalid u-threshold "many"/);
   // Refused as the kernel refuses them, never written as a config lbd check would reject.
   assert.throws(() => importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -x 10 -y 20\n'), /rules:2: -y 20 is above -x 10/);
   assert.throws(() => importIpvsadm('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -y 5\n'), /rules:2: -y 5 without -x/);
   // -e replaces like ipvsadm: what the line leaves out is the default (weight 1, no thresholds).
-  const edited = parseIpvsadmRules('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 5 -x 10 -y 4\n-e -t 10.0.10.30:80 -r 10.0.10.40:80 -g\n');
+  const edited = parseIpvsadmRules(
+    '-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -g -w 5 -x 10 -y 4\n-e -t 10.0.10.30:80 -r 10.0.10.40:80 -g\n',
+  );
   assert.deepEqual(edited.services[0].reals, [{ address: '10.0.10.40', port: 80, weight: 1 }]);
 });

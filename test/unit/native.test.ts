@@ -98,7 +98,11 @@ function addService(fw: Forwarder, index: number, s: SvcSpec): VirtualService {
   );
   for (const r of s.reals) {
     const rs = fw.dests.add(svc, ipToInt(r.addr), s.port, r.weight);
-    if (r.mac !== null) fw.dests.setMac(rs.index, macFromString(r.mac ?? `02:00:00:00:${(rs.index >> 8).toString(16).padStart(2, '0')}:${(rs.index & 255).toString(16).padStart(2, '0')}`));
+    if (r.mac !== null)
+      fw.dests.setMac(
+        rs.index,
+        macFromString(r.mac ?? `02:00:00:00:${(rs.index >> 8).toString(16).padStart(2, '0')}:${(rs.index & 255).toString(16).padStart(2, '0')}`),
+      );
     svc.dests.push(rs);
     svc.reals.push(rs);
   }
@@ -176,7 +180,11 @@ class Pair {
     for (const k of ['active', 'inactive', 'persistent', 'conns', 'packets', 'bytes', 'macKnown'] as const) {
       assert.deepEqual([...b.fw.dests[k].subarray(0, n)], [...a.fw.dests[k].subarray(0, n)], `${where}: dests.${k}`);
     }
-    assert.deepEqual(b.fw.dests.views.map((v) => v.flags), a.fw.dests.views.map((v) => v.flags), `${where}: dest flags (down, overload)`);
+    assert.deepEqual(
+      b.fw.dests.views.map((v) => v.flags),
+      a.fw.dests.views.map((v) => v.flags),
+      `${where}: dest flags (down, overload)`,
+    );
     const svcs = (fw: Forwarder) => fw.services.all.map((s) => s && { conns: s.conns, packets: s.packets, bytes: s.bytes });
     assert.deepEqual(svcs(b.fw), svcs(a.fw), `${where}: per-service counters`);
   }
@@ -197,25 +205,63 @@ function rng(seed: number): () => number {
 
 const SERVICES: SvcSpec[] = [
   {
-    name: 'web-rr', vip: '10.0.10.100', port: 80, proto: 'tcp', scheduler: 'rr',
-    reals: [{ addr: '10.0.10.40', weight: 1, mac: MAC.rs40 }, { addr: '10.0.10.111', weight: 1, mac: MAC.rs111 }],
+    name: 'web-rr',
+    vip: '10.0.10.100',
+    port: 80,
+    proto: 'tcp',
+    scheduler: 'rr',
+    reals: [
+      { addr: '10.0.10.40', weight: 1, mac: MAC.rs40 },
+      { addr: '10.0.10.111', weight: 1, mac: MAC.rs111 },
+    ],
   },
   {
-    name: 'tls-wlc-persist', vip: '10.0.10.100', port: 443, proto: 'tcp', scheduler: 'wlc', persistence: 30, mask: '255.255.255.0',
-    reals: [{ addr: '10.0.10.40', weight: 3 }, { addr: '10.0.10.111', weight: 1 }, { addr: '10.0.10.112', weight: 2 }],
+    name: 'tls-wlc-persist',
+    vip: '10.0.10.100',
+    port: 443,
+    proto: 'tcp',
+    scheduler: 'wlc',
+    persistence: 30,
+    mask: '255.255.255.0',
+    reals: [
+      { addr: '10.0.10.40', weight: 3 },
+      { addr: '10.0.10.111', weight: 1 },
+      { addr: '10.0.10.112', weight: 2 },
+    ],
   },
   {
-    name: 'dns-wlc', vip: '10.0.10.101', port: 53, proto: 'udp', scheduler: 'wlc',
-    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.111', weight: 2 }],
+    name: 'dns-wlc',
+    vip: '10.0.10.101',
+    port: 53,
+    proto: 'udp',
+    scheduler: 'wlc',
+    reals: [
+      { addr: '10.0.10.40', weight: 1 },
+      { addr: '10.0.10.111', weight: 2 },
+    ],
   },
   {
     // One real server whose MAC is not resolved: its flows are dropped (no_mac).
-    name: 'app-lc', vip: '10.0.10.102', port: 8080, proto: 'tcp', scheduler: 'lc',
-    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.113', weight: 1, mac: null }],
+    name: 'app-lc',
+    vip: '10.0.10.102',
+    port: 8080,
+    proto: 'tcp',
+    scheduler: 'lc',
+    reals: [
+      { addr: '10.0.10.40', weight: 1 },
+      { addr: '10.0.10.113', weight: 1, mac: null },
+    ],
   },
   {
-    name: 'sh-udp', vip: '10.0.10.102', port: 5353, proto: 'udp', scheduler: 'sh',
-    reals: [{ addr: '10.0.10.40', weight: 1 }, { addr: '10.0.10.111', weight: 1 }],
+    name: 'sh-udp',
+    vip: '10.0.10.102',
+    port: 5353,
+    proto: 'udp',
+    scheduler: 'sh',
+    reals: [
+      { addr: '10.0.10.40', weight: 1 },
+      { addr: '10.0.10.111', weight: 1 },
+    ],
   },
 ];
 
@@ -417,7 +463,12 @@ test('differential: pure random frames never crash and are counted alike', (t) =
 
 test('differential: the pcap fixtures', async (t) => {
   if (!native(t)) return;
-  const files = fs.existsSync(FIXTURES) ? fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.pcap')).sort() : [];
+  const files = fs.existsSync(FIXTURES)
+    ? fs
+        .readdirSync(FIXTURES)
+        .filter((f) => f.endsWith('.pcap'))
+        .sort()
+    : [];
   assert.ok(files.length >= 2, 'the pcap fixtures are there');
   const specs: SvcSpec[] = [
     { ...SERVICES[0], name: 'web' },
@@ -505,7 +556,12 @@ test('an exception in the scheduler propagates out of processFrames, and the nex
   const p = new Pair(SERVICES);
   const svc = p.nat.fw.services.all[0];
   const real = svc.scheduler;
-  svc.scheduler = { name: 'boom', schedule: () => { throw new Error('boom'); } };
+  svc.scheduler = {
+    name: 'boom',
+    schedule: () => {
+      throw new Error('boom');
+    },
+  };
   const frames = [frame({ flags: SYN, sport: 1 }), frame({ flags: SYN, sport: 2 })];
   assert.throws(() => p.dp.processFrames(Buffer.concat(frames), Uint32Array.of(frames[0].length, frames[1].length)), /boom/);
   svc.scheduler = real;
@@ -696,15 +752,21 @@ test('RingPort on lo: one call per frame in the one buffer, length 0 for a frame
     return f;
   };
   const until = async (n: number) => {
-    for (const deadline = Date.now() + 3000; ours().length < n && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+    for (const deadline = Date.now() + 3000; ours().length < n && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
   };
 
   const frames = [0, 1, 2].map((i) => frameOf(0x88b5, i));
   for (const f of frames) assert.equal(port.send(f, f.length), true);
   await until(3);
   // lo shows each frame going out and coming in: the port keeps one, as libpcap does.
-  assert.deepEqual(ours().map((g) => g.copy), frames);
-  assert.ok(ours().every((g) => g.buf === got[0].buf && g.buf.length === 65536), 'every frame in the port\'s one 64 KB buffer');
+  assert.deepEqual(
+    ours().map((g) => g.copy),
+    frames,
+  );
+  assert.ok(
+    ours().every((g) => g.buf === got[0].buf && g.buf.length === 65536),
+    "every frame in the port's one 64 KB buffer",
+  );
 
   // Larger than the buffer (lo's MTU is 64 KB): delivered with length 0, counted truncated.
   const big = frameOf(0x88b5, 3, 65540);
@@ -721,10 +783,14 @@ test('RingPort on lo: one call per frame in the one buffer, length 0 for a frame
   port.send(taken, taken.length);
   await until(5);
   await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(ours().slice(4).map((g) => g.copy), [taken]);
+  assert.deepEqual(
+    ours()
+      .slice(4)
+      .map((g) => g.copy),
+    [taken],
+  );
   assert.equal(port.stats().frames, 5);
 });
-
 
 test('RingPort closed from its own callback: that wake-up ends there and nothing more arrives (root)', async (t) => {
   if (!native(t)) return;

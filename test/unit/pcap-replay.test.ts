@@ -65,14 +65,11 @@ test('replaying a real lab capture gives exactly the expected output frames', as
     }
     assert.equal(arpReplies, 1, 'the who-has for the VIP was answered');
     assert.equal(forwarded, 20);
-    assert.deepEqual(order, [
-      `tcp:${MAC.rs40}`,
-      `tcp:${MAC.rs111}`,
-      `tcp:${MAC.rs40}`,
-      `udp:${MAC.rs40}`,
-      `udp:${MAC.rs111}`,
-    ]);
-    assert.deepEqual([...t.daemon.forwarder.drops].every((d) => d === 0), true);
+    assert.deepEqual(order, [`tcp:${MAC.rs40}`, `tcp:${MAC.rs111}`, `tcp:${MAC.rs40}`, `udp:${MAC.rs40}`, `udp:${MAC.rs111}`]);
+    assert.deepEqual(
+      [...t.daemon.forwarder.drops].every((d) => d === 0),
+      true,
+    );
     const dt = t.daemon.forwarder.dests;
     // The curls completed their handshakes and closed: nothing ESTABLISHED remains.
     assert.deepEqual([dt.active[0], dt.active[1]], [0, 0]);
@@ -99,7 +96,10 @@ test('malformed.pcap: every bad frame is counted by reason, and the good SYN aft
       not_our_mac: 1,
       no_connection: 1,
     });
-    assert.deepEqual(outputs.slice(0, -1).map((o) => o.length), new Array(frames.length - 1).fill(0));
+    assert.deepEqual(
+      outputs.slice(0, -1).map((o) => o.length),
+      new Array(frames.length - 1).fill(0),
+    );
     const last = outputs[outputs.length - 1];
     assert.equal(last.length, 1);
     assert.equal(macToString(last[0], 0), MAC.rs40);

@@ -57,7 +57,10 @@ test('print mode: VIP on lo and the ARP sysctls, as a shell script', () => {
   const s = formatScript(opts(), plan(opts(), null));
   assert.match(s, /^#!\/bin\/sh\n/);
   assert.match(s, /^ip addr add 10\.0\.10\.100\/32 dev lo$/m);
-  assert.match(s, /^sysctl -q -w net\.ipv4\.conf\.all\.arp_ignore=1 net\.ipv4\.conf\.all\.arp_announce=2 net\.ipv4\.conf\.lo\.arp_ignore=1 net\.ipv4\.conf\.lo\.arp_announce=2$/m);
+  assert.match(
+    s,
+    /^sysctl -q -w net\.ipv4\.conf\.all\.arp_ignore=1 net\.ipv4\.conf\.all\.arp_announce=2 net\.ipv4\.conf\.lo\.arp_ignore=1 net\.ipv4\.conf\.lo\.arp_announce=2$/m,
+  );
   assert.doesNotMatch(s, /sysctl\.d/, 'nothing persisted without --persist');
   const withDev = formatScript(opts({ devs: ['eth0'] }), plan(opts({ devs: ['eth0'] }), null));
   assert.match(withDev, /net\.ipv4\.conf\.eth0\.arp_announce=2/);
@@ -140,7 +143,10 @@ test('networkd file round trip', () => {
 });
 
 test('argument parsing', async () => {
-  assert.deepEqual(parseRsArgs(['--vip', '10.0.10.100,10.0.10.101', '--method=redirect', '--apply']), opts({ vips: ['10.0.10.100', '10.0.10.101'], method: 'redirect', apply: true }));
+  assert.deepEqual(
+    parseRsArgs(['--vip', '10.0.10.100,10.0.10.101', '--method=redirect', '--apply']),
+    opts({ vips: ['10.0.10.100', '10.0.10.101'], method: 'redirect', apply: true }),
+  );
   assert.throws(() => parseRsArgs([]), /--vip VIP is required/);
   assert.throws(() => parseRsArgs(['--vip', '10.0.10.300']), /not an IPv4 address/);
   assert.throws(() => parseRsArgs(['--vip', '10.0.10.1', '--method', 'tun']), /lo or redirect/);

@@ -15,8 +15,7 @@ test('an unchanged config plans nothing', () => {
 
 test('a weight change, an added and a removed real server are exactly three actions', () => {
   const before = cfg(BASE_CONFIG());
-  const afterYaml = BASE_CONFIG({ weights: [3, 1] })
-    .replace(/      - address: 10\.0\.10\.111\n.*\n.*\n/, '      - address: 10.0.10.112\n        weight: 1\n');
+  const afterYaml = BASE_CONFIG({ weights: [3, 1] }).replace(/      - address: 10\.0\.10\.111\n.*\n.*\n/, '      - address: 10.0.10.112\n        weight: 1\n');
   const actions = plan(before, cfg(afterYaml)).map(describeAction);
   assert.deepEqual(actions, [
     'remove real server 10.0.10.111 from 10.0.10.100:80/tcp (drain)',
@@ -46,7 +45,10 @@ test('apply: flows survive a reload; a removed server drains; its flow keeps goi
     assert.equal(macToString(first[0]), MAC.rs40);
     const without40 = BASE_CONFIG().replace(/      - address: 10\.0\.10\.40\n.*\n.*\n/, '');
     const actions = await t.daemon.apply(cfg(without40));
-    assert.deepEqual(actions.map((a) => a.kind), ['real-remove']);
+    assert.deepEqual(
+      actions.map((a) => a.kind),
+      ['real-remove'],
+    );
     assert.equal(macToString(t.send(frame({ flags: ACK, sport: 50000 }))[0]), MAC.rs40, 'the open flow still reaches 10.0.10.40');
     for (let i = 1; i <= 3; i++) assert.equal(macToString(t.send(frame({ flags: SYN, sport: 50000 + i }))[0]), MAC.rs111);
     assert.equal(t.daemon.forwarder.conns.size, 4, 'no entry was lost');
@@ -81,7 +83,9 @@ test('apply: a change that needs a restart is refused and nothing changes', asyn
 test('apply: a new service is balanced at once; the scheduler can change under running flows', async () => {
   const t = await testDaemon(BASE_CONFIG());
   try {
-    const withUdp = BASE_CONFIG() + `  - name: dns
+    const withUdp =
+      BASE_CONFIG() +
+      `  - name: dns
     vip: 10.0.10.101
     port: 53
     protocol: udp

@@ -108,14 +108,7 @@ test('registry: unknown names are refused with the list of known ones', () => {
 
 test('all schedulers: weight 0 (quiesced), DOWN and OVERLOAD dests never get a new flow', () => {
   for (const name of schedulerNames()) {
-    const dests = [
-      dest('a', 0),
-      dest('b', 2),
-      dest('c', 0),
-      dest('d', 1),
-      dest('e', 5, 0, 0, DEST_F_DOWN),
-      dest('f', 5, 0, 0, DEST_F_OVERLOAD),
-    ];
+    const dests = [dest('a', 0), dest('b', 2), dest('c', 0), dest('d', 1), dest('e', 5, 0, 0, DEST_F_DOWN), dest('f', 5, 0, 0, DEST_F_OVERLOAD)];
     const s = make(name, dests);
     const c = counts(run(s, dests, 600, { hold: true, establish: true }));
     for (const bad of ['a', 'c', 'e', 'f']) assert.equal(c[bad], undefined, `${name} picked ${bad}`);
@@ -180,7 +173,10 @@ test('rr: skips weight 0 and DOWN dests, and continues from the last pick', () =
 });
 
 test('rr: removing the dest picked last hands the next flow to its successor', () => {
-  const a = dest('a', 1), b = dest('b', 1), c = dest('c', 1), d = dest('d', 1);
+  const a = dest('a', 1),
+    b = dest('b', 1),
+    c = dest('c', 1),
+    d = dest('d', 1);
   const dests = [a, b, c, d];
   const s = make('rr', dests);
   assert.deepEqual(run(s, dests, 2), ['a', 'b']);
@@ -207,7 +203,7 @@ test('rr: removing the dest picked last hands the next flow to its successor', (
 
 // ---------------------------------------------------------------- wrr
 
-test('wrr: weights 4:3:2 give IPVS\'s interleaved cycle a a b a b c a b c', () => {
+test("wrr: weights 4:3:2 give IPVS's interleaved cycle a a b a b c a b c", () => {
   // Derivation: gcd 1, max 4. Level 4: a. Level 3: a b. Level 2: a b c. Level 1: a b c.
   const dests = [dest('a', 4), dest('b', 3), dest('c', 2)];
   const s = make('wrr', dests);
@@ -262,7 +258,9 @@ test('wrr: update() after a weight change restarts from the head with the new we
 });
 
 test('wrr: a new list (dest added) is picked up even without update()', () => {
-  const a = dest('a', 2), b = dest('b', 1), c = dest('c', 3);
+  const a = dest('a', 2),
+    b = dest('b', 1),
+    c = dest('c', 3);
   const s = make('wrr', [a, b]);
   assert.deepEqual(run(s, [a, b], 3), ['a', 'a', 'b']);
   // c's weight 3 is above the old max: the levels must be recomputed for it to get its share.
@@ -376,7 +374,10 @@ test('wlc: 5:3:2 over 1000 held connections, and it refills the dest whose flows
   const dests = [dest('a', 5), dest('b', 3), dest('c', 2)];
   const s = make('wlc', dests);
   run(s, dests, 1000, { hold: true });
-  assert.deepEqual(dests.map((d) => d.activeConns), [500, 300, 200]);
+  assert.deepEqual(
+    dests.map((d) => d.activeConns),
+    [500, 300, 200],
+  );
   for (let i = 0; i < 50; i++) closeAndExpire(dests[1]);
   assert.deepEqual(counts(run(s, dests, 50, { hold: true })), { b: 50 });
 });
@@ -483,7 +484,10 @@ test('sh: the same client always gets the same server', () => {
   for (let round = 0; round < 20; round++) {
     // Loads change between rounds: sh ignores them.
     open(dests[round % 3], true);
-    assert.deepEqual(clients.map((c) => pick(s, dests, c)?.name), first);
+    assert.deepEqual(
+      clients.map((c) => pick(s, dests, c)?.name),
+      first,
+    );
   }
   // And it is the table's answer: bucket i → dests[i % 3] for equal weights.
   for (const c of clients) assert.equal(pick(s, dests, c), dests[shBucket(c) % 3]);
@@ -538,7 +542,9 @@ test('sh: a quiesced (weight 0) dest keeps one bucket per round, as in the kerne
 });
 
 test('sh: the table is rebuilt for a new list, even without update()', () => {
-  const a = dest('a', 1), b = dest('b', 1), c = dest('c', 1);
+  const a = dest('a', 1),
+    b = dest('b', 1),
+    c = dest('c', 1);
   const s = make('sh', [a, b]);
   const rep = addrPerBucket();
   assert.equal(pick(s, [a, b], rep[2])?.name, 'a');

@@ -1,18 +1,22 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Config, RealServerConfig, ServiceConfig } from '../config/types';
+import { serviceKey, type Config, type RealServerConfig, type ServiceConfig } from '../config/types';
 import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
-import { HostGuard, LocalAccess, interfaceAddress, interfaceMtu, localAddresses } from '../dataplane/host';
+import { HostGuard } from '../host/guard';
+import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
+import { LocalAccess } from '../host/local-access';
 import type { Port } from '../dataplane/io';
-import { NativePort, selectDataplane } from '../dataplane/native';
+import { NativePort } from '../dataplane/native';
+import { selectDataplane } from './dataplane-select';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
-import { MAX_DESTS, RealServer, VirtualService, protoNumber } from '../dataplane/services';
+import { MAX_DESTS, RealServer, VirtualService, protoNumber, protocolName } from '../dataplane/services';
+import { parseListen } from '../config/values';
 import { createScheduler } from '../scheduler/index';
 import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
 import { HealthManager, HealthManagerOptions } from '../health/manager';
-import { Action, describeAction, plan, serviceKey } from './reconcile';
+import { Action, describeAction, plan } from './reconcile';
 import { VERSION } from '../version';
 
 export interface DaemonOptions {
@@ -67,11 +71,6 @@ export function localAccessFilter(services: ServiceAddress[]): string {
   return terms ? `outbound and (${terms})` : 'outbound and not ip';
 }
 
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
-}
-
 /**
  * The daemon: wires the config to a forwarder, the capture and egress ports, ARP, the
  * host guard and metrics; owns the timers; applies config changes by reconciling; undoes
@@ -82,7 +81,7 @@ export class Daemon {
   capture: Port;
   egress: Port;
   readonly arp: ArpAgent;
-  /** Health checks (issue 3): supervisors per real server, verdicts applied to the data plane. */
+  /** Health checks: supervisors per real server, verdicts applied to the data plane. */
   readonly health: HealthManager;
   /** Which data plane forwards: the native fast path or the TypeScript one (config `dataplane`). */
   readonly dataplanePath: 'native' | 'ts';
@@ -115,7 +114,6 @@ export class Daemon {
     const dataplane = selectDataplane(cfg, {
       inMemory: opts.openPort !== undefined,
       log: opts.log,
-      forwarder: () => this.forwarder,
       filter: captureFilter(cfg.services),
     });
     this.dataplanePath = dataplane.path;
@@ -137,7 +135,7 @@ export class Daemon {
     });
     this.local = opts.localAddresses ?? localAddresses();
     // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
-    // silent, so when the egress address is a VIP (the seed's setup) ask with an ARP probe (0.0.0.0).
+    // silent, so when the egress address is itself a VIP, ask with an ARP probe (0.0.0.0) instead.
     const egressIp = interfaceAddress(cfg.interfaces.egress);
     const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
     this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, this.announcedVips(cfg.services), arpSource, opts.log);
@@ -210,7 +208,7 @@ export class Daemon {
     rs.setThresholds(r.u_threshold ?? 0, r.l_threshold ?? 0);
   }
 
-  /** on_remove (issue 5): the service's own, else the config's, else drain. */
+  /** on_remove, what removing a real server does to its flows: the service's own, else the config's, else drain. */
   private onRemove(s: ServiceConfig | undefined, cfg: Config): 'drain' | 'drop' {
     return s?.on_remove ?? cfg.on_remove ?? 'drain';
   }
@@ -272,12 +270,14 @@ export class Daemon {
   }
 
   private startCapture(port: Port): void {
+    if (port instanceof NativePort) port.attach(this.forwarder);
     port.start((buf, len) => this.forwarder.process(buf, len));
     if (port instanceof NativePort) port.setBusyPoll(this.running.busy_poll);
   }
 
   private async listenMetrics(listen: string): Promise<void> {
-    const { host, port } = splitListen(listen);
+    // The config validated it: parseListen cannot fail here.
+    const { host, port } = parseListen(listen)!;
     const registry = createRegistry({
       forwarder: this.forwarder,
       dataplanePath: this.dataplanePath,
@@ -506,7 +506,7 @@ export class Daemon {
 
   /** Every service whose frames lbd must still see: configured ones and those still draining. */
   private liveServices(): { vip: string; port: number; protocol: 'tcp' | 'udp' }[] {
-    return [...this.services.values()].map((s) => ({ vip: intToIp(s.vip), port: s.port, protocol: s.proto === 17 ? 'udp' : 'tcp' }));
+    return [...this.services.values()].map((s) => ({ vip: intToIp(s.vip), port: s.port, protocol: protocolName(s.proto) }));
   }
 
   /**

@@ -1,4 +1,7 @@
-import { SLOT_EMPTY, flowHash } from './contract';
+import { SLOT_EMPTY, type StateArrays, connSlotsFor, flowHash } from './contract';
+
+/** The arrays of one table, in the shared state (state.ts) or of its own: the connection table's layout. */
+export type ConnArrays = Pick<StateArrays, 'keyAddr' | 'keyPort' | 'dest' | 'state' | 'flags' | 'expires' | 'refs'>;
 
 /**
  * The connection table: fixed capacity, open addressing with linear probing over parallel
@@ -20,20 +23,32 @@ export class ConnTable {
   readonly refs: Uint32Array;
   size = 0;
 
-  constructor(capacity: number) {
+  /**
+   * A table of `capacity` entries over `arrays` (the shared state's), or over arrays of its own.
+   * At most half full: linear probing stays short (expected < 2.5 probes on a miss).
+   */
+  constructor(capacity: number, arrays?: ConnArrays) {
     this.capacity = capacity;
-    // At most half full: linear probing stays short (expected < 2.5 probes on a miss).
-    let slots = 1024;
-    while (slots < capacity * 2) slots *= 2;
+    const slots = connSlotsFor(capacity);
     this.slots = slots;
     this.mask = slots - 1;
-    this.keyAddr = new Uint32Array(slots);
-    this.keyPort = new Uint32Array(slots);
-    this.dest = new Int32Array(slots).fill(SLOT_EMPTY);
-    this.state = new Uint8Array(slots);
-    this.flags = new Uint8Array(slots);
-    this.expires = new Uint32Array(slots);
-    this.refs = new Uint32Array(slots);
+    const a = arrays ?? {
+      keyAddr: new Uint32Array(slots),
+      keyPort: new Uint32Array(slots),
+      dest: new Int32Array(slots),
+      state: new Uint8Array(slots),
+      flags: new Uint8Array(slots),
+      expires: new Uint32Array(slots),
+      refs: new Uint32Array(slots),
+    };
+    if (a.dest.length !== slots) throw new Error(`connection table arrays of ${a.dest.length} slots for a capacity of ${capacity} (${slots} slots)`);
+    this.keyAddr = a.keyAddr;
+    this.keyPort = a.keyPort;
+    this.dest = a.dest.fill(SLOT_EMPTY);
+    this.state = a.state;
+    this.flags = a.flags;
+    this.expires = a.expires;
+    this.refs = a.refs;
   }
 
   /** The slot holding (addr, port), or -1. `port` is (service << 16) | client port. */

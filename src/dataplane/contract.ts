@@ -143,3 +143,124 @@ export function flowHash(addr: number, port: number): number {
   h = Math.imul(h, 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
 }
+
+// ---- The shared state: one region holding every array both paths read or write ------------
+/**
+ * The layout of the region (state.ts), bumped whenever a field is added, removed, resized or
+ * reordered, so that a region kept from an earlier run (a memory-mapped state file) is never read
+ * with another layout.
+ */
+export const STATE_LAYOUT_VERSION = 1;
+/** The most real servers lbd tracks over its lifetime (indices are never reused while flows may point at them). */
+export const MAX_DESTS = 4096;
+/** The most virtual services at once; the VIP lookup is a linear scan, so keep this small. */
+export const MAX_SERVICES = 256;
+/** Per-service counters are indexed by VirtualService.index, which is 16 bits in a connection key. */
+export const SERVICE_INDEXES = 1 << 16;
+/** timeouts[]: [0..12] TCP by ConnState (tcpTimeouts), [13] UDP. */
+export const TIMEOUTS_LEN = 14;
+export const TIMEOUT_UDP = 13;
+
+/** Every array of the shared state, by the name the addon's attach() also uses. */
+export interface StateArrays {
+  // The connection table (entry layout above): the fast path looks up, tracks and writes
+  // expires/state/flags; TypeScript inserts (schedule), sweeps and removes.
+  keyAddr: Uint32Array;
+  keyPort: Uint32Array;
+  dest: Int32Array;
+  state: Uint8Array;
+  flags: Uint8Array;
+  expires: Uint32Array;
+  refs: Uint32Array;
+  // The persistence templates, the same layout (TypeScript only).
+  tplKeyAddr: Uint32Array;
+  tplKeyPort: Uint32Array;
+  tplDest: Int32Array;
+  tplState: Uint8Array;
+  tplFlags: Uint8Array;
+  tplExpires: Uint32Array;
+  tplRefs: Uint32Array;
+  // Real servers by global dest index. mac (6 bytes each), macKnown and downAction are written by
+  // the control plane; active/inactive by both paths (state changes), packets/bytes by the path
+  // that forwards, persistent and conns by TypeScript (templates, scheduling).
+  mac: Uint8Array;
+  macKnown: Uint8Array;
+  active: Int32Array;
+  inactive: Int32Array;
+  persistent: Int32Array;
+  destConns: Float64Array;
+  destPackets: Float64Array;
+  destBytes: Float64Array;
+  downAction: Uint8Array;
+  // Services: the lookup table (VIP, port << 8 | protocol) by table slot, svcMeta = [count, then
+  // the service index in each slot], written by the ServiceTable; svcStats = [packets, bytes]
+  // per service index, added to by the path that forwards.
+  svcVip: Uint32Array;
+  svcPortProto: Uint32Array;
+  svcMeta: Int32Array;
+  svcStats: Float64Array;
+  // Counters (Counter, Drop), added to by both paths.
+  counters: Float64Array;
+  drops: Float64Array;
+  // Parameters, written by TypeScript: the coarse clock in seconds, the timeouts in seconds, the
+  // capture interface's MAC then the egress interface's (6 bytes each).
+  clock: Float64Array;
+  timeouts: Uint32Array;
+  macs: Uint8Array;
+}
+
+export type StateElement = 'u8' | 'i32' | 'u32' | 'f64';
+export interface StateField {
+  name: keyof StateArrays;
+  type: StateElement;
+  length: number;
+}
+
+/**
+ * The region's fields in order: `connSlots` connection-table slots and `templateSlots` template
+ * slots (both powers of two). Each field starts at a multiple of 8 bytes.
+ */
+export function stateLayout(connSlots: number, templateSlots: number): readonly StateField[] {
+  const f = (name: keyof StateArrays, type: StateElement, length: number): StateField => ({ name, type, length });
+  return [
+    f('keyAddr', 'u32', connSlots),
+    f('keyPort', 'u32', connSlots),
+    f('dest', 'i32', connSlots),
+    f('expires', 'u32', connSlots),
+    f('refs', 'u32', connSlots),
+    f('state', 'u8', connSlots),
+    f('flags', 'u8', connSlots),
+    f('tplKeyAddr', 'u32', templateSlots),
+    f('tplKeyPort', 'u32', templateSlots),
+    f('tplDest', 'i32', templateSlots),
+    f('tplExpires', 'u32', templateSlots),
+    f('tplRefs', 'u32', templateSlots),
+    f('tplState', 'u8', templateSlots),
+    f('tplFlags', 'u8', templateSlots),
+    f('mac', 'u8', MAX_DESTS * 6),
+    f('macKnown', 'u8', MAX_DESTS),
+    f('active', 'i32', MAX_DESTS),
+    f('inactive', 'i32', MAX_DESTS),
+    f('persistent', 'i32', MAX_DESTS),
+    f('destConns', 'f64', MAX_DESTS),
+    f('destPackets', 'f64', MAX_DESTS),
+    f('destBytes', 'f64', MAX_DESTS),
+    f('downAction', 'u8', MAX_DESTS),
+    f('svcVip', 'u32', MAX_SERVICES),
+    f('svcPortProto', 'u32', MAX_SERVICES),
+    f('svcMeta', 'i32', MAX_SERVICES + 1),
+    f('svcStats', 'f64', SERVICE_INDEXES * 2),
+    f('counters', 'f64', COUNTER_COUNT),
+    f('drops', 'f64', DROP_REASONS.length),
+    f('clock', 'f64', 1),
+    f('timeouts', 'u32', TIMEOUTS_LEN),
+    f('macs', 'u8', 12),
+  ];
+}
+
+/** Connection-table slots for a capacity: at most half full, so linear probing stays short. */
+export function connSlotsFor(capacity: number): number {
+  let slots = 1024;
+  while (slots < capacity * 2) slots *= 2;
+  return slots;
+}

@@ -2,21 +2,21 @@ import {
   ConnState,
   CONN_F_INACTIVE,
   CONN_F_PERSIST,
-  COUNTER_COUNT,
   Counter,
   Drop,
-  DROP_REASONS,
   ETH_DST,
   IPPROTO_TCP,
   SLOT_EMPTY,
   TCP_ACK,
   TCP_RST,
   TCP_SYN,
+  TIMEOUT_UDP,
   Verdict,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
 import { DOWN_DROP, DOWN_KEEP, DestTable, RealServer, ServiceTable, VirtualService } from './services';
+import { SharedState } from './state';
 import { nextTcpState, tcpTimeouts } from './tcpstate';
 import { DEST_F_DOWN, DEST_F_OVERLOAD, FlowInfo } from '../scheduler/index';
 
@@ -42,24 +42,30 @@ export interface ForwarderOptions {
  * The TypeScript data plane: parse → lookup → schedule (new flows only) → track → rewrite →
  * send, one frame at a time, synchronously, on the capture's shared buffer. Nothing here
  * allocates per frame; counters are plain numbers read by metrics at scrape time.
+ *
+ * The Forwarder owns the shared state (state.ts): its tables, counters, clock, timeouts and MACs
+ * are views over that one region, which the native fast path is handed whole (native.ts).
  */
 export class Forwarder {
+  readonly state: SharedState;
   readonly conns: ConnTable;
   /** Persistence templates (client network → real server), like IPVS's templates. */
   readonly templates: ConnTable;
-  readonly dests = new DestTable();
-  readonly services = new ServiceTable();
-  readonly drops = new Float64Array(DROP_REASONS.length);
-  readonly counters = new Float64Array(COUNTER_COUNT);
-  /** Coarse clock in whole seconds, advanced by the control plane. */
-  now = 1;
-  captureMac: Uint8Array;
-  egressMac: Uint8Array;
+  readonly dests: DestTable;
+  readonly services: ServiceTable;
+  readonly drops: Float64Array;
+  readonly counters: Float64Array;
+  /** The capture interface's MAC: frames addressed elsewhere are not ours (a view of the shared MACs). */
+  readonly captureMac: Uint8Array;
+  /** The egress interface's MAC, the source of every forwarded frame (a view of the shared MACs). */
+  readonly egressMac: Uint8Array;
   egress: FrameSink;
   onArp: (buf: Buffer, len: number) => void;
 
-  private tcpTimeout: Uint32Array;
-  private udpTimeout: number;
+  /** [0..12] TCP timeouts by state, [13] UDP, in seconds (the shared state's). */
+  private readonly timeouts: Uint32Array;
+  /** The shared clock cell: now, in whole seconds. */
+  private readonly clock: Float64Array;
   /** Existing flows of down servers moved (on_down reschedule) or forgotten (on_down drop). */
   downFlowsRescheduled = 0;
   downFlowsDropped = 0;
@@ -69,27 +75,51 @@ export class Forwarder {
   private templateCursor = 0;
 
   constructor(opts: ForwarderOptions) {
-    this.conns = new ConnTable(opts.connTableSize);
-    // One template per client network at most, and usually far fewer than flows.
-    this.templates = new ConnTable(Math.max(1024, opts.connTableSize >>> 2));
-    this.captureMac = opts.captureMac;
-    this.egressMac = opts.egressMac;
+    const st = (this.state = new SharedState(opts.connTableSize));
+    const a = st.arrays;
+    this.conns = new ConnTable(st.connCapacity, a);
+    this.templates = new ConnTable(st.templateCapacity, {
+      keyAddr: a.tplKeyAddr,
+      keyPort: a.tplKeyPort,
+      dest: a.tplDest,
+      state: a.tplState,
+      flags: a.tplFlags,
+      expires: a.tplExpires,
+      refs: a.tplRefs,
+    });
+    this.dests = new DestTable(a);
+    this.services = new ServiceTable(a);
+    this.drops = a.drops;
+    this.counters = a.counters;
+    this.clock = a.clock;
+    this.timeouts = a.timeouts;
+    this.captureMac = a.macs.subarray(0, 6);
+    this.egressMac = a.macs.subarray(6, 12);
+    this.captureMac.set(opts.captureMac.subarray(0, 6));
+    this.egressMac.set(opts.egressMac.subarray(0, 6));
+    this.now = 1;
     this.egress = opts.egress;
     this.onArp = opts.onArp ?? (() => {});
-    this.tcpTimeout = tcpTimeouts(1, 1);
-    this.udpTimeout = 1;
     this.setTimeouts(opts.timeouts);
+  }
+
+  /** Coarse clock in whole seconds, advanced by the control plane. */
+  get now(): number {
+    return this.clock[0];
+  }
+  set now(seconds: number) {
+    this.clock[0] = seconds;
   }
 
   setTimeouts(t: { tcp: number; tcpfin: number; udp: number }): void {
     // The clock ticks in whole seconds: round up so that no timeout becomes zero.
-    this.tcpTimeout = tcpTimeouts(Math.max(1, Math.ceil(t.tcp)), Math.max(1, Math.ceil(t.tcpfin)));
-    this.udpTimeout = Math.max(1, Math.ceil(t.udp));
+    this.timeouts.set(tcpTimeouts(Math.max(1, Math.ceil(t.tcp)), Math.max(1, Math.ceil(t.tcpfin))));
+    this.timeouts[TIMEOUT_UDP] = Math.max(1, Math.ceil(t.udp));
   }
 
-  /** The per-state TCP timeouts and the UDP timeout in effect (native.ts mirrors them). */
+  /** The per-state TCP timeouts and the UDP timeout in effect. */
   timeoutsInEffect(): { tcp: Uint32Array; udp: number } {
-    return { tcp: this.tcpTimeout, udp: this.udpTimeout };
+    return { tcp: this.timeouts.subarray(0, TIMEOUT_UDP), udp: this.timeouts[TIMEOUT_UDP] };
   }
 
   /**
@@ -144,8 +174,8 @@ export class Forwarder {
     if (!this.egress.send(buf, len)) return this.drop(Drop.SendFailed);
     this.dests.packets[dest]++;
     this.dests.bytes[dest] += len;
-    svc.packets++;
-    svc.bytes += len;
+    svc.stats[0]++;
+    svc.stats[1] += len;
     c[Counter.TxFrames]++;
     c[Counter.TxBytes] += len;
     return Verdict.Forward;
@@ -267,7 +297,7 @@ export class Forwarder {
   private track(slot: number, f: ParsedFrame): void {
     const conns = this.conns;
     if (f.proto !== IPPROTO_TCP) {
-      conns.expires[slot] = this.now + this.udpTimeout;
+      conns.expires[slot] = this.now + this.timeouts[TIMEOUT_UDP];
       return;
     }
     const old = conns.state[slot];
@@ -287,7 +317,7 @@ export class Forwarder {
         this.dests.inactive[dest]++;
       }
     }
-    conns.expires[slot] = this.now + this.tcpTimeout[next];
+    conns.expires[slot] = this.now + this.timeouts[next];
   }
 
   /**

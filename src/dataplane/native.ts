@@ -1,40 +1,23 @@
 /**
  * The native fast path (native/, a Node-API addon) as the rest of lbd sees it.
  *
- * The addon runs parse → lookup → track → rewrite → batched send in C++ on the SAME typed arrays
- * the TypeScript Forwarder owns (connection table, dest table, service table, counters), so the
- * control plane, sweep() and metrics keep working unchanged. JavaScript is entered only for:
+ * The addon runs parse → lookup → track → rewrite → batched send in C++ on the Forwarder's shared
+ * state (state.ts: the connection table, the real-server and service tables, the counters, the
+ * clock, the timeouts and the MACs, all views of one region), handed to it by attach() and
+ * nothing else. JavaScript is entered only for:
  *   - a table miss that may open a connection (SYN / UDP): Forwarder.scheduleNew() runs the
  *     scheduler and persistence and inserts the entry; the addon then continues with the slot;
+ *   - a flow whose real server is down: Forwarder.rescheduleDown();
  *   - ARP frames: handed whole to the TypeScript path (Forwarder.process → onArp).
- * What the addon cannot read from those arrays (the clock, the timeouts, the MACs, which
- * service sits in which table slot, per-service packet/byte counts) is mirrored here into small
- * shared arrays, kept in step by accessors and wrappers installed on the Forwarder instance.
  *
- * The addon is loaded by binding.ts, which never throws: it says what it tried. Both data paths
- * need it (the TypeScript path captures through its Capture), so without it lbd does not start;
- * with it, a capture interface the fast path cannot open makes dataplane: auto run the
- * TypeScript path and dataplane: native refuse to start.
+ * The addon is loaded by binding.ts, which never throws: it says what it tried.
  */
-import type { Logger } from 'pino';
-import type { Config } from '../config/types';
-import { BindingError, LbdError } from '../errors';
-import {
-  type AddonDataplane,
-  type NativeLoad,
-  type NativeStats,
-  type ProcessOptions,
-  type ProcessResult,
-  TIMEOUTS_LEN,
-  UPCALL_ARGS,
-  loadNative,
-  requireBinding,
-} from './binding';
+import { LbdError } from '../errors';
+import { type AddonDataplane, type NativeStats, type ProcessOptions, type ProcessResult, UPCALL_ARGS, requireBinding } from './binding';
 import { Drop, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './contract';
 import type { Forwarder } from './forwarder';
-import { Port, RingPort } from './io';
+import type { Port } from './io';
 import { ParsedFrame } from './packet';
-import { MAX_SERVICES, VirtualService } from './services';
 import { nextTcpState } from './tcpstate';
 
 export {
@@ -48,12 +31,8 @@ export {
   loadNative,
 } from './binding';
 
-// ---- The mirror: what the addon needs beyond the Forwarder's own typed arrays ----------------
-
 /** upcallArgs[8] of a table miss; otherwise the slot of a flow whose real server is down. */
 const MISS = 0xffffffff;
-/** Per-service packets/bytes live here, indexed by VirtualService.index (16 bits in the conn key). */
-const SERVICE_STATS = 1 << 16;
 
 /** nextTcpState() for every (state, FIN/SYN/RST/ACK) pair; 0xffff where it gives undefined. */
 function tcpNextTable(): Uint16Array {
@@ -68,178 +47,37 @@ function tcpNextTable(): Uint16Array {
   return t;
 }
 
-/** ServiceTable's private arrays: the addon scans them as ServiceTable.lookup() does. */
-interface ServiceTableInternals {
-  vip: Uint32Array;
-  portProto: Uint32Array;
-  slots: (VirtualService | null)[];
-  count: number;
-}
+let tcpNext: Uint16Array | null = null;
 
 /**
- * One per Forwarder, shared by every addon object attached to it (a capture handle reopened
- * on reload overlaps the old one for a moment).
+ * What the addon's attach() takes: the Forwarder's shared state as it is (every array both paths
+ * read or write, by the names of contract.ts's StateArrays), the TCP transition table, and this
+ * attachment's own call buffers: the upcall's arguments (no JS values created per call) and the
+ * scratch buffer ARP frames are copied into for `slowPath`.
  */
-class ForwarderMirror {
-  readonly meta = new Int32Array(MAX_SERVICES + 1);
-  readonly svcStats = new Float64Array(SERVICE_STATS * 2);
-  readonly clock = new Float64Array(1);
-  readonly timeouts = new Uint32Array(TIMEOUTS_LEN);
-  readonly macs = new Uint8Array(12);
-  readonly tcpNext = tcpNextTable();
-  readonly upcallArgs = new Uint32Array(UPCALL_ARGS);
-  /** ARP frames are copied here for the TypeScript path. */
-  readonly scratch = Buffer.alloc(65536);
-  readonly schedule: () => number;
-  private readonly st: ServiceTableInternals;
-
-  constructor(private readonly fw: Forwarder) {
-    const st = fw.services as unknown as ServiceTableInternals;
-    if (!(st.vip instanceof Uint32Array) || !(st.portProto instanceof Uint32Array) || !Array.isArray(st.slots) || typeof st.count !== 'number') {
-      throw new Error('ServiceTable internals changed (vip, portProto, slots, count): update native.ts');
-    }
-    this.st = st;
-
-    // The clock: Forwarder.now becomes an accessor over the shared cell.
-    const clock = this.clock;
-    clock[0] = fw.now;
-    Object.defineProperty(fw, 'now', { get: () => clock[0], set: (v: number) => void (clock[0] = v), enumerable: true, configurable: true });
-
-    // The MACs: re-mirrored whenever the Forwarder is given new ones.
-    let captureMac = fw.captureMac;
-    let egressMac = fw.egressMac;
-    const syncMacs = () => {
-      this.macs.set(captureMac.subarray(0, 6), 0);
-      this.macs.set(egressMac.subarray(0, 6), 6);
-    };
-    Object.defineProperty(fw, 'captureMac', {
-      get: () => captureMac,
-      set: (v: Uint8Array) => ((captureMac = v), syncMacs()),
-      enumerable: true,
-      configurable: true,
-    });
-    Object.defineProperty(fw, 'egressMac', {
-      get: () => egressMac,
-      set: (v: Uint8Array) => ((egressMac = v), syncMacs()),
-      enumerable: true,
-      configurable: true,
-    });
-    syncMacs();
-
-    // The timeouts: mirrored after every setTimeouts().
-    const setTimeouts = fw.setTimeouts;
-    fw.setTimeouts = (t) => {
-      setTimeouts.call(fw, t);
-      this.syncTimeouts();
-    };
-    this.syncTimeouts();
-
-    // The service table: mirrored after every change (add, remove, whatever comes next).
-    const proto = Object.getPrototypeOf(st) as Record<string, unknown>;
-    for (const name of Object.getOwnPropertyNames(proto)) {
-      const orig = proto[name];
-      if (name === 'constructor' || name === 'lookup' || typeof orig !== 'function') continue;
-      (st as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
-        const r = (orig as (...a: unknown[]) => unknown).apply(st, args);
-        this.syncServices();
-        return r;
-      };
-    }
-    this.syncServices();
-
-    // The upcall: the arguments come in upcallArgs (no JS values created per call).
-    const a = this.upcallArgs;
-    const f = new ParsedFrame();
-    this.schedule = () => {
-      const svc = st.slots[a[1]];
-      if (!svc || svc.index !== a[0]) return ~Drop.Unsupported;
-      f.srcAddr = a[2];
-      f.srcPort = a[3];
-      f.proto = a[4];
-      f.tcpFlags = a[5];
-      f.dstAddr = a[6];
-      f.dstPort = a[7];
-      return a[8] === MISS ? fw.scheduleNew(svc, f) : fw.rescheduleDown(svc, f, a[8]);
-    };
-  }
-
-  syncTimeouts(): void {
-    const { tcp, udp } = this.fw.timeoutsInEffect();
-    this.timeouts.fill(0);
-    this.timeouts.set(tcp.subarray(0, 13), 0);
-    this.timeouts[13] = udp;
-  }
-
-  syncServices(): void {
-    const st = this.st;
-    const n = Math.min(st.count, MAX_SERVICES);
-    for (let i = 0; i < n; i++) {
-      const svc = st.slots[i];
-      this.meta[1 + i] = svc ? svc.index : -1;
-      if (svc) this.adoptStats(svc);
-    }
-    this.meta[0] = n;
-  }
-
-  /** A service's packets/bytes become accessors over svcStats, which the addon adds to. */
-  private adoptStats(svc: VirtualService): void {
-    if (svc.index < 0 || svc.index >= SERVICE_STATS) return;
-    const d = Object.getOwnPropertyDescriptor(svc, 'packets');
-    if (d && d.get) return;
-    const s = this.svcStats;
-    const i = svc.index * 2;
-    s[i] = svc.packets;
-    s[i + 1] = svc.bytes;
-    Object.defineProperty(svc, 'packets', { get: () => s[i], set: (v: number) => void (s[i] = v), enumerable: true, configurable: true });
-    Object.defineProperty(svc, 'bytes', { get: () => s[i + 1], set: (v: number) => void (s[i + 1] = v), enumerable: true, configurable: true });
-  }
-
-  /** What addon attach() takes. */
-  tables(slowPath: (len: number) => void): object {
-    const fw = this.fw;
-    const c = fw.conns;
-    const d = fw.dests;
-    return {
-      keyAddr: c.keyAddr,
-      keyPort: c.keyPort,
-      dest: c.dest,
-      state: c.state,
-      flags: c.flags,
-      expires: c.expires,
-      mac: d.mac,
-      macKnown: d.macKnown,
-      active: d.active,
-      inactive: d.inactive,
-      destPackets: d.packets,
-      destBytes: d.bytes,
-      downAction: d.downAction,
-      svcVip: this.st.vip,
-      svcPortProto: this.st.portProto,
-      svcMeta: this.meta,
-      svcStats: this.svcStats,
-      counters: fw.counters,
-      drops: fw.drops,
-      clock: this.clock,
-      timeouts: this.timeouts,
-      macs: this.macs,
-      tcpNext: this.tcpNext,
-      upcallArgs: this.upcallArgs,
-      scratch: this.scratch,
-      schedule: this.schedule,
-      slowPath,
-    };
-  }
-}
-
-const mirrors = new WeakMap<Forwarder, ForwarderMirror>();
-
-function mirrorOf(fw: Forwarder): ForwarderMirror {
-  let m = mirrors.get(fw);
-  if (!m) {
-    m = new ForwarderMirror(fw);
-    mirrors.set(fw, m);
-  }
-  return m;
+function attachment(fw: Forwarder, slowPath: (buf: Buffer, len: number) => void): object {
+  const args = new Uint32Array(UPCALL_ARGS);
+  const scratch = Buffer.alloc(65536);
+  const f = new ParsedFrame();
+  const schedule = (): number => {
+    const svc = fw.services.atSlot(args[1]);
+    if (svc === null || svc.index !== args[0]) return ~Drop.Unsupported;
+    f.srcAddr = args[2];
+    f.srcPort = args[3];
+    f.proto = args[4];
+    f.tcpFlags = args[5];
+    f.dstAddr = args[6];
+    f.dstPort = args[7];
+    return args[8] === MISS ? fw.scheduleNew(svc, f) : fw.rescheduleDown(svc, f, args[8]);
+  };
+  return {
+    ...fw.state.arrays,
+    tcpNext: (tcpNext ??= tcpNextTable()),
+    upcallArgs: args,
+    scratch,
+    schedule,
+    slowPath: (len: number) => slowPath(scratch, len),
+  };
 }
 
 /**
@@ -255,9 +93,7 @@ export class NativeDataplane {
     slowPath?: (buf: Buffer, len: number) => void,
   ) {
     this.dp = new (requireBinding().Dataplane)();
-    const m = mirrorOf(forwarder);
-    const slow = slowPath ?? ((buf: Buffer, len: number) => void forwarder.process(buf, len));
-    this.dp.attach(m.tables((len) => slow(m.scratch, len)));
+    this.dp.attach(attachment(forwarder, slowPath ?? ((buf: Buffer, len: number) => void forwarder.process(buf, len))));
   }
 
   /** Frames back to back in `frames`, one length each; rewritten in place like a ring's. */
@@ -287,11 +123,12 @@ export class NativePort implements Port {
   private readonly dp: AddonDataplane;
   private closed = false;
 
+  private forwarder: Forwarder | null = null;
+
   constructor(
     readonly name: string,
     readonly egressName: string,
     filter: string,
-    private readonly forwarder: () => Forwarder,
   ) {
     this.dp = new (requireBinding().Dataplane)();
     try {
@@ -301,9 +138,15 @@ export class NativePort implements Port {
     }
   }
 
+  /** The Forwarder whose shared state this port forwards on; before start(). */
+  attach(forwarder: Forwarder): void {
+    this.forwarder = forwarder;
+  }
+
+  /** Starts forwarding on the attached Forwarder's state; onFrame gets the ARP frames. */
   start(onFrame: (buf: Buffer, len: number) => void): void {
-    const m = mirrorOf(this.forwarder());
-    this.dp.attach(m.tables((len) => onFrame(m.scratch, len)));
+    if (this.forwarder === null) throw new LbdError('E_NATIVE', 'NativePort.start() before attach(forwarder)');
+    this.dp.attach(attachment(this.forwarder, onFrame));
     this.dp.start();
   }
 
@@ -329,69 +172,4 @@ export class NativePort implements Port {
     this.closed = true;
     this.dp.close();
   }
-}
-
-export interface DataplaneSelection {
-  path: 'native' | 'ts';
-  /** Why the TypeScript path runs although native was possible in principle (auto); null otherwise. */
-  fallbackReason: string | null;
-  /**
-   * Opens ports for the daemon: on the native path the fast path's port on the capture interface
-   * and RingPorts elsewhere (egress ARP, local access); on the TypeScript path RingPorts only.
-   */
-  openPort: (iface: string, filter: string) => Port;
-}
-
-/** The selection's opener under in-memory ports: the caller opens every port itself. */
-const callerOpensPorts = (): Port => {
-  throw new LbdError('E_NATIVE', 'in-memory ports: the caller opens them');
-};
-
-/**
- * Picks the data-plane path for the daemon: `ts` → the TypeScript path; `native` → the addon's
- * fast path or an error saying why not; `auto` → the fast path when the capture interface opens
- * for it, else the TypeScript path with a warning. Either path captures through the binding:
- * when none loads, a BindingError says what was tried and how to build one, whatever the mode.
- * In-memory ports (tests) always run the TypeScript path and need no binding.
- */
-export function selectDataplane(
-  cfg: Config,
-  o: { inMemory: boolean; log: Logger; forwarder: () => Forwarder; filter: string; load?: NativeLoad },
-): DataplaneSelection {
-  const mode = cfg.dataplane;
-  if (o.inMemory) return { path: 'ts', fallbackReason: null, openPort: callerOpensPorts };
-  const load = o.load ?? loadNative();
-  if (!load.ok) throw new BindingError(load.reason);
-  const ring = (iface: string, filter: string): Port => new RingPort(iface, filter);
-  if (mode === 'ts') return { path: 'ts', fallbackReason: null, openPort: ring };
-  const { capture, egress } = cfg.interfaces;
-  let first: NativePort | null = null;
-  try {
-    first = new NativePort(capture, egress, o.filter, o.forwarder);
-  } catch (e) {
-    const reason = (e as Error).message;
-    if (mode === 'native') {
-      throw new LbdError(
-        'E_NATIVE',
-        `dataplane: native, but the native fast path cannot run: ${reason} (use dataplane: auto or ts to run the TypeScript path)`,
-      );
-    }
-    o.log.warn({ reason }, 'native fast path unavailable: running the TypeScript data plane');
-    return { path: 'ts', fallbackReason: reason, openPort: ring };
-  }
-  return {
-    path: 'native',
-    fallbackReason: null,
-    openPort: (iface, filter) => {
-      if (iface !== capture) return ring(iface, filter); // the egress interface: ARP only; lbd0
-      if (first) {
-        // The port opened to find out whether native works is the daemon's first capture port.
-        const p = first;
-        first = null;
-        if (filter !== o.filter) p.setFilter(filter);
-        return p;
-      }
-      return new NativePort(capture, egress, filter, o.forwarder);
-    },
-  };
 }

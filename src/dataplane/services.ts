@@ -1,33 +1,68 @@
 import { DEST_F_OVERLOAD, type Dest, type Scheduler } from '../scheduler/index';
 import type { Protocol } from '../config/types';
-import { IPPROTO_TCP, IPPROTO_UDP } from './contract';
+import { IPPROTO_TCP, IPPROTO_UDP, MAX_DESTS, MAX_SERVICES, SERVICE_INDEXES, type StateArrays } from './contract';
 
-/** The most real servers lbd tracks over its lifetime (indices are never reused while flows may point at them). */
-export const MAX_DESTS = 4096;
-/** The most virtual services; the VIP lookup is a linear scan, so keep this small. */
-export const MAX_SERVICES = 256;
+export { MAX_DESTS, MAX_SERVICES } from './contract';
+
+type DestArrays = Pick<StateArrays, 'mac' | 'macKnown' | 'active' | 'inactive' | 'persistent' | 'destConns' | 'destPackets' | 'destBytes' | 'downAction'>;
+type ServiceArrays = Pick<StateArrays, 'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats'>;
+
+function ownDestArrays(): DestArrays {
+  return {
+    mac: new Uint8Array(MAX_DESTS * 6),
+    macKnown: new Uint8Array(MAX_DESTS),
+    active: new Int32Array(MAX_DESTS),
+    inactive: new Int32Array(MAX_DESTS),
+    persistent: new Int32Array(MAX_DESTS),
+    destConns: new Float64Array(MAX_DESTS),
+    destPackets: new Float64Array(MAX_DESTS),
+    destBytes: new Float64Array(MAX_DESTS),
+    downAction: new Uint8Array(MAX_DESTS),
+  };
+}
+
+function ownServiceArrays(): ServiceArrays {
+  return {
+    svcVip: new Uint32Array(MAX_SERVICES),
+    svcPortProto: new Uint32Array(MAX_SERVICES),
+    svcMeta: new Int32Array(MAX_SERVICES + 1),
+    svcStats: new Float64Array(SERVICE_INDEXES * 2),
+  };
+}
 
 /**
  * Per-real-server state the data plane reads and writes, as typed arrays indexed by the
- * global dest index so that the native path can share them and metrics read them at scrape
- * time. MACs are 6 bytes per dest.
+ * global dest index: the shared state's (the native path works on the same arrays, metrics read
+ * them at scrape time), or arrays of its own. MACs are 6 bytes per dest.
  */
 export class DestTable {
-  readonly mac = new Uint8Array(MAX_DESTS * 6);
-  readonly macKnown = new Uint8Array(MAX_DESTS);
-  readonly active = new Int32Array(MAX_DESTS);
-  readonly inactive = new Int32Array(MAX_DESTS);
-  readonly persistent = new Int32Array(MAX_DESTS);
-  readonly conns = new Float64Array(MAX_DESTS);
-  readonly packets = new Float64Array(MAX_DESTS);
-  readonly bytes = new Float64Array(MAX_DESTS);
+  readonly mac: Uint8Array;
+  readonly macKnown: Uint8Array;
+  readonly active: Int32Array;
+  readonly inactive: Int32Array;
+  readonly persistent: Int32Array;
+  readonly conns: Float64Array;
+  readonly packets: Float64Array;
+  readonly bytes: Float64Array;
   /**
    * What happens to an existing flow's next frame when its real server failed its health
    * check (on_down): DOWN_KEEP (0, forward as before), DOWN_RESCHEDULE or DOWN_DROP. Zero for
    * every server that is up, so the per-frame cost is one typed-array read.
    */
-  readonly downAction = new Uint8Array(MAX_DESTS);
+  readonly downAction: Uint8Array;
   readonly views: RealServer[] = [];
+
+  constructor(a: DestArrays = ownDestArrays()) {
+    this.mac = a.mac;
+    this.macKnown = a.macKnown;
+    this.active = a.active;
+    this.inactive = a.inactive;
+    this.persistent = a.persistent;
+    this.conns = a.destConns;
+    this.packets = a.destPackets;
+    this.bytes = a.destBytes;
+    this.downAction = a.downAction;
+  }
 
   add(service: VirtualService, addr: number, port: number, weight: number): RealServer {
     if (this.views.length >= MAX_DESTS) throw new Error(`more than ${MAX_DESTS} real servers`);
@@ -95,6 +130,10 @@ export function protoNumber(p: Protocol): number {
   return p === 'udp' ? IPPROTO_UDP : IPPROTO_TCP;
 }
 
+export function protocolName(proto: number): Protocol {
+  return proto === IPPROTO_UDP ? 'udp' : 'tcp';
+}
+
 /** A virtual service: VIP:port/protocol with its scheduler and real servers. */
 export class VirtualService {
   /** The real servers offered to the scheduler (removed ones are not in it). */
@@ -110,8 +149,11 @@ export class VirtualService {
   /** True while new flows go to the sorry server (set by the health manager). */
   sorryActive = false;
   conns = 0;
-  packets = 0;
-  bytes = 0;
+  /**
+   * [packets, bytes] forwarded: the service table's cells for this service's index once it is
+   * added (the path that forwards adds to them), a pair of its own before.
+   */
+  stats: Float64Array = new Float64Array(2);
   constructor(
     readonly index: number,
     public name: string,
@@ -123,6 +165,13 @@ export class VirtualService {
     public persistenceMask: number,
   ) {}
 
+  get packets(): number {
+    return this.stats[0];
+  }
+  get bytes(): number {
+    return this.stats[1];
+  }
+
   /** Tells the scheduler that the list, a weight or a flag changed. */
   changed(): void {
     this.scheduler.update?.(this.dests);
@@ -131,34 +180,63 @@ export class VirtualService {
 
 /**
  * VIP:port/protocol → service. A linear scan over typed arrays: a balancer has a handful
- * of services, and a scan of a few integers beats hashing without allocating a key.
+ * of services, and a scan of a few integers beats hashing without allocating a key. The arrays
+ * are the shared state's (or its own): meta = [count, then each slot's service index], which the
+ * native path scans the same way, and stats = [packets, bytes] per service index.
  */
 export class ServiceTable {
-  private readonly vip = new Uint32Array(MAX_SERVICES);
-  private readonly portProto = new Uint32Array(MAX_SERVICES);
-  private readonly slots: (VirtualService | null)[] = [];
+  private readonly vip: Uint32Array;
+  private readonly portProto: Uint32Array;
+  private readonly meta: Int32Array;
+  private readonly stats: Float64Array;
+  private readonly slots: VirtualService[] = [];
   count = 0;
   readonly all: VirtualService[] = [];
 
+  constructor(a: ServiceArrays = ownServiceArrays()) {
+    this.vip = a.svcVip;
+    this.portProto = a.svcPortProto;
+    this.meta = a.svcMeta;
+    this.stats = a.svcStats;
+  }
+
   add(svc: VirtualService): void {
     if (this.count >= MAX_SERVICES) throw new Error(`more than ${MAX_SERVICES} services`);
-    this.vip[this.count] = svc.vip;
-    this.portProto[this.count] = (svc.port << 8) | svc.proto;
-    this.slots[this.count] = svc;
+    if (svc.index < 0 || svc.index >= SERVICE_INDEXES) throw new Error(`service index ${svc.index} out of range`);
+    // The service's counters move into the table's cells for its index (a service re-added
+    // after a removal keeps counting where it was).
+    const cells = this.stats.subarray(svc.index * 2, svc.index * 2 + 2);
+    if (svc.stats !== cells) {
+      cells.set(svc.stats);
+      svc.stats = cells;
+    }
+    this.setSlot(this.count, svc);
     this.count++;
+    this.meta[0] = this.count;
     this.all[svc.index] = svc;
   }
 
   remove(svc: VirtualService): void {
     const i = this.slots.indexOf(svc);
-    if (i < 0) return;
+    if (i < 0 || i >= this.count) return;
     // Keep the arrays dense: the last service moves into the hole.
     const last = this.count - 1;
-    this.vip[i] = this.vip[last];
-    this.portProto[i] = this.portProto[last];
-    this.slots[i] = this.slots[last];
+    this.setSlot(i, this.slots[last]);
     this.slots.length = last;
     this.count = last;
+    this.meta[0] = last;
+  }
+
+  private setSlot(i: number, svc: VirtualService): void {
+    this.vip[i] = svc.vip;
+    this.portProto[i] = (svc.port << 8) | svc.proto;
+    this.meta[1 + i] = svc.index;
+    this.slots[i] = svc;
+  }
+
+  /** The service in lookup slot `slot` (the native path's upcalls name services by slot), or null. */
+  atSlot(slot: number): VirtualService | null {
+    return slot < this.count ? this.slots[slot] : null;
   }
 
   lookup(addr: number, port: number, proto: number): VirtualService | null {

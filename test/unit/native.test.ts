@@ -17,7 +17,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { ConnState, DROP_REASONS, COUNTER_COUNT, Verdict } from '../../src/dataplane/contract';
 import { Forwarder } from '../../src/dataplane/forwarder';
-import { NativeDataplane, loadNative, selectDataplane } from '../../src/dataplane/native';
+import { selectDataplane } from '../../src/control/dataplane-select';
+import { NativeDataplane, loadNative } from '../../src/dataplane/native';
 import { bindingCandidates, loadBinding } from '../../src/dataplane/binding';
 import { RingPort } from '../../src/dataplane/io';
 import { ipToInt, macFromString } from '../../src/dataplane/packet';
@@ -631,16 +632,13 @@ services:
     'test.yaml',
   );
 const silent = pino({ level: 'silent' });
-const noForwarder = () => {
-  throw new Error('not started');
-};
 
 test('in-memory ports select the TypeScript path without touching the addon; dataplane: ts captures through it', (t) => {
   const none = loadBinding([], 'linux');
-  const mem = selectDataplane(cfg('native', 'lo'), { inMemory: true, log: silent, forwarder: noForwarder, filter: 'arp', load: none });
+  const mem = selectDataplane(cfg('native', 'lo'), { inMemory: true, log: silent, filter: 'arp', load: none });
   assert.equal(mem.path, 'ts');
   if (!native(t)) return;
-  const sel = selectDataplane(cfg('ts', 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' });
+  const sel = selectDataplane(cfg('ts', 'lo'), { inMemory: false, log: silent, filter: 'arp' });
   assert.deepEqual([sel.path, sel.fallbackReason, typeof sel.openPort], ['ts', null, 'function']);
 });
 
@@ -649,13 +647,13 @@ test('dataplane: auto falls back to TypeScript with a warning saying why; native
   const warnings: unknown[] = [];
   const log = pino({ level: 'warn' }, { write: (s: string) => void warnings.push(JSON.parse(s)) });
   // lo is not Ethernet: the native capture cannot open it.
-  const sel = selectDataplane(cfg('auto', 'lo'), { inMemory: false, log, forwarder: noForwarder, filter: 'arp' });
+  const sel = selectDataplane(cfg('auto', 'lo'), { inMemory: false, log, filter: 'arp' });
   assert.equal(sel.path, 'ts');
   assert.match(sel.fallbackReason ?? '', /not Ethernet/);
   assert.equal(warnings.length, 1);
   assert.match(JSON.stringify(warnings[0]), /native fast path unavailable.*not Ethernet|not Ethernet.*native fast path unavailable/);
   assert.throws(
-    () => selectDataplane(cfg('native', 'lbd-no-such-if'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp' }),
+    () => selectDataplane(cfg('native', 'lbd-no-such-if'), { inMemory: false, log: silent, filter: 'arp' }),
     (e: Error & { code?: string }) => e.code === 'E_NATIVE' && /dataplane: native.*does not exist/.test(e.message),
   );
 });
@@ -695,7 +693,7 @@ test('no binding loads: the error lists every place tried and why, and how to ge
   assert.match(none.reason, /prebuilds\/linux-arm64\/lbd_native\.node/);
   for (const mode of ['ts', 'auto', 'native'] as const) {
     assert.throws(
-      () => selectDataplane(cfg(mode, 'lo'), { inMemory: false, log: silent, forwarder: noForwarder, filter: 'arp', load: none }),
+      () => selectDataplane(cfg(mode, 'lo'), { inMemory: false, log: silent, filter: 'arp', load: none }),
       (e: Error & { code?: string }) => e.code === 'E_BINDING' && e.message === none.reason,
       `dataplane: ${mode}`,
     );

@@ -25,7 +25,8 @@ import {
   sleep,
   type RuntimeSnapshot,
 } from './measure';
-import { mdReport, summarize, svgChart, textReport, type HttpRun, type Machine, type PacketRun, type PacketTest, type Results } from './report';
+import { svgChart } from './chart';
+import { mdReport, summarize, textReport, type HttpRun, type Machine, type PacketRun, type PacketTest, type Results } from './report';
 import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavailable, type Scenario } from './scenarios';
 
 interface Options {

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
+import { parseWrk, type WrkSummary } from '../lab/wrk';
 import { declaredPath, program, ProgramNotFoundError, REPO_ROOT, runSync, type ChildProcess, type Command } from '../src/host/programs';
 
 // ───────────────────────────── run time ─────────────────────────────
@@ -169,50 +170,10 @@ export function runInLab(
 
 // ───────────────────────────── wrk ─────────────────────────────
 
-export interface WrkResult {
-  rps: number;
-  requests: number;
-  p50us: number;
-  p90us: number;
-  p99us: number;
-  socketErrors: number;
-  non2xx: number;
+/** A wrk run as the benchmark keeps it: wrk's summary and the client's retransmissions. */
+export interface WrkResult extends WrkSummary {
   /** TCP segments the client retransmitted during the run */
   clientRetrans: number;
-}
-
-function toMicros(v: string, unit: string): number {
-  const n = Number(v);
-  switch (unit) {
-    case 'us':
-      return n;
-    case 'ms':
-      return n * 1e3;
-    case 's':
-      return n * 1e6;
-    case 'm':
-      return n * 60e6;
-    default:
-      return NaN;
-  }
-}
-
-export function parseWrkFull(out: string): WrkResult {
-  const pct = (p: string): number => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    return m ? toMicros(m[1], m[2]) : NaN;
-  };
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
-    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN),
-    p50us: pct('50'),
-    p90us: pct('90'),
-    p99us: pct('99'),
-    socketErrors: se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
-    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-    clientRetrans: NaN,
-  };
 }
 
 /** the client namespace's TCP RetransSegs (/proc/net/snmp as seen inside the namespace) */
@@ -234,8 +195,7 @@ export async function runWrk(lab: Lab, url: string, conns: number, seconds: numb
     name: 'wrk',
   });
   if (r.timedOut || r.code !== 0) throw new Error(`wrk ${url} c${conns}: ${r.timedOut ? 'timed out' : `exit ${r.code}`}\n${r.stderr}${r.stdout}`);
-  const w = parseWrkFull(r.stdout);
-  w.clientRetrans = clientRetrans(lab) - re0;
+  const w: WrkResult = { ...parseWrk(r.stdout), clientRetrans: clientRetrans(lab) - re0 };
   if (!Number.isFinite(w.rps)) throw new Error(`wrk output not understood:\n${r.stdout}`);
   return w;
 }

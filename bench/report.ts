@@ -1,8 +1,8 @@
 /**
- * Results: the summary (medians over repetitions, ratios against nftables), the text/Markdown
- * tables and the SVG chart.
+ * Results: the summary (medians over repetitions, ratios against nftables) and the text/Markdown
+ * tables (the SVG chart is chart.ts).
  */
-import { median, spread } from './measure';
+import { median, spread, type WrkResult } from './measure';
 
 export interface Machine {
   date: string;
@@ -16,17 +16,11 @@ export interface Machine {
   otherNamespacesAtStart: number;
 }
 
-export interface HttpRun {
+/** One wrk run of one scenario, as latest.json keeps it: wrk's own figures and where they come from. */
+export interface HttpRun extends WrkResult {
   scenario: string;
   rep: number;
   conns: number;
-  rps: number;
-  p50us: number;
-  p90us: number;
-  p99us: number;
-  socketErrors: number;
-  non2xx: number;
-  clientRetrans: number;
 }
 
 export interface PacketRun {
@@ -195,7 +189,6 @@ export function summarize(r: Results): Summary {
 const fmtInt = (x: number): string => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
 const fmtK = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : '–');
 const fmt1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '–');
-const fmt2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
 const fmtUs = (x: number): string => (Number.isFinite(x) ? `${Math.round(x)}` : '–');
 const fmtX = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
 const fmtPct = (x: number): string => (Number.isFinite(x) ? `${x < 0.05 && x > -0.05 ? '0' : x.toFixed(1)}%` : '–');
@@ -418,102 +411,3 @@ export function mdReport(r: Results): string {
   parts.push('', '![chart](latest.svg)', '');
   return parts.join('\n');
 }
-
-// ───────────────────────────── SVG ─────────────────────────────
-
-const COLORS: Record<string, string> = {
-  direct: '#7f7f7f',
-  'lbd-native': '#2ca02c',
-  'lbd-native-bp': '#17becf',
-  'lbd-ts': '#98df8a',
-  nftables: '#1f77b4',
-  haproxy: '#ff7f0e',
-};
-
-function xml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
-/** Two horizontal bar panels: req/s at c32, and added CPU ns per forwarded packet (steady max, SYN max). */
-export function svgChart(r: Results): string {
-  const s = r.summary ?? summarize(r);
-  const names = r.scenarios.map((x) => x.name).filter((n) => n !== 'baseline');
-  const W = 760;
-  const labelW = 110;
-  const barMax = W - labelW - 150;
-  const rowH = 22;
-  const out: string[] = [];
-  let y = 0;
-  const text = (x: number, yy: number, t: string, o: { size?: number; anchor?: string; weight?: string; fill?: string } = {}) =>
-    out.push(
-      `<text x="${x}" y="${yy}" font-size="${o.size ?? 12}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`,
-    );
-  y += 22;
-  text(10, y, `lbd bench — ${r.machine.nproc} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, ${r.machine.date.slice(0, 10)}`, {
-    size: 14,
-    weight: 'bold',
-  });
-
-  // panel 1: req/s c32
-  y += 28;
-  text(10, y, 'HTTP requests/s, wrk -c32 (median; higher is better)', { weight: 'bold' });
-  y += 8;
-  const rpsMax = Math.max(1, ...names.map((n) => s.http[n]?.rpsC32 ?? 0).filter(Number.isFinite));
-  for (const n of names) {
-    y += rowH;
-    text(labelW - 8, y - 6, n, { anchor: 'end' });
-    const h = s.http[n];
-    if (r.unavailable[n] || !h || !Number.isFinite(h.rpsC32)) {
-      text(labelW, y - 6, r.unavailable[n] ? `unavailable: ${r.unavailable[n].slice(0, 90)}` : 'not measured', { fill: '#999', size: 11 });
-      continue;
-    }
-    const w = Math.max(1, (h.rpsC32 / rpsMax) * barMax);
-    out.push(`<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"/>`);
-    text(
-      labelW + w + 6,
-      y - 6,
-      `${Math.round(h.rpsC32).toLocaleString('en-US')}${Number.isFinite(h.rpsC32VsNft) ? `  (${h.rpsC32VsNft.toFixed(2)}× nft)` : ''}`,
-    );
-  }
-
-  // panel 2: added CPU per forwarded packet
-  y += 36;
-  text(10, y, 'CPU added by the balancer per forwarded packet, ns (median; lower is better)', { weight: 'bold' });
-  y += 8;
-  const tests = ['steady-max', 'syn-max'];
-  const pk = names.filter((n) => s.packets[n] || r.unavailable[n]).filter((n) => n !== 'direct' && n !== 'haproxy');
-  const cpuMax = Math.max(1, ...pk.flatMap((n) => tests.map((t) => s.packets[n]?.[t]?.addedNsPerPkt ?? 0)).filter(Number.isFinite));
-  for (const n of pk) {
-    for (const t of tests) {
-      y += rowH;
-      text(labelW - 8, y - 6, `${n} ${t === 'steady-max' ? 'steady' : 'SYN'}`, { anchor: 'end', size: 11 });
-      const p = s.packets[n]?.[t];
-      if (r.unavailable[n] || !p || !Number.isFinite(p.addedNsPerPkt)) {
-        text(labelW, y - 6, r.unavailable[n] ? 'unavailable' : 'not measured', { fill: '#999' });
-        continue;
-      }
-      const w = Math.max(1, (Math.max(0, p.addedNsPerPkt) / cpuMax) * barMax);
-      out.push(
-        `<rect x="${labelW}" y="${y - rowH + 4}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${COLORS[n] ?? '#555'}"${t === 'syn-max' ? ' fill-opacity="0.6"' : ''}/>`,
-      );
-      text(
-        labelW + w + 6,
-        y - 6,
-        `${Math.round(p.addedNsPerPkt)} ns${Number.isFinite(p.addedVsNft) ? `  (${p.addedVsNft.toFixed(2)}× nft)` : ''}, ${Math.round(p.forwardedPps / 1000)}k pps`,
-      );
-    }
-  }
-  y += 20;
-  text(10, y, 'generator at its max rate; added = (generator + balancer + ksoftirqd run time) ÷ forwarded − baseline', { size: 10, fill: '#666' });
-  y += 10;
-  const H = y + 10;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    ...out,
-    '</svg>',
-    '',
-  ].join('\n');
-}
-
-export { fmt2 };

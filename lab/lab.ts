@@ -1,6 +1,7 @@
 /**
- * The network-namespace lab: the classic LVS-DR seed rebuilt from network namespaces, veth pairs
- * and Linux bridges, with one Apache httpd and one UDP echo server per real server.
+ * The network-namespace lab: a classic LVS-DR setup (a client, a balancer, two real servers)
+ * rebuilt from network namespaces, veth pairs and Linux bridges, with one Apache httpd and one
+ * UDP echo server per real server.
  *
  *   one-nic (default)                         two-nic
  *   ┌──────── <prefix>-br: br0 ────────┐      <prefix>-br: br-front            br-back
@@ -25,6 +26,10 @@
  *
  * Every program it runs is a declared one (src/host/programs.json): commands are typed
  * `[ProgramName, ...args]` and resolved through src/host/programs.ts, also inside namespaces.
+ *
+ * One file of about a thousand lines on purpose: whatever the lab creates (namespaces, veths,
+ * processes, files) is recorded in one object, and the one teardown that must undo all of it,
+ * also from an exit handler, reads that record; split, every part would have to share it.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -32,6 +37,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   declaredPath,
+  exitText,
   netnsArgs,
   programPath,
   runSync,
@@ -170,10 +176,7 @@ export class LabExecError extends Error {
     readonly cmd: string[],
     readonly result: ExecResult,
   ) {
-    super(
-      `command failed (${result.status !== null ? `exit ${result.status}` : `signal ${result.signal}`}): ` +
-        `${cmd.join(' ')}${result.stderr.trim() ? `\n${result.stderr.trim()}` : ''}`,
-    );
+    super(`command failed (${exitText(result)}): ${cmd.join(' ')}${result.stderr.trim() ? `\n${result.stderr.trim()}` : ''}`);
     this.name = 'LabExecError';
   }
 }

@@ -1,10 +1,49 @@
 /**
  * Every error lbd reports on purpose is an LbdError with a stable code, so that scripts and
- * tests can tell failures apart without matching message text.
+ * tests can tell failures apart without matching message text. The codes are one closed set:
+ * a new kind of failure adds its code here, with what it means.
  */
+export const ERROR_CODES = [
+  // The config and what it asks of the host.
+  'E_CONFIG', // a config (a file, or the running one with a runtime change made) fails validation; every problem is located
+  'E_SCHEDULER', // a scheduler name that is not one of lbd's
+  'E_IMPORT', // ipvsadm rules lbd import-ipvsadm cannot turn into a config (NAT, tunnel, fwmark, IPv6, …)
+  'E_RELOAD', // a reload or runtime change the running daemon cannot apply without a restart
+  // Capture, forwarding and the host.
+  'E_BINDING', // no native binding loads: lbd cannot capture or send at all
+  'E_CAPTURE', // a capture or send handle cannot be opened on an interface (no such interface, bad filter, no privilege)
+  'E_NATIVE', // the native fast path cannot run (dataplane: native) or refused an operation
+  'E_HOST', // a host change lbd needs failed: the nftables guard, local access (lbd0, routes), a program it runs for them
+  'E_METRICS', // the metrics address cannot be served
+  // Programs lbd, its lab, tests and benchmark run (src/host/programs.ts).
+  'E_PROGRAM_UNDECLARED', // a program src/host/programs.json does not declare
+  'E_PROGRAM_NOT_FOUND', // a declared program that is not installed (the message names its Debian package) or not built
+  'E_PROGRAM_FAILED', // a program could not start, or exited non-zero where success was required
+  // The command line and the admin socket.
+  'E_USAGE', // a malformed command line or admin request
+  'E_NO_SERVICE', // SERVICE names no service of the running config
+  'E_NO_REAL', // ADDRESS is not a real server of the service
+  'E_EXISTS', // the service or real server to add is there already (or the new name is taken)
+  'E_LAST_REAL', // removing the only real server of a service (a service needs one)
+  'E_LAST_SERVICE', // removing the only service (a config needs one)
+  'E_ADMIN', // the admin socket cannot be listened on, or talked to
+  'E_NO_DAEMON', // no daemon listens on the admin socket
+  'E_PERMISSION', // the admin socket refuses this user (it is root-only)
+  'E_PROTOCOL', // what came back on the admin socket is not an answer of its protocol
+  'E_TIMEOUT', // no answer in time: the daemon, or a drain waited for with --wait
+  'E_INTERNAL', // a failure lbd did not expect (a bug): what the admin socket answers for an error without a code of this set
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** A code that came from outside (an answer on the admin socket), checked against the set. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}
+
 export class LbdError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);

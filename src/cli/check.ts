@@ -1,8 +1,7 @@
 /** `lbd check --config FILE`: validate and print the normalized config. */
 import { formatConfig, loadConfig } from '../config/load';
 import { ConfigError } from '../errors';
-import { Command, parseArgs } from './command';
-import { VERSION } from '../version';
+import { answerHelpOrVersion, Command, parseArgs } from './command';
 
 export const CHECK_USAGE = `Usage: lbd check --config FILE   (or: lbd check FILE)
 
@@ -16,14 +15,8 @@ export const command: Command = {
   usage: CHECK_USAGE,
   async run(argv, io) {
     const args = parseArgs(['check', ...argv]);
-    if (args.command === 'help') {
-      io.out(CHECK_USAGE);
-      return 0;
-    }
-    if (args.command === 'version') {
-      io.out(`lbd ${VERSION}\n`);
-      return 0;
-    }
+    const answered = answerHelpOrVersion(args, CHECK_USAGE, io);
+    if (answered !== undefined) return answered;
     try {
       const config = loadConfig(args.config!);
       io.out(formatConfig(config));

@@ -8,6 +8,10 @@ import { parse as parseYaml } from 'yaml';
 import { didYouMean } from '../config/suggest';
 import { DEFAULTS, LOG_LEVELS, type LogLevel } from '../config/types';
 import { LbdError } from '../errors';
+import { VERSION } from '../version';
+
+/** What `lbd --version` (and `lbd run|check --version`) prints. */
+export const VERSION_LINE = `lbd ${VERSION}\n`;
 
 export interface CliIO {
   out(text: string): void;
@@ -60,7 +64,7 @@ export interface ParsedFlags {
   positionals: string[];
 }
 
-/** The options every admin command takes. */
+/** The options every admin command takes (lbd list spells them out: its -c is --connections, as in ipvsadm). */
 export const SOCKET_FLAGS: Record<string, FlagSpec> = {
   '--socket': { value: true },
   '--config': { short: '-c', value: true },
@@ -188,6 +192,19 @@ export function parseArgs(argv: string[]): ParsedArgs {
   return out;
 }
 
+/** `run` and `check` answer -h and -V alike: the exit status when parseArgs found one of them, else undefined. */
+export function answerHelpOrVersion(args: ParsedArgs, usage: string, io: CliIO): number | undefined {
+  if (args.command === 'help') {
+    io.out(usage);
+    return 0;
+  }
+  if (args.command === 'version') {
+    io.out(VERSION_LINE);
+    return 0;
+  }
+  return undefined;
+}
+
 /**
  * The admin socket a command talks to: --socket PATH; else admin.socket of the --config FILE
  * (read leniently: a file with other errors still names its socket); else the default.
@@ -212,6 +229,25 @@ export function socketPath(p: ParsedFlags): string {
     }
   }
   return DEFAULTS.adminSocket;
+}
+
+/**
+ * The options of a host tool (doctor, realserver-setup): what `parse` returns, or the exit status
+ * after --help (0) or after a usage error, which is printed with the whole usage (2).
+ */
+export function optionsOrExit<T>(parse: () => T | 'help', usage: string, io: CliIO): { options: T } | { exit: number } {
+  let o: T | 'help';
+  try {
+    o = parse();
+  } catch (e) {
+    io.err(`${(e as Error).message}\n\n${usage}`);
+    return { exit: 2 };
+  }
+  if (o === 'help') {
+    io.out(usage);
+    return { exit: 0 };
+  }
+  return { options: o };
 }
 
 /** Prints an error the lbd way and returns its exit status (2 for usage errors). */

@@ -2,7 +2,7 @@ import { loadConfig } from '../config/load';
 import { ConfigError } from '../errors';
 import { formatReport, runDoctor, type HostView } from '../doctor/checks';
 import { SystemHost } from '../doctor/system';
-import { bool, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
+import { bool, optionsOrExit, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
 
 export const DOCTOR_USAGE = `Usage: lbd doctor --config FILE [--json] [--no-probes]
 
@@ -35,17 +35,9 @@ export function parseDoctorArgs(argv: string[]): DoctorArgs | 'help' {
 }
 
 export async function doctorMain(argv: string[], io: CliIO = processIO, host: HostView = new SystemHost()): Promise<number> {
-  let args: DoctorArgs | 'help';
-  try {
-    args = parseDoctorArgs(argv);
-  } catch (e) {
-    io.err(`${(e as Error).message}\n\n${DOCTOR_USAGE}`);
-    return 2;
-  }
-  if (args === 'help') {
-    io.out(DOCTOR_USAGE);
-    return 0;
-  }
+  const parsed = optionsOrExit(() => parseDoctorArgs(argv), DOCTOR_USAGE, io);
+  if ('exit' in parsed) return parsed.exit;
+  const args = parsed.options;
   let config;
   try {
     config = loadConfig(args.config);

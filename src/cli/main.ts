@@ -5,13 +5,13 @@
  * (see ./command.ts: name, summary, usage, run(argv, io) → exit status; use parseFlags,
  * reportError, SOCKET_FLAGS/socketPath and adminRequest for daemon commands), then add 'NAME'
  * to COMMAND_FILES below. `lbd --help` lists it from its summary and `lbd NAME --help` prints
- * its usage. The doctor and realserver-setup commands (issue 5, items 6-7) register here as
- * 'doctor' and 'realserver-setup' (files src/cli/doctor.ts and src/cli/realserver-setup.ts).
+ * its usage. The host tools are commands like any other: 'doctor' and 'realserver-setup'
+ * (src/cli/doctor.ts, src/cli/realserver-setup.ts) need no special case here.
  */
 import { didYouMean } from '../config/suggest';
 import { LbdError } from '../errors';
 import { VERSION } from '../version';
-import { CliIO, Command, processIO, reportError, UsageError } from './command';
+import { CliIO, Command, processIO, reportError, UsageError, VERSION_LINE } from './command';
 
 export { UsageError } from './command';
 
@@ -59,7 +59,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     return 0;
   }
   if (first === '-V' || first === '--version' || first === 'version') {
-    io.out(`lbd ${VERSION}\n`);
+    io.out(VERSION_LINE);
     return 0;
   }
   let cmd: Command | undefined;

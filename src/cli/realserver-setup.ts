@@ -3,15 +3,15 @@
  * what a real server needs to accept frames for the VIP without answering ARP for it:
  *  - method lo (default): VIP/32 on lo, arp_ignore=1 / arp_announce=2, optionally persisted
  *    (/etc/sysctl.d/90-lbd-vip.conf + an ifupdown or systemd-networkd snippet);
- *  - method redirect: an iptables nat REDIRECT rule for the VIP (the seed's variant: the VIP is
- *    never local, so nothing answers ARP for it and no sysctl is needed).
+ *  - method redirect: an iptables nat REDIRECT rule for the VIP (the other classic LVS-DR
+ *    recipe: the VIP is never local, so nothing answers ARP for it and no sysctl is needed).
  * --undo reverses either. The plan is a pure function of the options and of what the host
  * already has (unit-tested); printing never depends on the host it runs on.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runSync, runSyncOk, type Command as ProgramCommand } from '../host/programs';
-import { bool, list, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
+import { bool, list, optionsOrExit, parseFlags, processIO, str, UsageError, type CliIO, type Command } from './command';
 
 export type Method = 'lo' | 'redirect';
 export type PersistWith = 'networkd' | 'ifupdown';
@@ -354,17 +354,9 @@ export function parseRsArgs(argv: string[]): RsOptions | 'help' {
 }
 
 export async function realserverSetupMain(argv: string[], io: CliIO = processIO, sys: RsSystem = realSystem): Promise<number> {
-  let o: RsOptions | 'help';
-  try {
-    o = parseRsArgs(argv);
-  } catch (e) {
-    io.err(`${(e as Error).message}\n\n${RS_USAGE}`);
-    return 2;
-  }
-  if (o === 'help') {
-    io.out(RS_USAGE);
-    return 0;
-  }
+  const parsed = optionsOrExit(() => parseRsArgs(argv), RS_USAGE, io);
+  if ('exit' in parsed) return parsed.exit;
+  const o = parsed.options;
   if (o.persist && !o.persistWith) o.persistWith = detectPersistWith();
   if (!o.apply) {
     io.out(formatScript(o, plan(o, null)));

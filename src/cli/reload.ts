@@ -1,7 +1,7 @@
 /** `lbd reload`: the daemon re-reads its config file and applies the differences (like SIGHUP). */
 import { adminRequest } from '../control/admin/client';
 import type { ChangeResult } from '../control/admin/protocol';
-import { bool, Command, parseFlags, socketPath, UsageError } from './command';
+import { bool, Command, parseFlags, SOCKET_FLAGS, socketPath, UsageError } from './command';
 
 const USAGE = `Usage: lbd reload [--socket PATH | --config FILE]
 
@@ -20,7 +20,7 @@ export const command: Command = {
   summary: 're-read the config file and apply only the differences (like SIGHUP)',
   usage: USAGE,
   async run(argv, io) {
-    const p = parseFlags(argv, { '--socket': { value: true }, '--config': { short: '-c', value: true }, '--help': { short: '-h' } }, 'lbd reload');
+    const p = parseFlags(argv, SOCKET_FLAGS, 'lbd reload');
     if (bool(p, '--help')) {
       io.out(USAGE);
       return 0;

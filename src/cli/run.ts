@@ -9,8 +9,7 @@ import { Control } from '../control/admin/control';
 import { AdminServer } from '../control/admin/server';
 import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
-import { Command, parseArgs } from './command';
-import { VERSION } from '../version';
+import { answerHelpOrVersion, Command, parseArgs } from './command';
 
 export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL]
 
@@ -31,14 +30,8 @@ export const command: Command = {
   usage: RUN_USAGE,
   async run(argv, io) {
     const args = parseArgs(['run', ...argv]);
-    if (args.command === 'help') {
-      io.out(RUN_USAGE);
-      return 0;
-    }
-    if (args.command === 'version') {
-      io.out(`lbd ${VERSION}\n`);
-      return 0;
-    }
+    const answered = answerHelpOrVersion(args, RUN_USAGE, io);
+    if (answered !== undefined) return answered;
     let config: Config;
     try {
       config = loadConfig(args.config!);

@@ -1,7 +1,7 @@
 /** `lbd save`: the running config as YAML, or as `ipvsadm -S -n` rules. */
 import { adminRequest } from '../control/admin/client';
 import type { SaveResult } from '../control/admin/protocol';
-import { bool, Command, parseFlags, socketPath, UsageError } from './command';
+import { bool, Command, parseFlags, SOCKET_FLAGS, socketPath, UsageError } from './command';
 
 const USAGE = `Usage: lbd save [--ipvsadm] [--socket PATH | --config FILE]
 
@@ -18,11 +18,7 @@ export const command: Command = {
   summary: 'print the running config as YAML (--ipvsadm: as ipvsadm -S -n rules)',
   usage: USAGE,
   async run(argv, io) {
-    const p = parseFlags(
-      argv,
-      { '--ipvsadm': {}, '--socket': { value: true }, '--config': { short: '-c', value: true }, '--help': { short: '-h' } },
-      'lbd save',
-    );
+    const p = parseFlags(argv, { '--ipvsadm': {}, ...SOCKET_FLAGS }, 'lbd save');
     if (bool(p, '--help')) {
       io.out(USAGE);
       return 0;

@@ -3,7 +3,7 @@ import { adminRequest } from '../control/admin/client';
 import type { ChangeResult, Change, ListResult } from '../control/admin/protocol';
 import { resolveServiceView } from '../control/admin/service-ref';
 import { LbdError } from '../errors';
-import { bool, CliIO, Command, parseFlags, saveHint, socketPath, str, UsageError } from './command';
+import { bool, CliIO, Command, parseFlags, saveHint, SOCKET_FLAGS, socketPath, str, UsageError } from './command';
 
 const USAGE = `Usage: lbd server add    SERVICE ADDRESS [--weight N] [--mac MAC] [-x N] [-y N]
        lbd server edit   SERVICE ADDRESS [--weight N] [--mac MAC|auto] [-x N] [-y N]
@@ -48,9 +48,7 @@ export const command: Command = {
         '--l-threshold': { short: '-y', value: true },
         '--wait': {},
         '--timeout': { value: true },
-        '--socket': { value: true },
-        '--config': { short: '-c', value: true },
-        '--help': { short: '-h' },
+        ...SOCKET_FLAGS,
       },
       'lbd server',
     );

@@ -1,7 +1,7 @@
 /** `lbd service add|edit|remove`: virtual services of a running daemon, like ipvsadm -A/-E/-D. */
 import { adminRequest } from '../control/admin/client';
 import type { ChangeResult, Change } from '../control/admin/protocol';
-import { bool, Command, list, parseFlags, socketPath, str, UsageError } from './command';
+import { bool, Command, list, parseFlags, SOCKET_FLAGS, socketPath, str, UsageError } from './command';
 import { printChanges } from './server';
 
 const USAGE = `Usage: lbd service add    NAME --vip VIP --port PORT --server ADDRESS[=WEIGHT] [--server …]
@@ -46,9 +46,7 @@ export const command: Command = {
         '--on-remove': { value: true },
         '--server': { short: '-r', value: true, repeat: true },
         '--name': { value: true },
-        '--socket': { value: true },
-        '--config': { short: '-c', value: true },
-        '--help': { short: '-h' },
+        ...SOCKET_FLAGS,
       },
       'lbd service',
     );

@@ -67,7 +67,7 @@ export function loadConfig(file: string): Config {
   return parseConfig(text, file);
 }
 
-/** The health keys a service has written (issue 3), in their normalized form. */
+/** The health-check keys a service has written, in their normalized form: absent keys stay absent, so a config without health checks prints as it was. */
 function healthKeys(s: ServiceConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'sorry_server', 'initial_state'] as const) {

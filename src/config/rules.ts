@@ -10,7 +10,7 @@
 import type { Scalar } from 'yaml';
 import type { ItemRule } from './fields';
 import { ipv4 } from './readers';
-import type { Config, HealthCheckConfig, RealServerConfig, ServiceConfig } from './types';
+import { serviceKey, type Config, type HealthCheckConfig, type RealServerConfig, type ServiceConfig } from './types';
 import type { SectionResult, Validator, YNode } from './validate';
 import { PORT_MAX, PORT_MIN, ipv4ToString, notUnicast, parseIPv4, parseListen } from './values';
 
@@ -68,7 +68,7 @@ export function uniqueServices(): ItemRule {
     const protocol = s.get('protocol');
     const vipNode = s.entries.get('vip')?.value;
     if (vip !== undefined && port !== undefined && protocol !== undefined && vipNode) {
-      const ep = `${vip}:${port}/${protocol}`;
+      const ep = serviceKey({ vip: vip as string, port: port as number, protocol: protocol as string });
       const prev = byEndpoint.get(ep);
       if (prev !== undefined) v.report(vipNode, s.path, `duplicates services[${prev}] (${ep})`);
       else byEndpoint.set(ep, i);

@@ -29,7 +29,7 @@ export interface RealServerConfig {
   health_check?: Partial<HealthCheckConfig>;
 }
 
-/** Health checks (issue 3, docs/health.md). Durations in seconds. */
+/** Health checks (docs/health.md). Durations in seconds. */
 export const HEALTH_CHECK_TYPES = ['tcp', 'http', 'vip'] as const;
 export type HealthCheckType = (typeof HEALTH_CHECK_TYPES)[number];
 export interface HealthCheckConfig {
@@ -67,7 +67,7 @@ export interface ServiceConfig {
   /** Client addresses are grouped by this netmask for persistence, like `ipvsadm -M`. */
   persistence_netmask: string;
   real_servers: RealServerConfig[];
-  // --- Health (issue 3): absent when not written; defaults in HEALTH_DEFAULTS. ---
+  // --- Health checks (docs/health.md): absent when not written; defaults in HEALTH_DEFAULTS. ---
   health_check?: HealthCheckConfig;
   /** What happens to the existing flows of a server that goes down (default reschedule). */
   on_down?: OnDown;
@@ -78,8 +78,16 @@ export interface ServiceConfig {
   sorry_server?: { address: string; mac?: string };
   /** State of a server before its first check verdict (default up, like keepalived without alpha). */
   initial_state?: InitialState;
-  /** Operator tooling (issue 5): what removing a real server does to its flows; absent = Config.on_remove. */
+  /** What removing a real server does to its flows (lbd server remove, a reload); absent = Config.on_remove. */
   on_remove?: OnRemove;
+}
+
+/**
+ * A service's identity, VIP:port/protocol: what the data plane matches frames on, and so what
+ * the config, the daemon, the admin socket, health checks and metrics key services by.
+ */
+export function serviceKey(s: { vip: string; port: number; protocol: string }): string {
+  return `${s.vip}:${s.port}/${s.protocol}`;
 }
 
 export interface Config {
@@ -100,7 +108,7 @@ export interface Config {
   services: ServiceConfig[];
   /** Make the VIPs reachable from the balancer itself (a dummy interface lbd0 + /32 routes). */
   local_access: boolean;
-  /** The admin socket the CLI talks to (issue 5, docs/operations.md). */
+  /** The admin socket the CLI talks to (docs/operations.md). */
   admin: { socket: string };
   /** Default for every service: removing a real server drains it (default) or drops its flows. Absent = drain. */
   on_remove?: OnRemove;

@@ -1,8 +1,8 @@
 /**
- * ipvsadm interop (issue 5): `lbd save --ipvsadm` prints the running config as `ipvsadm -S -n`
- * rules, and `lbd import-ipvsadm` turns `ipvsadm-save` / `ipvsadm -S -n` output (or a script of
- * ipvsadm commands) into an lb.yaml. lbd does Direct Routing only: NAT (-m) and tunnel (-i)
- * rules are refused with the reason.
+ * ipvsadm interop, so that operators can move between IPVS and lbd either way: `lbd save
+ * --ipvsadm` prints the running config as `ipvsadm -S -n` rules, and `lbd import-ipvsadm` turns
+ * `ipvsadm-save` / `ipvsadm -S -n` output (or a script of ipvsadm commands) into an lb.yaml. lbd
+ * does Direct Routing only: NAT (-m) and tunnel (-i) rules are refused with the reason.
  */
 import { stringify } from 'yaml';
 import { parseIPv4, THRESHOLD_MAX, WEIGHT_MAX } from '../config/values';

@@ -1,4 +1,4 @@
-import type { Config, RealServerConfig, ServiceConfig } from '../config/types';
+import { serviceKey, type Config, type RealServerConfig, type ServiceConfig } from '../config/types';
 
 /**
  * Reconciling desired against running state, like Seesaw: plan() compares two configs and
@@ -18,11 +18,6 @@ export type Action =
   | { kind: 'real-add'; key: string; real: RealServerConfig }
   | { kind: 'real-remove'; key: string; address: string }
   | { kind: 'real-update'; key: string; real: RealServerConfig; fields: string[] };
-
-/** A service's identity: what the data plane matches frames on. */
-export function serviceKey(s: { vip: string; port: number; protocol: string }): string {
-  return `${s.vip}:${s.port}/${s.protocol}`;
-}
 
 /** Fields that cannot change under a running capture: a reload that changes them is refused. */
 const RESTART_FIELDS: [string, (c: Config) => unknown][] = [

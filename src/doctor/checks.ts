@@ -1,9 +1,12 @@
 /**
  * lbd doctor's checks. Every read of the host goes through HostView (src/doctor/system.ts is
  * the real one; unit tests pass a fake), so each check is a plain function of what it sees.
+ * One file, a little over 500 lines: the checks share HostView, the Finding vocabulary and a
+ * few helpers, and read top to bottom in the order runDoctor reports them.
  */
-import type { Config } from '../config/types';
+import { serviceKey, type Config } from '../config/types';
 import { ipToInt } from '../dataplane/packet';
+import { HostGuard } from '../host/guard';
 import type { ArpAnswer, VipProbeResult } from './probe';
 
 export type Severity = 'ok' | 'skip' | 'warn' | 'error';
@@ -201,7 +204,7 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
       fix: 'apt-get install nftables',
     });
   } else if (running) {
-    const missing = cfg.services.filter((s) => !new RegExp(`ip daddr ${s.vip.replace(/\./g, '\\.')} ${s.protocol} dport ${s.port} drop`).test(table));
+    const missing = cfg.services.filter((s) => !table.includes(HostGuard.rule(s)));
     if (!table) {
       out.push({
         check: 'guard',
@@ -213,7 +216,7 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
       out.push({
         check: 'guard',
         severity: needsGuard ? 'error' : 'warn',
-        what: `the nftables guard has no rule for ${missing.map((s) => `${s.vip}:${s.port}/${s.protocol}`).join(', ')} (running config differs from ${cfg.file}?)`,
+        what: `the nftables guard has no rule for ${missing.map(serviceKey).join(', ')} (running config differs from ${cfg.file}?)`,
         fix: 'lbd reload (or restart lbd)',
       });
     } else {
@@ -471,13 +474,8 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
   return out;
 }
 
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
-}
-
 export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = {}): Promise<DoctorReport> {
-  const { host, port } = splitListen(cfg.metrics.listen);
+  const { host, port } = cfg.metrics;
   const running = await h.lbdRunning(host, port);
   const findings: Finding[] = [
     {

@@ -1,7 +1,8 @@
 /** The real HostView: reads /proc, /sys, ethtool, nft, and probes the wire through the native binding. */
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { networkInterfaces } from 'node:os';
+import { HostGuard } from '../host/guard';
+import { ipv4Addresses } from '../host/interfaces';
 import { ProgramNotFoundError, runSyncOk } from '../host/programs';
 import { loadNative } from '../dataplane/binding';
 import type { HostView, InterfaceInfo } from './checks';
@@ -54,7 +55,9 @@ export class SystemHost implements HostView {
     const base = `/sys/class/net/${name}`;
     if (!/^[\w.:@-]+$/.test(name) || !existsSync(base)) return { exists: false, up: false, operstate: 'absent', addresses: [] };
     const flags = parseInt(read(`${base}/flags`) ?? '0', 16);
-    const addresses = (networkInterfaces()[name] ?? []).filter((a) => a.family === 'IPv4').map((a) => a.cidr ?? `${a.address}/32`);
+    const addresses = ipv4Addresses()
+      .filter((a) => a.iface === name)
+      .map((a) => a.cidr);
     return { exists: true, up: (flags & 1) === 1, operstate: read(`${base}/operstate`) ?? 'unknown', addresses, mac: read(`${base}/address`) ?? undefined };
   }
 
@@ -63,11 +66,7 @@ export class SystemHost implements HostView {
   }
 
   localAddresses(): { address: string; iface: string }[] {
-    const out: { address: string; iface: string }[] = [];
-    for (const [iface, addrs] of Object.entries(networkInterfaces())) {
-      for (const a of addrs ?? []) if (a.family === 'IPv4') out.push({ address: a.address, iface });
-    }
-    return out;
+    return ipv4Addresses().map(({ address, iface }) => ({ address, iface }));
   }
 
   ethtoolFeatures(iface: string): Record<string, string> | null {
@@ -81,7 +80,7 @@ export class SystemHost implements HostView {
 
   nftGuardTable(): string | null {
     try {
-      return runSyncOk('nft', ['list', 'table', 'netdev', 'lbd'], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
+      return runSyncOk('nft', ['list', 'table', 'netdev', HostGuard.TABLE], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
     } catch (e) {
       if (e instanceof ProgramNotFoundError) return null;
       return '';

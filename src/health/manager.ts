@@ -1,23 +1,26 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config, HealthCheckConfig, OnDown, RealServerConfig, ServiceConfig } from '../config/types';
-import { HEALTH_DEFAULTS } from '../config/types';
+import { HEALTH_DEFAULTS, serviceKey } from '../config/types';
 import type { Forwarder } from '../dataplane/forwarder';
-import { interfaceAddress } from '../dataplane/host';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, RealServer, VirtualService } from '../dataplane/services';
 import { DEST_F_DOWN, type Dest } from '../scheduler/index';
+import { interfaceAddress } from '../host/interfaces';
+import { HttpChecker } from './http';
+import { HealthState, HealthSupervisor } from './supervisor';
+import { TcpChecker } from './tcp';
+import { Checker, Clock, realClock } from './types';
+import { ProbePort, VipChecker, VipProber } from './vip';
 
 /**
  * Up and weighted: what quorum counts. Unlike the schedulers' isAvailable, an overloaded server
  * (u_threshold) still counts: overload is a moment's load, not a reason for the sorry server.
  */
 const inService = (d: Dest): boolean => d.weight > 0 && (d.flags & DEST_F_DOWN) === 0;
-import { HttpChecker } from './http';
-import { HealthState, HealthSupervisor } from './supervisor';
-import { TcpChecker } from './tcp';
-import { Checker, Clock, realClock } from './types';
-import { ProbePort, VipChecker, VipProber } from './vip';
+
+/** A real server in logs and metric labels: ADDRESS:PORT, as lbd list and the data-plane metrics name it. */
+const realLabel = (rs: RealServer): string => `${intToIp(rs.addr)}:${rs.port}`;
 
 /** The check a real server runs: the service's health_check with the server's overrides. */
 export function effectiveCheck(s: ServiceConfig, r: RealServerConfig): HealthCheckConfig | undefined {
@@ -113,7 +116,7 @@ export class HealthManager {
     const vips = new Set<number>();
     const live = new Set<VirtualService>();
     for (const s of cfg.services) {
-      const svc = services.get(`${s.vip}:${s.port}/${s.protocol}`);
+      const svc = services.get(serviceKey(s));
       if (!svc || svc.removed) continue;
       live.add(svc);
       const prev = this.policies.get(svc);
@@ -154,14 +157,14 @@ export class HealthManager {
           clock: this.clock,
           random: this.o.random,
           onTransition: (to, reason) => this.transition(rs, entry, to, reason),
-          onResult: (_r, seconds) => this.duration.observe({ service: svc.name, real: `${intToIp(rs.addr)}:${rs.port}`, type: check.type }, seconds),
+          onResult: (_r, seconds) => this.duration.observe({ service: svc.name, real: realLabel(rs), type: check.type }, seconds),
         });
         this.entries.set(rs, entry);
         entry.sup.start();
         this.log.info(
           {
             service: s.name,
-            real: `${intToIp(rs.addr)}:${rs.port}`,
+            real: realLabel(rs),
             check: check.type,
             interval: check.interval,
             rise: check.rise,
@@ -178,7 +181,7 @@ export class HealthManager {
       this.entries.delete(rs);
       rs.health = 'unchecked';
       rs.healthReason = '';
-      this.log.info({ service: e.svc.name, real: `${intToIp(rs.addr)}:${rs.port}` }, 'health check stopped');
+      this.log.info({ service: e.svc.name, real: realLabel(rs) }, 'health check stopped');
     }
     for (const svc of [...this.policies.keys()]) if (!live.has(svc)) this.policies.delete(svc);
     this.syncProber(vips);
@@ -285,7 +288,7 @@ export class HealthManager {
     rs.healthReason = reason;
     if (policy) this.applyState(rs, policy);
     e.svc.changed();
-    const real = `${intToIp(rs.addr)}:${rs.port}`;
+    const real = realLabel(rs);
     const labels = { service: e.svc.name, real, to, reason };
     const k = JSON.stringify(labels);
     const t = this.transitions.get(k) ?? { labels, n: 0 };
@@ -326,7 +329,7 @@ export class HealthManager {
   status(): { service: string; real: string; type: string; health: string; reason: string; okRun: number; failRun: number; checks: number }[] {
     return [...this.entries].map(([rs, e]) => ({
       service: e.svc.name,
-      real: `${intToIp(rs.addr)}:${rs.port}`,
+      real: realLabel(rs),
       type: e.type,
       health: rs.health,
       reason: rs.healthReason,
@@ -363,7 +366,7 @@ export class HealthManager {
         this.reset();
         for (const rs of fw.dests.views) {
           if (rs.gone || rs.removed) continue;
-          this.set({ service: rs.service.name, real: `${intToIp(rs.addr)}:${rs.port}` }, rs.health === 'down' ? 0 : 1);
+          this.set({ service: rs.service.name, real: realLabel(rs) }, rs.health === 'down' ? 0 : 1);
         }
       },
     });

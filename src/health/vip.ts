@@ -1,7 +1,25 @@
-import { netdevIngressTable, nftApply, nftDeleteTable } from '../dataplane/host';
 import { randomBytes } from 'node:crypto';
+import {
+  ETH_HLEN,
+  ETH_TYPE,
+  ETHERTYPE_IPV4,
+  IP_DST,
+  IP_MIN_HLEN,
+  IP_PROTO,
+  IP_SRC,
+  IP_VER_IHL,
+  IPPROTO_TCP,
+  L4_DST_PORT,
+  L4_SRC_PORT,
+  TCP_ACK,
+  TCP_FLAGS,
+  TCP_MIN_HLEN,
+  TCP_RST,
+  TCP_SYN,
+} from '../dataplane/contract';
 import { RingPort } from '../dataplane/io';
 import { intToIp } from '../dataplane/packet';
+import { netdevIngressTable, nftApply, nftDeleteTable } from '../host/nftables';
 import { Checker, CheckResult } from './types';
 
 /**
@@ -192,15 +210,15 @@ export class VipProber {
 
   /** A frame from the capture handle (shared buffer: read it now). */
   onFrame(buf: Buffer, len: number): void {
-    if (len < 54 || buf.readUInt16BE(12) !== 0x0800) return;
-    const ihl = (buf[14] & 0x0f) * 4;
-    if (buf[23] !== 6 || len < 14 + ihl + 20) return;
-    const l4 = 14 + ihl;
-    const src = buf.readUInt32BE(26);
-    const dst = buf.readUInt32BE(30);
-    const sport = buf.readUInt16BE(l4);
-    const dport = buf.readUInt16BE(l4 + 2);
-    const flags = buf[l4 + 13];
+    if (len < ETH_HLEN + IP_MIN_HLEN + TCP_MIN_HLEN || buf.readUInt16BE(ETH_TYPE) !== ETHERTYPE_IPV4) return;
+    const ihl = (buf[IP_VER_IHL] & 0x0f) * 4;
+    if (buf[IP_PROTO] !== IPPROTO_TCP || len < ETH_HLEN + ihl + TCP_MIN_HLEN) return;
+    const l4 = ETH_HLEN + ihl;
+    const src = buf.readUInt32BE(IP_SRC);
+    const dst = buf.readUInt32BE(IP_DST);
+    const sport = buf.readUInt16BE(l4 + L4_SRC_PORT);
+    const dport = buf.readUInt16BE(l4 + L4_DST_PORT);
+    const flags = buf[l4 + TCP_FLAGS];
     const ack = buf.readUInt32BE(l4 + 8);
     const p = this.pending.get(dport);
     if (!p) {
@@ -265,10 +283,6 @@ export class VipChecker implements Checker {
 }
 
 // ---- frames -------------------------------------------------------------------------------
-export const TCP_SYN = 0x02;
-export const TCP_RST = 0x04;
-export const TCP_ACK = 0x10;
-
 export interface TcpFrameSpec {
   dstMac: Uint8Array;
   srcMac: Uint8Array;

@@ -87,9 +87,18 @@ export class ProgramFailedError extends LbdError {
     readonly result: RunResult,
     detail?: string,
   ) {
-    const why = detail ?? (result.stderr.trim() || (result.status !== null ? `exit ${result.status}` : `signal ${result.signal}`));
-    super('E_PROGRAM_FAILED', `${command.join(' ')}: ${why}`);
+    super('E_PROGRAM_FAILED', `${command.join(' ')}: ${detail ?? failureText(result)}`);
   }
+}
+
+/** How a run ended, for messages: "exit N", or "signal S" when it was killed. */
+export function exitText(r: Pick<RunResult, 'status' | 'signal'>): string {
+  return r.status !== null ? `exit ${r.status}` : `signal ${r.signal}`;
+}
+
+/** Why a run failed, for messages: what it said on stderr, else how it ended. */
+export function failureText(r: Pick<RunResult, 'status' | 'signal' | 'stderr'>): string {
+  return r.stderr.trim() || exitText(r);
 }
 
 export function isProgramName(name: string): name is ProgramName {

@@ -1,8 +1,10 @@
 import http from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { serviceKey } from '../config/types';
 import { CONN_STATE_NAMES, Counter as C, DROP_REASONS } from '../dataplane/contract';
 import type { Forwarder } from '../dataplane/forwarder';
 import { intToIp } from '../dataplane/packet';
+import { protocolName } from '../dataplane/services';
 import { DEST_F_OVERLOAD } from '../scheduler/index';
 
 export interface MetricsSource {
@@ -101,7 +103,9 @@ export function createRegistry(src: MetricsSource): Registry {
       collect() {
         this.reset();
         for (const s of f().services.all) {
-          if (s && !s.gone) this.inc({ service: s.name, vip: `${intToIp(s.vip)}:${s.port}/${s.proto === 17 ? 'udp' : 'tcp'}` }, read(s));
+          if (!s || s.gone) continue;
+          const vip = serviceKey({ vip: intToIp(s.vip), port: s.port, protocol: protocolName(s.proto) });
+          this.inc({ service: s.name, vip }, read(s));
         }
       },
     });
@@ -120,16 +124,19 @@ export function createRegistry(src: MetricsSource): Registry {
       DROP_REASONS.forEach((reason, i) => this.inc({ reason }, drops[i]));
     },
   });
-  const globalCounter = (name: string, help: string, index: C) =>
+  // A counter without labels, read at scrape time; undefined is no sample (the native counters on the TypeScript path).
+  const scrapedCounter = (name: string, help: string, read: () => number | undefined) =>
     new Counter({
       name,
       help,
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(f().counters[index]);
+        const v = read();
+        if (v !== undefined) this.inc(v);
       },
     });
+  const globalCounter = (name: string, help: string, index: C) => scrapedCounter(name, help, () => f().counters[index]);
   globalCounter('lbd_received_packets_total', 'Frames the capture delivered to the data plane.', C.RxFrames);
   globalCounter('lbd_received_bytes_total', 'Bytes the capture delivered to the data plane.', C.RxBytes);
   globalCounter('lbd_forwarded_packets_total', 'Frames forwarded to real servers.', C.TxFrames);
@@ -168,18 +175,7 @@ export function createRegistry(src: MetricsSource): Registry {
       });
     },
   });
-  for (const [key, name, help] of src.dataplanePath === 'native' ? NATIVE_COUNTERS : []) {
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const stats = src.nativeStats?.();
-        if (stats) this.inc(stats[key]);
-      },
-    });
-  }
+  for (const [key, name, help] of src.dataplanePath === 'native' ? NATIVE_COUNTERS : []) scrapedCounter(name, help, () => src.nativeStats?.()?.[key]);
   new Gauge({
     name: 'lbd_dataplane_info',
     help: 'The data-plane path forwarding frames (ts or native); the value is always 1.',

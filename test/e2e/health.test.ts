@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { HeldDownload, heldDownload, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
+import { HeldDownload, heldDownload, lbdConfig, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
 
 // One lab for the file, with a third real server (10.0.10.112) to serve as the sorry server.
 let lab: Lab;
@@ -14,26 +14,9 @@ after(() => lab?.teardown());
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const real = (i: number) => `${lab.addr.rs[i]}:80`;
 
-/** lbd config: one service "web" on the VIP over real servers `reals` (indices), extra service-level lines. */
+/** lbd config: one service "web" on the VIP over real servers `reals` (indices; default the first two, the third is the sorry server), extra service-level lines. */
 function config(o: { reals?: number[]; svc?: string[]; extraServices?: string; weights?: number[] } = {}): string {
-  const reals = o.reals ?? [0, 1];
-  return `
-interfaces:
-  capture: ${lab.ifaces.balancerCapture}
-  egress: ${lab.ifaces.balancerEgress}
-metrics:
-  listen: 127.0.0.1:9469
-log:
-  level: info
-services:
-  - name: web
-    vip: ${lab.addr.vip}
-    port: 80
-    scheduler: rr
-${(o.svc ?? []).map((l) => `    ${l}`).join('\n')}
-    real_servers:
-${reals.map((i, j) => `      - address: ${lab.addr.rs[i]}\n        weight: ${o.weights?.[j] ?? 1}`).join('\n')}
-${o.extraServices ?? ''}`;
+  return lbdConfig(lab, { reals: o.reals ?? [0, 1], serviceLines: o.svc, weights: o.weights, extraServices: o.extraServices });
 }
 
 /** One curl from the client: the body, or null when it failed. */

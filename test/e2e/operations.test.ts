@@ -1,6 +1,6 @@
 /**
- * Operator tooling in the lab (issue 5): lbd list against real traffic, reloads under wrk,
- * a refused bad reload, drain with a long-lived download, import-ipvsadm of the seed's rules.
+ * Operator tooling in the lab: lbd list against real traffic, reloads under wrk, a refused bad
+ * reload, drain with a long-lived download, import-ipvsadm of a classic two-server wlc ruleset.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
 import { curl, lbdConfig, sampleValue, startLbd } from '../helpers/lbd-process';
 
-// The seed's two-NIC shape: clients on eth0's network, real servers behind eth1 with the
+// The classic two-NIC LVS-DR shape: clients on eth0's network, real servers behind eth1 with the
 // balancer as their gateway. lbd captures on eth0 and re-injects on eth1; replies are routed
 // back to the client by the balancer's kernel without lbd ever seeing them.
 let lab: Lab;

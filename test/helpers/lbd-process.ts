@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Lab } from '../../lab/lab';
+import { parseWrk as parseWrkSummary } from '../../lab/wrk';
 import type { ChildProcess } from '../../src/host/programs';
 
 export const LBD_BIN = path.resolve(__dirname, '../../../bin/lbd');
@@ -9,7 +10,7 @@ let seq = 0;
 export interface LbdProcess {
   proc: ChildProcess;
   configFile: string;
-  /** The admin socket (issue 5): lab.dir/lbd-PID-N.sock unless the config sets admin.socket. */
+  /** The admin socket lbd list/server/reload talk to: lab.dir/lbd-PID-N.sock unless the config sets admin.socket. */
   socket: string;
   /** Every log line so far, parsed. */
   logs(): any[];
@@ -161,20 +162,33 @@ export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port 
   };
 }
 
-/** Parses wrk's summary. */
+/** The figures of wrk's summary the tests assert on (lab/wrk.ts parses it). */
 export function parseWrk(out: string): { requests: number; socketErrors: number; non2xx: number; rps: number } {
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const { requests, socketErrors, non2xx, rps } = parseWrkSummary(out);
   return { requests, socketErrors, non2xx, rps };
 }
 
+/**
+ * lbd config for the lab: one TCP service "web" on port 80 of the VIP over the real servers
+ * `reals` (indices into lab.addr.rs, default all) with `weights` (default 1), plus
+ * `serviceLines` (e.g. health_check keys) in the service and `top` before everything.
+ */
 export function lbdConfig(
   lab: Lab,
-  o: { scheduler?: string; vip?: string; extraServices?: string; persistence?: string; egress?: string; top?: string } = {},
+  o: {
+    scheduler?: string;
+    vip?: string;
+    extraServices?: string;
+    persistence?: string;
+    egress?: string;
+    top?: string;
+    reals?: number[];
+    weights?: number[];
+    serviceLines?: string[];
+  } = {},
 ): string {
+  const reals = o.reals ?? lab.addr.rs.map((_, i) => i);
+  const serviceLines = (o.serviceLines ?? []).map((l) => `    ${l}\n`).join('');
   return `${o.top ?? ''}
 interfaces:
   capture: ${lab.ifaces.balancerCapture}
@@ -190,8 +204,8 @@ services:
     protocol: tcp
     scheduler: ${o.scheduler ?? 'rr'}
     persistence: ${o.persistence ?? 0}
-    real_servers:
-${lab.addr.rs.map((a) => `      - address: ${a}\n        weight: 1`).join('\n')}
+${serviceLines}    real_servers:
+${reals.map((i, j) => `      - address: ${lab.addr.rs[i]}\n        weight: ${o.weights?.[j] ?? 1}`).join('\n')}
 ${o.extraServices ?? ''}`;
 }
 

@@ -206,7 +206,7 @@ test('two NICs: strict rp_filter on egress is an error, ip_forward=0 a warning',
 });
 
 test('the nftables guard: missing while lbd runs with a local VIP is an error; stale when stopped a warning', async () => {
-  const yaml = ONE_NIC.replace('10.0.10.100', '10.0.10.30'); // the seed's setup: VIP = balancer address
+  const yaml = ONE_NIC.replace('10.0.10.100', '10.0.10.30'); // a local VIP (the balancer's own address): only the guard keeps its kernel out
   const h = new FakeHost();
   h.running = true;
   h.guard = '';

@@ -7,10 +7,10 @@
 import { formatConfig, parseConfig } from '../../config/load';
 import { parseDuration, parseIPv4, parseMac, THRESHOLD_MAX, WEIGHT_MAX } from '../../config/values';
 import { didYouMean } from '../../config/suggest';
-import { Config, DEFAULTS, OnRemove, RealServerConfig, ServiceConfig } from '../../config/types';
+import { Config, DEFAULTS, OnRemove, RealServerConfig, ServiceConfig, serviceKey } from '../../config/types';
 import { ConfigError } from '../../errors';
 import { SCHEDULER_NAMES } from '../../scheduler/index';
-import { Action, describeAction, serviceKey } from '../reconcile';
+import { Action, describeAction } from '../reconcile';
 import { AdminError, Change } from './protocol';
 import { resolveServiceRef } from './service-ref';
 

@@ -4,7 +4,7 @@
  * the other daemon commands start without the config loader, reconcile or the data plane.
  */
 import * as net from 'node:net';
-import { LbdError } from '../../errors';
+import { isErrorCode, LbdError } from '../../errors';
 import type { AdminCommand, AdminRequest } from './protocol';
 
 export class NoDaemonError extends LbdError {
@@ -42,14 +42,14 @@ export function adminRequest<T = unknown>(socketPath: string, cmd: AdminCommand,
       const i = buf.indexOf('\n');
       if (i < 0) return;
       // An AdminAnswer, read loosely: whatever answers on the socket may not follow the protocol.
-      let res: { ok: boolean; result?: T; error?: { code: string; message: string } };
+      let res: { ok: boolean; result?: T; error?: { code?: unknown; message?: string } };
       try {
         res = JSON.parse(buf.slice(0, i));
       } catch {
         return finish(new LbdError('E_PROTOCOL', `the daemon on ${socketPath} sent something that is not JSON`));
       }
       if (res.ok) finish(null, res.result as T);
-      else finish(new LbdError(res.error?.code ?? 'E_INTERNAL', res.error?.message ?? 'the daemon reported an error'));
+      else finish(new LbdError(isErrorCode(res.error?.code) ? res.error.code : 'E_INTERNAL', res.error?.message ?? 'the daemon reported an error'));
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') finish(new NoDaemonError(socketPath));

@@ -5,16 +5,16 @@
  */
 import type { Logger } from 'pino';
 import { formatConfig, loadConfig } from '../../config/load';
-import type { Config } from '../../config/types';
+import { serviceKey, type Config } from '../../config/types';
 import { ConfigError, formatConfigIssue } from '../../errors';
 import { CONN_STATE_NAMES, ConnState, SLOT_EMPTY } from '../../dataplane/contract';
 import { intToIp, macToString } from '../../dataplane/packet';
-import type { RealServer, VirtualService } from '../../dataplane/services';
+import { type RealServer, type VirtualService, protocolName } from '../../dataplane/services';
 import { DEST_F_OVERLOAD } from '../../scheduler/index';
 import { VERSION } from '../../version';
 import type { Daemon } from '../daemon';
 import { toIpvsadmRules } from '../ipvsadm';
-import { Action, serviceKey } from '../reconcile';
+import type { Action } from '../reconcile';
 import { applyChange, describeChanges } from './apply';
 import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView } from './protocol';
 import { RATE_INTERVAL_MS, RateEstimator } from './rate';
@@ -114,7 +114,7 @@ export class Control {
         return {
           name: svc.name,
           key,
-          protocol: svc.proto === 17 ? 'udp' : 'tcp',
+          protocol: protocolName(svc.proto),
           vip: intToIp(svc.vip),
           port: svc.port,
           scheduler: svc.scheduler.name,
@@ -156,7 +156,7 @@ export class Control {
         if (!svc || !rs) continue;
         const state = table.state[i];
         const e: ConnEntry = {
-          protocol: svc.proto === 17 ? 'udp' : 'tcp',
+          protocol: protocolName(svc.proto),
           expires: Math.max(0, table.expires[i] - now),
           state: state === ConnState.Template ? 'NONE' : (CONN_STATE_NAMES[state] ?? String(state)),
           client: `${intToIp(table.keyAddr[i])}:${table.keyPort[i] & 0xffff}`,

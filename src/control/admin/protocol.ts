@@ -8,7 +8,7 @@
  * `{"ok": false, "error": {"code": "E_…", "message": "…"}}`. A connection may carry any number
  * of requests; answers come back in order.
  */
-import { LbdError } from '../../errors';
+import { LbdError, type ErrorCode } from '../../errors';
 
 /** The requests the daemon answers. */
 export type AdminCommand = 'ping' | 'list' | 'connections' | 'save' | 'reload' | 'change';
@@ -19,12 +19,18 @@ export interface AdminRequest {
   args?: unknown;
 }
 
-/** One answer line. */
-export type AdminAnswer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: string; message: string } };
+/**
+ * One answer line. An error's code is one of lbd's ErrorCodes (src/errors.ts): the code of the
+ * LbdError the request raised on the daemon (E_USAGE, E_NO_SERVICE, E_CONFIG, E_RELOAD, E_HOST,
+ * …), E_INTERNAL for any other failure. Never on the wire: E_NO_DAEMON, E_PERMISSION,
+ * E_PROTOCOL, E_TIMEOUT and E_ADMIN, the CLI's failures to get an answer (and the daemon's
+ * failure to listen at all).
+ */
+export type AdminAnswer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: ErrorCode; message: string } };
 
 /** An error the daemon answers with (`E_USAGE`, `E_NO_SERVICE`, `E_CONFIG`, …): its code goes on the wire. */
 export class AdminError extends LbdError {
-  constructor(code: string, message: string) {
+  constructor(code: ErrorCode, message: string) {
     super(code, message);
   }
 }

@@ -111,9 +111,10 @@ export class AdminServer {
       const result = await this.control.handle(req);
       return encode({ ok: true, result });
     } catch (e) {
-      const err = e as LbdError;
+      const err = e as Error;
       if (!(e instanceof LbdError)) this.log?.error({ err: err?.stack ?? String(e), cmd: req.cmd }, 'admin request failed');
-      return encode({ ok: false, error: { code: err.code ?? 'E_INTERNAL', message: err.message ?? String(e) } });
+      // Only LbdError codes travel (AdminAnswer): anything else is a bug, answered as E_INTERNAL.
+      return encode({ ok: false, error: { code: e instanceof LbdError ? e.code : 'E_INTERNAL', message: err.message ?? String(e) } });
     }
   }
 

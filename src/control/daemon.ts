@@ -1,3 +1,12 @@
+/**
+ * The daemon: one object that owns the running state every part of it changes together (the
+ * Forwarder, the capture and egress ports, ARP, the host guard, local access, health, metrics,
+ * the timers) and applies config changes to all of them by reconciling. It is longer than ~500
+ * lines because apply() must see all of that state at once to change it consistently (a VIP
+ * added means new guard rules, ARP announcements and a reopened capture together); what can
+ * stand alone has its own file: path selection (dataplane-select.ts), the plan (reconcile.ts),
+ * ARP (arp-agent.ts), health (health/), host changes (host/), the admin socket (admin/).
+ */
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
 import { serviceKey, type Config, type RealServerConfig, type ServiceConfig } from '../config/types';

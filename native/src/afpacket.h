@@ -34,6 +34,10 @@ bool compileFilter(const std::string& expr, std::vector<sock_filter>* out, std::
 
 class RxRing {
  public:
+  RxRing() = default;
+  // Owns its socket and mmap: a copy would close and unmap them a second time.
+  RxRing(const RxRing&) = delete;
+  RxRing& operator=(const RxRing&) = delete;
   ~RxRing() { close(); }
   /**
    * ignoreOutgoing: the kernel never queues frames sent from this host (PACKET_IGNORE_OUTGOING);
@@ -63,6 +67,10 @@ class RxRing {
 
 class TxSocket {
  public:
+  TxSocket() = default;
+  // Owns its socket: a copy would close it a second time.
+  TxSocket(const TxSocket&) = delete;
+  TxSocket& operator=(const TxSocket&) = delete;
   ~TxSocket() { close(); }
   /**
    * bypassQdisc: straight to the driver (PACKET_QDISC_BYPASS), unseen by other packet sockets;

@@ -15,10 +15,9 @@
 
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "afpacket.h"
-#include "libuv.h"
+#include "ring_poll.h"
 
 namespace lbd {
 
@@ -31,7 +30,6 @@ constexpr uint32_t kWakeBudget = 1024;
 // call leaves two handles (its argument, its result), and 256 calls stay within one V8 handle
 // block.
 constexpr uint32_t kScopeFrames = 256;
-constexpr size_t kDefaultRingBytes = 16u << 20;
 constexpr uint32_t kVlanOffset = 12;  // the tag goes after the two MACs
 constexpr uint32_t kVlanLen = 4;
 constexpr uint16_t kTpid8021q = 0x8100;  // ETH_P_8021Q, when the kernel does not say which TPID
@@ -41,19 +39,20 @@ Napi::Value fail(Napi::Env env, const std::string& msg) {
   return env.Undefined();
 }
 
-class Capture : public Napi::ObjectWrap<Capture> {
+class Capture : public Napi::ObjectWrap<Capture>, RingPoll::Client {
  public:
   static Napi::Function Init(Napi::Env env);
-  explicit Capture(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Capture>(info), env_(info.Env()) {}
+  explicit Capture(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<Capture>(info), env_(info.Env()), rp_(info.Env(), this, "lbd_native.ring") {}
   ~Capture() override {
     pinned_ = false;  // collected: nothing holds the wrapper any more
     teardown();
   }
 
-  void onReadable();
-  void onPollError(uv_poll_t* handle);
-
  private:
+  void onReadable() override;  // the ring's wake-up: every frame ready, each to JavaScript
+  void onPollLost() override { stopPoll(); }
+
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
@@ -73,9 +72,8 @@ class Capture : public Napi::ObjectWrap<Capture> {
 
   napi_env env_;
   Interface itf_;
-  RxRing ring_;
+  RingPoll rp_;  // the ring, its uv_poll, the wake-up's scopes
   TxSocket tx_;
-  uv_poll_t* poll_ = nullptr;
   // While polling, the wrapper is pinned: a started capture must not stop because the
   // JavaScript object that started it was dropped.
   bool pinned_ = false;
@@ -85,39 +83,18 @@ class Capture : public Napi::ObjectWrap<Capture> {
   napi_ref fnRef_ = nullptr;
   uint8_t* buf_ = nullptr;
   size_t bufLen_ = 0;
-  napi_async_context asyncCtx_ = nullptr;
-  napi_ref resource_ = nullptr;
 
-  // One wake-up: the scopes are opened by its first frame.
-  bool inLive_ = false;
-  bool closeRequested_ = false;
-  napi_handle_scope hs_ = nullptr;
-  napi_callback_scope cs_ = nullptr;
+  // One wake-up: its scopes (rp_) are opened by its first frame.
   napi_handle_scope chunk_ = nullptr;  // the handles of the last kScopeFrames calls
   uint32_t chunkLeft_ = 0;
   napi_value fn_ = nullptr;
   napi_value recv_ = nullptr;
-  napi_value pendingError_ = nullptr;
 
   double frames_ = 0;
   double truncated_ = 0;
   double wakeups_ = 0;
-  double ringPackets_ = 0;
-  double ringDrops_ = 0;
-  double pollErrors_ = 0;
   double sendFailed_ = 0;
 };
-
-void onPoll(uv_poll_t* handle, int status, int /*events*/) {
-  auto* c = static_cast<Capture*>(uv::dataOf(handle));
-  if (c == nullptr) return;
-  if (status < 0) {
-    // ENETDOWN and the like: clear the error and poll on (see Dataplane's onPoll).
-    c->onPollError(handle);
-    if (uv::dataOf(handle) == nullptr) return;
-  }
-  c->onReadable();
-}
 
 Napi::Function Capture::Init(Napi::Env env) {
   return DefineClass(env, "Capture",
@@ -138,7 +115,7 @@ Napi::Function Capture::Init(Napi::Env env) {
 uint32_t Capture::take(const tpacket2_hdr* h, uint32_t status) {
   const uint8_t* p = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
   const uint32_t len = h->tp_snaplen;
-  if (len < h->tp_len || uint64_t(h->tp_mac) + len > ring_.frameSize()) return 0;  // cut by the slot
+  if (len < h->tp_len || uint64_t(h->tp_mac) + len > rp_.ring.frameSize()) return 0;  // cut by the slot
   const bool vlan = (status & TP_STATUS_VLAN_VALID) || h->tp_vlan_tci != 0;
   if (!vlan || len < kVlanOffset) {
     if (len > bufLen_) return 0;
@@ -168,7 +145,7 @@ bool Capture::deliver(uint32_t len) {
   napi_create_uint32(env_, len, &arg);  // a small integer: no heap object
   if (napi_call_function(env_, recv_, fn_, 1, &arg, &ret) == napi_ok) return true;
   closeChunk();  // the error is kept in the wake-up's scope, which outlives this one
-  if (pendingError_ == nullptr) napi_get_and_clear_last_exception(env_, &pendingError_);
+  if (rp_.pendingError == nullptr) napi_get_and_clear_last_exception(env_, &rp_.pendingError);
   return false;
 }
 
@@ -179,14 +156,9 @@ void Capture::closeChunk() {
 }
 
 bool Capture::enterJs() {
-  if (pendingError_ != nullptr) return false;
-  if (hs_ == nullptr) {
-    napi_open_handle_scope(env_, &hs_);
-    napi_value res;
-    napi_get_reference_value(env_, resource_, &res);
-    // process.nextTick callbacks and promise jobs run when this scope closes, as after any
-    // event libuv delivers.
-    if (napi_open_callback_scope(env_, res, asyncCtx_, &cs_) != napi_ok) cs_ = nullptr;
+  if (rp_.pendingError != nullptr) return false;
+  if (!rp_.inScopes()) {
+    rp_.openScopes();
     napi_get_reference_value(env_, fnRef_, &fn_);
     napi_get_undefined(env_, &recv_);
   }
@@ -194,33 +166,26 @@ bool Capture::enterJs() {
 }
 
 void Capture::leaveJs() {
-  inLive_ = false;
-  if (hs_ == nullptr) return;
+  rp_.inLive = false;
+  if (!rp_.inScopes()) return;
   closeChunk();
   fn_ = recv_ = nullptr;
-  if (cs_ != nullptr) napi_close_callback_scope(env_, cs_);
-  cs_ = nullptr;
-  if (pendingError_ != nullptr) {
-    // As from any event handler: 'uncaughtException'.
-    napi_fatal_exception(env_, pendingError_);
-    pendingError_ = nullptr;
-  }
-  napi_close_handle_scope(env_, hs_);
-  hs_ = nullptr;
+  rp_.closeScopes();
 }
 
 void Capture::onReadable() {
-  if (!ring_.isOpen() || closeRequested_ || buf_ == nullptr) return;
-  inLive_ = true;
-  pendingError_ = nullptr;
+  RxRing& ring = rp_.ring;
+  if (!ring.isOpen() || rp_.closeRequested || buf_ == nullptr) return;
+  rp_.inLive = true;
+  rp_.pendingError = nullptr;
   wakeups_ += 1;
   const uint32_t hdrLen = TPACKET_ALIGN(sizeof(tpacket2_hdr));
-  // poll_ == nullptr: stop() from a callback of this wake-up; closeRequested_: close().
-  for (uint32_t budget = kWakeBudget; budget > 0 && poll_ != nullptr && !closeRequested_; budget--) {
-    tpacket2_hdr* h = ring_.frame(ring_.cursor);
+  // Not polling: stop() from a callback of this wake-up; closeRequested: close().
+  for (uint32_t budget = kWakeBudget; budget > 0 && rp_.polling() && !rp_.closeRequested; budget--) {
+    tpacket2_hdr* h = ring.frame(ring.cursor);
     const uint32_t st = __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
     if ((st & TP_STATUS_USER) == 0) break;
-    ring_.cursor = ring_.cursor + 1 == ring_.frameCount() ? 0 : ring_.cursor + 1;
+    ring.cursor = ring.cursor + 1 == ring.frameCount() ? 0 : ring.cursor + 1;
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<uint8_t*>(h) + hdrLen);
     // On lo every frame shows up twice, going out and coming in: keep one, as libpcap does.
     const bool twice = itf_.loopback && sll->sll_pkttype == PACKET_OUTGOING;
@@ -232,17 +197,9 @@ void Capture::onReadable() {
     if (!deliver(len)) break;
   }
   leaveJs();
-  if (closeRequested_) teardown();
+  if (rp_.closeRequested) teardown();
   // stop() or close() from a callback: only now may the wrapper go (the last use of `this`).
-  if (poll_ == nullptr) unpin();
-}
-
-void Capture::onPollError(uv_poll_t* handle) {
-  pollErrors_ += 1;
-  int err = 0;
-  socklen_t l = sizeof err;
-  if (ring_.isOpen()) getsockopt(ring_.fd(), SOL_SOCKET, SO_ERROR, &err, &l);
-  if (!ring_.isOpen() || uv_poll_start(handle, uv::kReadable, onPoll) != 0) stopPoll();
+  if (!rp_.polling()) unpin();
 }
 
 // ---- the methods --------------------------------------------------------------------------
@@ -251,73 +208,51 @@ Napi::Value Capture::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
     return fail(env, "open(iface: string, filter: string, ringBytes?: number)");
-  if (ring_.isOpen()) return fail(env, "open() twice");
+  if (rp_.ring.isOpen()) return fail(env, "open() twice");
   const std::string name = info[0].As<Napi::String>().Utf8Value();
   const std::string filter = info[1].As<Napi::String>().Utf8Value();
-  size_t ringBytes = kDefaultRingBytes;
-  if (info.Length() >= 3 && info[2].IsNumber()) {
-    const double b = info[2].As<Napi::Number>().DoubleValue();
-    if (b >= 65536 && b <= double(1u << 30)) ringBytes = static_cast<size_t>(b);
-  }
+  const size_t ringBytes = RingPoll::ringBytesArg(info, 2);
   std::string err;
-  std::vector<sock_filter> prog;
   if (!lookupInterface(name, &itf_, &err, true)) return fail(env, err);
-  if (!compileFilter(filter, &prog, &err)) return fail(env, err);
-  if (!ring_.open(itf_, prog, ringBytes, false, &err)) return fail(env, "capture on \"" + name + "\": " + err);
+  if (!rp_.open(itf_, filter, ringBytes, false, &err)) return fail(env, err);
   if (!tx_.open(itf_, false, &err)) {
-    ring_.close();
+    rp_.ring.close();
     return fail(env, "send socket on \"" + name + "\": " + err);
   }
   Napi::Object r = Napi::Object::New(env);
   r.Set("mac", Napi::Buffer<uint8_t>::Copy(env, itf_.mac, 6));
   r.Set("mtu", itf_.mtu);
-  r.Set("frameSize", ring_.frameSize());
-  r.Set("frames", ring_.frameCount());
+  r.Set("frameSize", rp_.ring.frameSize());
+  r.Set("frames", rp_.ring.frameCount());
   r.Set("loopback", itf_.loopback);
   return r;
 }
 
 Napi::Value Capture::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!ring_.isOpen()) return fail(env, "start() before open()");
-  if (poll_ != nullptr) return fail(env, "start() twice");
+  if (!rp_.ring.isOpen()) return fail(env, "start() before open()");
+  if (rp_.polling()) return fail(env, "start() twice");
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsFunction())
     return fail(env, "start(buffer: Uint8Array, onFrame: (len: number) => void)");
   auto ta = info[0].As<Napi::TypedArray>();
   if (ta.TypedArrayType() != napi_uint8_array || ta.ByteLength() < 64)
     return fail(env, "start: the buffer must be a Uint8Array of 64 bytes or more");
-  uv_loop_t* loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return fail(env, "no event loop");
-  if (asyncCtx_ == nullptr) {
-    napi_value res, name;
-    napi_create_object(env, &res);
-    napi_create_string_utf8(env, "lbd_native.ring", NAPI_AUTO_LENGTH, &name);
-    napi_create_reference(env, res, 1, &resource_);
-    napi_async_init(env, res, name, &asyncCtx_);
-  }
-  int rc;
-  poll_ = uv::openPoll(loop, ring_.fd(), this, &rc);
-  if (poll_ != nullptr) rc = uv_poll_start(poll_, uv::kReadable, onPoll);
-  if (rc != 0) {
-    stopPoll();
-    return fail(env, std::string("uv_poll: ") + uv_strerror(rc));
-  }
+  std::string err;
+  if (!rp_.start(&err)) return fail(env, err);
   auto buf = ta.As<Napi::Uint8Array>();
   buf_ = buf.Data();  // the backing store of a Buffer does not move
   bufLen_ = buf.ByteLength();
   napi_create_reference(env, buf, 1, &bufRef_);
   napi_create_reference(env, info[1], 1, &fnRef_);
-  Ref();
+  // Started again from its own callback after stop(): it is still pinned, and one Ref() must
+  // meet one Unref().
+  if (!pinned_) Ref();
   pinned_ = true;
   return env.Undefined();
 }
 
 void Capture::stopPoll() {
-  if (poll_ != nullptr) {
-    uv_poll_t* p = poll_;
-    poll_ = nullptr;
-    uv::closePoll(p);
-  }
+  rp_.stop();
   if (bufRef_ != nullptr) napi_delete_reference(env_, bufRef_);
   if (fnRef_ != nullptr) napi_delete_reference(env_, fnRef_);
   bufRef_ = fnRef_ = nullptr;
@@ -325,7 +260,7 @@ void Capture::stopPoll() {
   bufLen_ = 0;
   // From a callback, onReadable unpins once the wake-up is over: JavaScript still runs in it
   // (the rest of the callback, then microtasks), and a collected wrapper would free `this`.
-  if (!inLive_) unpin();
+  if (!rp_.inLive) unpin();
 }
 
 void Capture::unpin() {
@@ -335,26 +270,21 @@ void Capture::unpin() {
 }
 
 void Capture::teardown() {
-  closeRequested_ = false;
   stopPoll();
-  ring_.close();
+  rp_.close();
   tx_.close();
-  if (asyncCtx_ != nullptr) napi_async_destroy(env_, asyncCtx_);
-  asyncCtx_ = nullptr;
-  if (resource_ != nullptr) napi_delete_reference(env_, resource_);
-  resource_ = nullptr;
 }
 
 Napi::Value Capture::Stop(const Napi::CallbackInfo& info) {
-  // From a callback the wake-up ends after that frame (poll_ is gone); the buffer stays ours
-  // until then because the loop checks poll_ before taking the next frame.
+  // From a callback the wake-up ends after that frame (polling has stopped); the buffer stays
+  // ours until then because the loop checks rp_.polling() before taking the next frame.
   stopPoll();
   return info.Env().Undefined();
 }
 
 Napi::Value Capture::Close(const Napi::CallbackInfo& info) {
-  if (inLive_) {
-    closeRequested_ = true;  // from a callback: the wake-up ends, then everything is freed
+  if (rp_.inLive) {
+    rp_.closeRequested = true;  // from a callback: the wake-up ends, then everything is freed
     stopPoll();
   } else {
     teardown();
@@ -379,30 +309,22 @@ Napi::Value Capture::SetFilter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) return fail(env, "setFilter(filter: string)");
   std::string err;
-  std::vector<sock_filter> prog;
-  if (!compileFilter(info[0].As<Napi::String>().Utf8Value(), &prog, &err)) return fail(env, err);
-  if (!ring_.setFilter(prog, &err)) return fail(env, err);
+  if (!rp_.setFilter(info[0].As<Napi::String>().Utf8Value(), &err)) return fail(env, err);
   return env.Undefined();
 }
 
 Napi::Value Capture::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  uint64_t pk, dr;
-  ring_.readStats(&pk, &dr);
-  ringPackets_ += double(pk);
-  ringDrops_ += double(dr);
   Napi::Object o = Napi::Object::New(env);
   o.Set("frames", frames_);
   o.Set("truncated", truncated_);
   o.Set("wakeups", wakeups_);
-  o.Set("ringPackets", ringPackets_);
-  o.Set("ringDrops", ringDrops_);
-  o.Set("pollErrors", pollErrors_);
+  rp_.setStats(o);  // ringPackets, ringDrops, pollErrors
   o.Set("sendFailed", sendFailed_);
   o.Set("sendSyscalls", double(tx_.syscalls));
   o.Set("lastSendErrno", tx_.lastErrno);
-  o.Set("live", ring_.isOpen());
-  o.Set("polling", poll_ != nullptr);
+  o.Set("live", rp_.ring.isOpen());
+  o.Set("polling", rp_.polling());
   return o;
 }
 

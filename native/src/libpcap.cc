@@ -70,8 +70,10 @@ const char* load(std::string* err) {
       continue;
     }
     if (bind(lib, soname, err)) return api.soname;
+    // A library by this name that lacks a function we need: try the next name, and if none
+    // serves, say what this one lacked.
     dlclose(lib);
-    return nullptr;
+    if (first.empty()) first = *err;
   }
   *err = std::string("libpcap is not installed (") + kSonames[0] + "): apt-get install " + kPackage;
   // A library that is there but does not load (wrong architecture, broken) is worth naming.

@@ -111,7 +111,7 @@ export class Daemon {
   private readonly local: Set<string>;
   private readonly localAccess = new LocalAccess();
   private localPort: Port | null = null;
-  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollFrames: 0 };
+  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollCatches: 0 };
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
@@ -587,7 +587,7 @@ export class Daemon {
       wakeups: r.wakeups + now.wakeups,
       sendSyscalls: r.sendSyscalls + now.sendSyscalls,
       upcalls: r.upcalls + now.upcalls,
-      busyPollFrames: r.busyPollFrames + now.busyPollFrames,
+      busyPollCatches: r.busyPollCatches + now.busyPollCatches,
     };
   }
 
@@ -598,7 +598,7 @@ export class Daemon {
     this.retiredNative.wakeups += s.wakeups;
     this.retiredNative.sendSyscalls += s.sendSyscalls;
     this.retiredNative.upcalls += s.upcalls;
-    this.retiredNative.busyPollFrames += s.busyPollFrames;
+    this.retiredNative.busyPollCatches += s.busyPollCatches;
   }
 
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */

@@ -13,7 +13,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BindingError } from '../errors';
-import { COUNTER_COUNT, CONN_F_INACTIVE, ConnState, DROP_REASONS, SLOT_EMPTY, flowHash } from './contract';
+import { PACKAGE_ROOT } from '../package-root';
+import { COUNTER_COUNT, CONN_F_INACTIVE, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash } from './contract';
 
 /** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(). */
 const ABI_VERSION = 2;
@@ -21,11 +22,7 @@ const ABI_VERSION = 2;
 /** The local build, relative to the package root. */
 export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
 
-// The shared-array layout of the native fast path (native.ts builds the arrays; the addon checks
-// their lengths): compared with what the addon was compiled with.
-/** [0..12] TCP per state (tcpTimeouts), [13] UDP. */
-export const TIMEOUTS_LEN = 14;
-/** service index, table slot, src addr, src port, proto, flags, dst addr, dst port, conn slot. */
+/** The upcall's argument cells (native.ts), compared with what the addon was compiled with: service index, table slot, src addr, src port, proto, flags, dst addr, dst port, conn slot. */
 export const UPCALL_ARGS = 9;
 
 /** Verdicts as processFrames reports them (contract.ts Verdict). */
@@ -53,8 +50,8 @@ export interface NativeStats {
   sendFailed: number;
   wakeups: number;
   liveFrames: number;
-  /** Frames the busy-poll spin caught after the ring had run dry (busy_poll). */
-  busyPollFrames: number;
+  /** Times the busy-poll spin caught the next frame after the ring had run dry (busy_poll). */
+  busyPollCatches: number;
   ringPackets: number;
   ringDrops: number;
   /** Socket errors on the capture (e.g. the interface went down); the capture goes on. */
@@ -155,16 +152,8 @@ export type NativeLoad =
   /** path: the first place tried; tried: every place with why it was passed over. */
   | { ok: false; reason: string; path: string; tried: string[] };
 
-/** The package root: the nearest directory above this module with a package.json. */
-function packageRoot(): string {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'package.json'))) return d;
-    if (path.dirname(d) === d) return path.resolve(__dirname, '..', '..');
-  }
-}
-
 /** Where a binding may be, in the order tried. */
-export function bindingCandidates(env: NodeJS.ProcessEnv = process.env, root = packageRoot(), arch: string = process.arch): BindingCandidate[] {
+export function bindingCandidates(env: NodeJS.ProcessEnv = process.env, root = PACKAGE_ROOT, arch: string = process.arch): BindingCandidate[] {
   if (env.LBD_NATIVE_ADDON) return [{ file: path.resolve(env.LBD_NATIVE_ADDON), what: 'LBD_NATIVE_ADDON' }];
   return [
     { file: path.join(root, ADDON_RELATIVE_PATH), what: 'local build' },

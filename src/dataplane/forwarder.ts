@@ -117,11 +117,6 @@ export class Forwarder {
     this.timeouts[TIMEOUT_UDP] = Math.max(1, Math.ceil(t.udp));
   }
 
-  /** The per-state TCP timeouts and the UDP timeout in effect. */
-  timeoutsInEffect(): { tcp: Uint32Array; udp: number } {
-    return { tcp: this.timeouts.subarray(0, TIMEOUT_UDP), udp: this.timeouts[TIMEOUT_UDP] };
-  }
-
   /**
    * The native fast path's upcall (native.ts): a table miss that may open a connection, handed
    * to schedule() below. Same contract: the new slot, or ~reason when the frame is dropped.

@@ -205,8 +205,9 @@ export class ServiceTable {
     if (svc.index < 0 || svc.index >= SERVICE_INDEXES) throw new Error(`service index ${svc.index} out of range`);
     // The service's counters move into the table's cells for its index (a service re-added
     // after a removal keeps counting where it was).
-    const cells = this.stats.subarray(svc.index * 2, svc.index * 2 + 2);
-    if (svc.stats !== cells) {
+    const at = svc.index * 2 * Float64Array.BYTES_PER_ELEMENT;
+    if (svc.stats.buffer !== this.stats.buffer || svc.stats.byteOffset !== this.stats.byteOffset + at) {
+      const cells = this.stats.subarray(svc.index * 2, svc.index * 2 + 2);
       cells.set(svc.stats);
       svc.stats = cells;
     }

@@ -8,6 +8,7 @@ import { spawn as cpSpawn, spawnSync, type ChildProcess, type SpawnOptions, type
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LbdError } from '../errors';
+import { PACKAGE_ROOT } from '../package-root';
 import declaration from './programs.json';
 
 export type { ChildProcess, SpawnOptions, StdioOptions };
@@ -40,13 +41,8 @@ export interface ExtraPackage {
 const PROGRAMS = declaration.programs as unknown as Record<ProgramName, Omit<Program, 'name'>>;
 const PACKAGES = declaration.packages as unknown as Record<string, Omit<ExtraPackage, 'name'>>;
 
-/** The repository: the nearest directory above this module with a package.json (src/host or dist/src/host). */
-export const REPO_ROOT = ((): string => {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'package.json'))) return d;
-    if (path.dirname(d) === d) return path.resolve(__dirname, '../..');
-  }
-})();
+/** The repository (or installed package) root, where built programs' paths are relative to. */
+export const REPO_ROOT = PACKAGE_ROOT;
 
 // Where a program is looked for after PATH: a non-root PATH often lacks the sbin directories,
 // where ip, nft and ethtool live.

@@ -23,7 +23,7 @@ export interface NativeCounters {
   wakeups: number;
   sendSyscalls: number;
   upcalls: number;
-  busyPollFrames: number;
+  busyPollCatches: number;
 }
 
 /** Native-path counters, exported only while the native path runs. */
@@ -33,9 +33,9 @@ const NATIVE_COUNTERS: [keyof NativeCounters, string, string][] = [
   ['sendSyscalls', 'lbd_native_send_syscalls_total', 'sendmmsg system calls of the native path (frames per call = forwarded / calls).'],
   ['upcalls', 'lbd_native_upcalls_total', 'Calls from the native path up into TypeScript (new flows, flows of down servers).'],
   [
-    'busyPollFrames',
-    'lbd_native_busy_poll_frames_total',
-    'Frames the native loop caught while busy-polling its dry ring (busy_poll), each a sleep and wake-up saved.',
+    'busyPollCatches',
+    'lbd_native_busy_poll_catches_total',
+    'Times the native loop, busy-polling its dry ring (busy_poll), caught the next frame: each a sleep and wake-up saved.',
   ],
 ];
 

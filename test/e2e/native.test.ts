@@ -133,10 +133,10 @@ test('busy_poll: lbd keeps polling its ring between the frames of a closed-loop 
   try {
     /** wrk -c1 for 2 s (a request/response loop: the next frame comes soon after the last); what the spin caught. */
     const caughtBySpin = () => {
-      const before = lbd.metric('lbd_native_busy_poll_frames_total');
+      const before = lbd.metric('lbd_native_busy_poll_catches_total');
       const w = parseWrk(lab.exec(lab.ns.client, ['wrk', '-t1', '-c1', '-d2s', '--timeout', '2s', `http://${lab.addr.vip}/`], { timeoutMs: 20000 }));
       assert.ok(w.requests > 0 && w.socketErrors === 0 && w.non2xx === 0, JSON.stringify(w));
-      return lbd.metric('lbd_native_busy_poll_frames_total') - before;
+      return lbd.metric('lbd_native_busy_poll_catches_total') - before;
     };
     assert.equal(lbd.logs().find((l) => l.msg === 'lbd started')?.busyPollUs, 0);
     assert.equal(caughtBySpin(), 0, 'without busy_poll the loop never spins: every frame waits in epoll');

@@ -5,7 +5,7 @@
 # and no Node headers, node-gyp or libpcap-dev. The binary works with every Node major.
 # lbd needs a binding for capture and forwarding, but this build is not the only one: the
 # package's prebuilds/ (scripts/prebuild.sh) serve hosts without a compiler. So a failed build
-# warns and exits 0; lbd then says at startup what it tried, and the native tests fail and say why.
+# only warns when a prebuilt binding for this machine is there, and fails the build otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 addon=native/build/Release/lbd_native.node
@@ -19,6 +19,11 @@ case "$(uname -m)" in
   *) arch=$(uname -m) ;;
 esac
 if ! bash scripts/compile-native.sh "$arch" "$addon"; then
-  echo "build: WARNING: the native addon did not build: lbd runs only with a prebuilt one (prebuilds/linux-$arch/lbd_native.node)" >&2
+  prebuilt=prebuilds/linux-$arch/lbd_native.node
+  if [ -f "$prebuilt" ]; then
+    echo "build: WARNING: the native addon did not build: lbd will run with the prebuilt one ($prebuilt)" >&2
+    exit 0
+  fi
+  echo "build: the native addon did not build and there is no prebuilt one ($prebuilt): lbd cannot capture without it" >&2
+  exit 1
 fi
-exit 0

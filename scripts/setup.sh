@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# lbd supports the Node majors still maintained (22, 24, 26). An older one still builds and runs
+# the tests today, but nothing promises it: say so, and how to get a supported one.
+major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$major" -lt 22 ]; then
+  echo "setup: WARNING: Node $(node --version) is not supported (lbd needs 22 or newer); to use one from the npm registry:" >&2
+  echo "setup:   PATH=\$(bash scripts/node-runtime.sh 24):\$PATH npm test" >&2
+fi
+
 # Debian packages: the lists of src/host/programs.json, the one declaration of every program lbd,
 # the lab, the tests and the scripts run (README: "What it needs on a host").
 if [ "${1:-}" = --build-only ]; then

@@ -10,7 +10,7 @@ export interface GuardedService {
  * Keeps the host's own kernel away from balanced traffic: without it the kernel answers a
  * local VIP's SYNs itself (RST, or a local listener) or, with ip_forward=1, routes the frames
  * a second time. One netdev-ingress rule per service on the capture interface drops exactly
- * VIP + port + protocol; it runs after packet taps, so libpcap still sees every frame, and
+ * VIP + port + protocol; it runs after packet taps, so lbd's capture ring still sees every frame, and
  * SSH, the metrics port and everything else stay untouched.
  */
 export class HostGuard {

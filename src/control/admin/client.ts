@@ -6,6 +6,7 @@
 import * as net from 'node:net';
 import { isErrorCode, LbdError } from '../../errors';
 import type { AdminCommand, AdminRequest } from './protocol';
+import { parseRequest } from './schema';
 
 export class NoDaemonError extends LbdError {
   constructor(
@@ -16,9 +17,20 @@ export class NoDaemonError extends LbdError {
   }
 }
 
-/** Sends one request and returns its result; throws the daemon's error as an LbdError. */
+/**
+ * Sends one request and returns its result; throws the daemon's error as an LbdError. The request
+ * is checked against the schema the daemon checks it with first: a malformed one is refused here
+ * with the daemon's E_USAGE message, without a round trip.
+ */
 export function adminRequest<T = unknown>(socketPath: string, cmd: AdminCommand, args?: unknown, timeoutMs = 30000): Promise<T> {
   return new Promise<T>((resolve, reject) => {
+    const request: AdminRequest = { cmd, args };
+    const line = JSON.stringify(request);
+    try {
+      parseRequest(JSON.parse(line)); // as the daemon will read it: undefined fields dropped
+    } catch (e) {
+      return reject(e as Error);
+    }
     const sock = net.createConnection(socketPath);
     let buf = '';
     let settled = false;
@@ -35,8 +47,7 @@ export function adminRequest<T = unknown>(socketPath: string, cmd: AdminCommand,
       timeoutMs,
     );
     sock.setEncoding('utf8');
-    const request: AdminRequest = { cmd, args };
-    sock.once('connect', () => sock.write(JSON.stringify(request) + '\n'));
+    sock.once('connect', () => sock.write(line + '\n'));
     sock.on('data', (chunk: string) => {
       buf += chunk;
       const i = buf.indexOf('\n');

@@ -18,6 +18,7 @@ import type { Action } from '../reconcile';
 import { applyChange, describeChanges } from './apply';
 import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView } from './protocol';
 import { RATE_INTERVAL_MS, RateEstimator } from './rate';
+import { parseRequest } from './schema';
 
 export interface ControlOptions {
   log?: Logger;
@@ -223,26 +224,25 @@ export class Control {
   }
 
   /**
-   * One request → its result (throws LbdError for an error answer). The line came from the
-   * socket, so nothing in it is trusted to match AdminRequest.
+   * One request → its result (throws LbdError for an error answer). The value came from the
+   * socket, so nothing in it is trusted: parseRequest checks it against the schema first (E_USAGE
+   * naming the wrong field) and everything after works on the typed request.
    */
-  async handle(req: { cmd?: unknown; args?: unknown }): Promise<unknown> {
-    const args = (req.args && typeof req.args === 'object' ? req.args : {}) as Record<string, unknown>;
+  async handle(value: unknown): Promise<unknown> {
+    const req = parseRequest(value);
     switch (req.cmd) {
       case 'ping':
         return this.ping();
       case 'list':
         return this.list();
       case 'connections':
-        return this.connections(typeof args.limit === 'number' ? args.limit : Infinity);
+        return this.connections(req.args.limit ?? Infinity);
       case 'save':
         return this.save();
       case 'reload':
         return this.reload();
       case 'change':
-        return this.change(args as unknown as Change);
-      default:
-        throw new AdminError('E_USAGE', `unknown admin request ${JSON.stringify(req.cmd)} (ping, list, connections, save, reload, change)`);
+        return this.change(req.args);
     }
   }
 }

@@ -9,11 +9,12 @@
  * of requests; answers come back in order.
  */
 import { LbdError, type ErrorCode } from '../../errors';
+import type { AdminCommand } from './schema';
 
-/** The requests the daemon answers. */
-export type AdminCommand = 'ping' | 'list' | 'connections' | 'save' | 'reload' | 'change';
+// The requests and their fields are described once, in schema.ts (which both ends validate against).
+export type { AdminCommand, Change, ValidRequest } from './schema';
 
-/** One request line. `args` is a Change for `change`, `{limit?: number}` for `connections`. */
+/** One request line, as sent. What each `cmd` takes in `args` is schema.ts's REQUEST_SCHEMA. */
 export interface AdminRequest {
   cmd: AdminCommand;
   args?: unknown;
@@ -22,9 +23,9 @@ export interface AdminRequest {
 /**
  * One answer line. An error's code is one of lbd's ErrorCodes (src/errors.ts): the code of the
  * LbdError the request raised on the daemon (E_USAGE, E_NO_SERVICE, E_CONFIG, E_RELOAD, E_HOST,
- * …), E_INTERNAL for any other failure. Never on the wire: E_NO_DAEMON, E_PERMISSION,
- * E_PROTOCOL, E_TIMEOUT and E_ADMIN, the CLI's failures to get an answer (and the daemon's
- * failure to listen at all).
+ * …), E_INTERNAL for any other failure, E_ADMIN when the daemon already serves as many clients
+ * as it takes. Never on the wire: E_NO_DAEMON, E_PERMISSION, E_PROTOCOL and E_TIMEOUT, the CLI's
+ * failures to get an answer.
  */
 export type AdminAnswer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: ErrorCode; message: string } };
 
@@ -139,35 +140,3 @@ export interface SaveResult {
   file: string;
   runtime_changes: string[];
 }
-
-/** A runtime change, as the CLI sends it. */
-export type Change =
-  | { op: 'server-add'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
-  | { op: 'server-edit'; service: string; address: string; weight?: number; mac?: string; u_threshold?: number; l_threshold?: number }
-  | { op: 'server-remove'; service: string; address: string }
-  | { op: 'server-drain'; service: string; address: string }
-  | {
-      op: 'service-add';
-      name: string;
-      vip: string;
-      port: number;
-      protocol?: string;
-      scheduler?: string;
-      persistence?: string | number;
-      netmask?: string;
-      on_remove?: string;
-      servers: string[];
-    }
-  | {
-      op: 'service-edit';
-      service: string;
-      name?: string;
-      scheduler?: string;
-      persistence?: string | number;
-      netmask?: string;
-      on_remove?: string;
-      vip?: string;
-      port?: number;
-      protocol?: string;
-    }
-  | { op: 'service-remove'; service: string };

@@ -10,25 +10,59 @@ import type { Logger } from 'pino';
 import { LbdError } from '../../errors';
 import type { Control } from './control';
 import { AdminAnswer, AdminError } from './protocol';
+import { NOT_AN_OBJECT } from './schema';
 
-/** The longest request line accepted (a request is a few hundred bytes). */
-const MAX_LINE = 1 << 20;
+/**
+ * Per-client limits: a client that misbehaves (or a script that never reads its answers) costs
+ * the daemon a bounded amount of memory and of event-loop time, never the forwarding of frames.
+ */
+export interface AdminLimits {
+  /** The longest request line: a request is a few hundred bytes, 1 MiB is generous and still bounds one client's buffer. */
+  maxLine: number;
+  /**
+   * Requests read but not answered yet (their bytes are bounded by maxLine too). Past it the
+   * client is not read from (the kernel's socket buffer, then the client's writes, hold the
+   * rest): enough to pipeline, small enough that one client's backlog stays a few KiB, not
+   * 20,000 answers.
+   */
+  maxPending: number;
+  /** A client that sends nothing and reads nothing (it does not drain its answers) for this long is closed: nothing the CLI does waits that long between requests. */
+  idleMs: number;
+  /** Connections at once: the CLI uses one per command; 64 leaves room for scripts and monitoring, and bounds the sum of the above. */
+  maxClients: number;
+}
+
+export const ADMIN_LIMITS: Readonly<AdminLimits> = { maxLine: 1 << 20, maxPending: 32, idleMs: 60_000, maxClients: 64 };
+
+/** What an unexpected failure answers: the details (a stack) go to the daemon's log, not to the client. */
+const INTERNAL_MESSAGE = "the daemon failed to answer this request (an internal error; the daemon's log has the details)";
 
 /** One answer line's JSON (without its newline). */
 function encode(answer: AdminAnswer): string {
   return JSON.stringify(answer);
 }
 
+/** Stands in the queue for a line over maxLine: its refusal is answered in order, then the connection closes. */
+const TOO_LONG = Symbol('too long');
+
+/** Lets the event loop run (frames, timers, other clients) between two requests of one client. */
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
 export class AdminServer {
   private server: net.Server | null = null;
   private ino = -1;
   private readonly sockets = new Set<net.Socket>();
+  private turn: Promise<void> = Promise.resolve();
+  readonly limits: Readonly<AdminLimits>;
 
   constructor(
     private readonly control: Control,
     readonly socketPath: string,
     private readonly log?: Logger,
-  ) {}
+    limits: Partial<AdminLimits> = {},
+  ) {
+    this.limits = { ...ADMIN_LIMITS, ...limits };
+  }
 
   /**
    * Listens on the socket: creates its directory (0700) when missing, replaces a stale socket
@@ -73,48 +107,151 @@ export class AdminServer {
     this.control.start();
   }
 
+  /**
+   * One client: splits its stream into lines and answers them one at a time, in order. Reading
+   * stops (backpressure) while maxPending requests wait or while the client does not read its
+   * answers (write() returned false, until 'drain'), so that what one client costs stays bounded.
+   * Lines are taken off the stream only as they are answered, so a pipelined burst is never
+   * split in one go either.
+   */
   private serve(sock: net.Socket): void {
-    this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
     sock.on('error', () => {});
-    let buf = '';
-    let chain = Promise.resolve();
-    sock.setEncoding('utf8');
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) {
-        sock.end(encode({ ok: false, error: { code: 'E_USAGE', message: 'request too long' } }) + '\n');
-        return;
-      }
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
+    if (this.sockets.size >= this.limits.maxClients) {
+      sock.end(
+        encode({ ok: false, error: { code: 'E_ADMIN', message: `the daemon serves ${this.limits.maxClients} admin clients already: try again` } }) + '\n',
+      );
+      sock.destroySoon();
+      return;
+    }
+    this.sockets.add(sock);
+    const lim = this.limits;
+    let buf = ''; // what was read and not taken as a request yet
+    const pending: (string | typeof TOO_LONG)[] = [];
+    let queued = 0; // the bytes of the pending lines
+    let busy = false; // a request is being answered (the idle timer does not run meanwhile)
+    let blocked = false; // write() returned false: wait for 'drain'
+    let done = false; // closing: nothing more is read or answered
+    let stopped = false; // a line too long came: nothing more is read, what came before it is answered
+    // Refreshed on every read and answer; a request still being answered (a reload may take long) is not idleness.
+    const idle: NodeJS.Timeout = setTimeout(() => (busy ? idle.refresh() : sock.destroy()), lim.idleMs);
+    idle.unref();
+    const touch = () => void idle.refresh();
+    /** Moves complete lines from buf to pending, up to the limits. */
+    const take = () => {
+      while (!stopped && pending.length < lim.maxPending && queued <= lim.maxLine) {
+        const i = buf.indexOf('\n');
+        if (i < 0 ? buf.length > lim.maxLine : i > lim.maxLine) {
+          stopped = true;
+          pending.push(TOO_LONG);
+          buf = '';
+          sock.pause();
+          break;
+        }
+        if (i < 0) break;
         const line = buf.slice(0, i).trim();
         buf = buf.slice(i + 1);
-        if (!line) continue;
-        chain = chain
-          .then(() => this.answer(line))
-          .then((out) => {
-            if (!sock.destroyed) sock.write(out + '\n');
-          });
+        if (line) {
+          pending.push(line);
+          queued += line.length;
+        }
       }
+    };
+    const flow = () => {
+      if (done || stopped) return;
+      if (blocked || pending.length >= lim.maxPending || queued > lim.maxLine) sock.pause();
+      else sock.resume();
+    };
+    const finish = (out: string) => {
+      // The refusal is answered after the requests before it, then the connection closes.
+      done = true;
+      pending.length = 0;
+      buf = '';
+      sock.end(out + '\n');
+    };
+    const pump = async () => {
+      if (busy) return;
+      busy = true;
+      touch();
+      try {
+        while (!done && !blocked && !sock.destroyed && pending.length) {
+          await this.nextTurn();
+          if (sock.destroyed || done) break;
+          const line = pending.shift()!;
+          if (line === TOO_LONG) {
+            finish(
+              encode({
+                ok: false,
+                error: { code: 'E_USAGE', message: `request too long: a request line is at most ${lim.maxLine} bytes; closing the connection` },
+              }),
+            );
+            break;
+          }
+          queued -= line.length;
+          const out = await this.answer(line);
+          if (sock.destroyed || done) break;
+          if (!sock.write(out + '\n')) blocked = true;
+          take();
+          flow();
+        }
+      } catch (e) {
+        // answer() does not throw; this is a last guard so that nothing escapes to the process.
+        this.log?.error({ err: (e as Error)?.stack ?? String(e) }, 'admin client failed');
+        sock.destroy();
+      } finally {
+        busy = false;
+        touch();
+      }
+    };
+    sock.on('drain', () => {
+      blocked = false;
+      touch();
+      flow();
+      void pump();
+    });
+    sock.on('close', () => {
+      done = true;
+      clearTimeout(idle);
+      this.sockets.delete(sock);
+    });
+    sock.setEncoding('utf8');
+    sock.on('data', (chunk: string) => {
+      if (done || stopped) return;
+      touch();
+      buf += chunk;
+      take();
+      flow();
+      void pump();
     });
   }
 
+  /**
+   * Resolves on a later turn of the event loop than the previous request's, whichever client
+   * sent it: admin work runs one request per turn, frames and timers in between, so that however
+   * many clients pipeline requests, forwarding waits for one answer at most.
+   */
+  private nextTurn(): Promise<void> {
+    const t = this.turn.then(yieldToLoop);
+    this.turn = t;
+    return t;
+  }
+
+  /** One line's answer. Never throws: whatever a request does wrong is its answer. */
   private async answer(line: string): Promise<string> {
-    let req: { cmd?: unknown; args?: unknown };
+    let value: unknown;
     try {
-      req = JSON.parse(line);
+      value = JSON.parse(line);
     } catch {
-      return encode({ ok: false, error: { code: 'E_USAGE', message: 'a request is one JSON object per line' } });
+      return encode({ ok: false, error: { code: 'E_USAGE', message: NOT_AN_OBJECT } });
     }
     try {
-      const result = await this.control.handle(req);
+      const result = await this.control.handle(value);
       return encode({ ok: true, result });
     } catch (e) {
-      const err = e as Error;
-      if (!(e instanceof LbdError)) this.log?.error({ err: err?.stack ?? String(e), cmd: req.cmd }, 'admin request failed');
-      // Only LbdError codes travel (AdminAnswer): anything else is a bug, answered as E_INTERNAL.
-      return encode({ ok: false, error: { code: e instanceof LbdError ? e.code : 'E_INTERNAL', message: err.message ?? String(e) } });
+      if (e instanceof LbdError) return encode({ ok: false, error: { code: e.code, message: e.message } });
+      // Only LbdError codes travel (AdminAnswer): anything else is a bug, logged and answered as E_INTERNAL.
+      const cmd = value !== null && typeof value === 'object' ? (value as { cmd?: unknown }).cmd : undefined;
+      this.log?.error({ err: (e as Error)?.stack ?? String(e), cmd: typeof cmd === 'string' ? cmd.slice(0, 40) : undefined }, 'admin request failed');
+      return encode({ ok: false, error: { code: 'E_INTERNAL', message: INTERNAL_MESSAGE } });
     }
   }
 

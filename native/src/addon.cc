@@ -274,6 +274,15 @@ Napi::Object exportContract(Napi::Env env) {
   c.Set("stateNone", int(state::None));
   c.Set("stateEstablished", int(state::Established));
   c.Set("stateUdp", int(state::Udp));
+  // conn_reuse_mode: the states reuseReschedules() compares with, by mode.
+  Napi::Array reuse = Napi::Array::New(env, 3);
+  for (uint32_t m = 0; m < 3; m++) {
+    uint32_t bits = 0;
+    for (uint32_t s = 0; s < 32; s++)
+      if (reuseReschedules(static_cast<uint8_t>(m), static_cast<uint8_t>(s))) bits |= 1u << s;
+    reuse.Set(m, bits);
+  }
+  c.Set("reuseStates", reuse);
   c.Set("tcpNextStates", kTcpNextStates);
   c.Set("tcpNextFlags", kTcpNextFlags);
   c.Set("undefinedState", int(kUndefinedState));
@@ -304,7 +313,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Capture", initCapture(env));
   exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
-  exports.Set("abiVersion", 2);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 3);  // binding.ts ABI_VERSION
   return exports;
 }
 

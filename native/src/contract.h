@@ -88,6 +88,13 @@ enum : uint8_t {
 };
 }
 
+// ---- conn_reuse_mode (contract.ts reuseReschedules(): IPVS's is_new_conn_expected()) ----
+/** Mode 0: never; TIME_WAIT and CLOSE under 1 and 2; FIN_WAIT too under bit 2 (DR: NOOUTPUT). */
+inline bool reuseReschedules(uint8_t mode, uint8_t st) {
+  if (mode == 0) return false;
+  return st == state::TimeWait || st == state::Close || ((mode & 2) != 0 && st == state::FinWait);
+}
+
 constexpr int32_t SLOT_EMPTY = -1;
 constexpr uint8_t CONN_F_INACTIVE = 1;
 // CONN_F_PERSIST = 2 is set and read by TypeScript only (persistence templates); C++ keeps it.

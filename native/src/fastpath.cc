@@ -166,16 +166,22 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   const uint32_t connPort = (static_cast<uint32_t>(svc) << 16) | srcPort;
   int32_t slot = find(srcAddr, connPort);
   bool upcall = false;
+  bool reuse = false;
   if (slot < 0) {
     if (proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
       return dropFrame(drop::NoConnection);
     }
     upcall = true;
   } else {
+    // A new connection on the port of a finished one (conn_reuse_mode): TypeScript expires the
+    // entry and schedules the SYN (Forwarder.reuse), checked before the down server as there.
+    const uint8_t mode = static_cast<uint32_t>(svc) < t.svcReuseCount ? t.svcReuse[svc] : 0;
+    reuse = proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN &&
+            reuseReschedules(mode, t.state[slot]);
     // The flow's real server failed its health check (on_down reschedule | drop): TypeScript
     // decides (Forwarder.downFlow). Out of range reads as undefined there, which is not 0.
     const uint32_t d = static_cast<uint32_t>(t.dest[slot]);
-    upcall = d >= t.nDests || t.downAction[d] != 0;
+    upcall = reuse || d >= t.nDests || t.downAction[d] != 0;
   }
   if (upcall) {
     uint32_t args[kArgCount];
@@ -188,6 +194,7 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
     args[kArgDstAddr] = dstAddr;
     args[kArgDstPort] = dstPort;
     args[kArgConnSlot] = slot < 0 ? kMiss : static_cast<uint32_t>(slot);
+    args[kArgReuse] = reuse ? 1 : 0;
     stats.upcalls += 1;
     int32_t r;
     if (!host->schedule(args, &r)) return -1;

@@ -35,6 +35,7 @@ enum UpcallArg : uint32_t {
   kArgDstAddr,
   kArgDstPort,
   kArgConnSlot,  // kMiss: a table miss (schedule); else the hit whose real server is down
+  kArgReuse,     // 1: the hit is a SYN that conn_reuse_mode reschedules (Forwarder.rescheduleReuse)
   kArgCount
 };
 constexpr uint32_t kMiss = 0xffffffffu;
@@ -66,6 +67,8 @@ struct Tables {
   int32_t* svcMeta = nullptr;
   double* svcStats = nullptr;
   uint32_t svcStatsCount = 0;
+  uint8_t* svcReuse = nullptr;  // conn_reuse_mode per service index
+  uint32_t svcReuseCount = 0;
   // Counters.
   double* counters = nullptr;
   double* drops = nullptr;
@@ -98,8 +101,9 @@ class Host {
  public:
   virtual ~Host() = default;
   /**
-   * A table miss that may open a connection (args[kArgConnSlot] == kMiss), or a hit on a flow
-   * whose real server is down (downAction != 0): *result = the slot to use, or ~drop reason.
+   * A table miss that may open a connection (args[kArgConnSlot] == kMiss), a SYN on a finished
+   * entry that conn_reuse_mode reschedules (args[kArgReuse] == 1), or a hit on a flow whose real
+   * server is down (downAction != 0): *result = the slot to use, or ~drop reason.
    */
   virtual bool schedule(const uint32_t* args, int32_t* result) = 0;
   /** A frame for the TypeScript path (ARP): Forwarder.process() counts and handles it. */

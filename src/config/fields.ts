@@ -339,6 +339,14 @@ export const SERVICE: Section = {
       derived: 'the top-level on_remove',
       description: 'removing a real server of this service: drain (its flows continue) or drop (they are cut)',
     },
+    {
+      key: 'conn_reuse_mode',
+      type: 'int',
+      min: 0,
+      max: 2,
+      derived: 'the top-level conn_reuse_mode',
+      description: "this service's conn_reuse_mode (0, 1 or 2, IPVS's meanings); overrides the top-level one",
+    },
   ],
   // The service's health_check before the real servers, whose overrides build on it.
   order: [
@@ -356,6 +364,7 @@ export const SERVICE: Section = {
     'initial_state',
     'sorry_server',
     'on_remove',
+    'conn_reuse_mode',
     'real_servers',
   ],
   build: buildService,
@@ -470,6 +479,22 @@ export const CONFIG: Section = simple(
       noun: 'on_remove action',
       implied: DEFAULTS.onRemove,
       description: 'removing a real server: drain (its flows continue) or drop (they are cut, IPVS expire_nodest_conn); also per service',
+    },
+    {
+      key: 'expire_nodest_conn',
+      type: 'bool',
+      implied: false,
+      description:
+        "like IPVS expire_nodest_conn: true makes drop the on_remove of every service that sets none (frames of a removed server's flows are dropped)",
+    },
+    {
+      key: 'conn_reuse_mode',
+      type: 'int',
+      min: 0,
+      max: 2,
+      default: DEFAULTS.connReuseMode,
+      description:
+        'like IPVS conn_reuse_mode: a SYN on a client port whose entry remains: 0 reuses the entry (old server, not counted); 1 reschedules from TIME_WAIT/CLOSE; 2 also from FIN_WAIT (the last state DR sees); also per service',
     },
     {
       key: 'local_access',

@@ -109,9 +109,12 @@ export function formatConfig(cfg: Config): string {
       }),
       ...healthKeys(s),
       ...(s.on_remove !== undefined ? { on_remove: s.on_remove } : {}),
+      ...(s.conn_reuse_mode !== undefined ? { conn_reuse_mode: s.conn_reuse_mode } : {}),
     })),
     admin: { socket: cfg.admin.socket },
     ...(cfg.on_remove !== undefined ? { on_remove: cfg.on_remove } : {}),
+    ...(cfg.expire_nodest_conn !== undefined ? { expire_nodest_conn: cfg.expire_nodest_conn } : {}),
+    conn_reuse_mode: cfg.conn_reuse_mode,
   };
   return stringify(out, { lineWidth: 0 });
 }

@@ -33,6 +33,7 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
   // A section left out entirely has every default.
   const section = <T>(key: string): T => (r.values[key] ?? v.absent(r.spec.fields.find((f) => f.key === key)!.section!, r)) as T;
   const onRemove = r.values.on_remove as Config['on_remove'];
+  const expireNodest = r.values.expire_nodest_conn as boolean | undefined;
   return {
     local_access: r.get('local_access') as boolean,
     file: v.file,
@@ -46,6 +47,8 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
     services: r.values.services as ServiceConfig[],
     admin: section('admin'),
     ...(onRemove !== undefined ? { on_remove: onRemove } : {}),
+    conn_reuse_mode: r.get('conn_reuse_mode') as number,
+    ...(expireNodest !== undefined ? { expire_nodest_conn: expireNodest } : {}),
   };
 }
 
@@ -91,7 +94,7 @@ export function buildService(_v: Validator, r: SectionResult): ServiceConfig | u
     real_servers: r.values.real_servers as RealServerConfig[],
   };
   // The keys without a default: present only when written.
-  for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'initial_state', 'sorry_server', 'on_remove'] as const) {
+  for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'initial_state', 'sorry_server', 'on_remove', 'conn_reuse_mode'] as const) {
     if (r.values[k] !== undefined) (s as unknown as Values)[k] = r.values[k];
   }
   return s;

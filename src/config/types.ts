@@ -80,6 +80,8 @@ export interface ServiceConfig {
   initial_state?: InitialState;
   /** What removing a real server does to its flows (lbd server remove, a reload); absent = Config.on_remove. */
   on_remove?: OnRemove;
+  /** conn_reuse_mode of this service (0, 1, 2); absent = Config.conn_reuse_mode. */
+  conn_reuse_mode?: number;
 }
 
 /**
@@ -112,6 +114,14 @@ export interface Config {
   admin: { socket: string };
   /** Default for every service: removing a real server drains it (default) or drops its flows. Absent = drain. */
   on_remove?: OnRemove;
+  /**
+   * Like IPVS's net.ipv4.vs.conn_reuse_mode, for every service without its own: 0 = a SYN on a
+   * client port whose entry is still in the table reuses it; 1 = one in TIME_WAIT or CLOSE is
+   * rescheduled; 2 (lbd's default, IPVS's is 1) = also one in FIN_WAIT.
+   */
+  conn_reuse_mode: number;
+  /** Like IPVS's expire_nodest_conn: the on_remove of services that set none is drop. Absent = false. */
+  expire_nodest_conn?: boolean;
 }
 
 /** drain: flows of a removed real server continue until they end; drop: they are cut (IPVS expire_nodest_conn). */
@@ -131,6 +141,7 @@ export const DEFAULTS = {
   persistenceNetmask: '255.255.255.255',
   adminSocket: '/run/lbd/lbd.sock',
   onRemove: 'drain' as OnRemove,
+  connReuseMode: 2,
 };
 
 export const HEALTH_DEFAULTS = {

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { serviceKey, type Config, type RealServerConfig, type ServiceConfig } from '../config/types';
 import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
+import { CONN_REUSE_DEFAULT } from '../dataplane/contract';
 import { HostGuard } from '../host/guard';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
 import { LocalAccess } from '../host/local-access';
@@ -169,7 +170,7 @@ export class Daemon {
     return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v)).map(ipToInt);
   }
 
-  private addService(s: ServiceConfig): VirtualService {
+  private addService(s: ServiceConfig, cfg: Config = this.running): VirtualService {
     const svc = new VirtualService(
       this.nextServiceIndex++,
       s.name,
@@ -180,6 +181,7 @@ export class Daemon {
       Math.ceil(s.persistence),
       ipToInt(s.persistence_netmask),
     );
+    svc.connReuseMode = this.connReuseMode(s, cfg);
     for (const r of s.real_servers) this.addReal(svc, r);
     svc.changed();
     this.forwarder.services.add(svc);
@@ -219,7 +221,12 @@ export class Daemon {
 
   /** on_remove, what removing a real server does to its flows: the service's own, else the config's, else drain. */
   private onRemove(s: ServiceConfig | undefined, cfg: Config): 'drain' | 'drop' {
-    return s?.on_remove ?? cfg.on_remove ?? 'drain';
+    return s?.on_remove ?? cfg.on_remove ?? (cfg.expire_nodest_conn === true ? 'drop' : 'drain');
+  }
+
+  /** conn_reuse_mode: the service's own, else the config's (default 2); the data plane reads it from the shared state. */
+  private connReuseMode(s: ServiceConfig, cfg: Config): number {
+    return s.conn_reuse_mode ?? cfg.conn_reuse_mode ?? CONN_REUSE_DEFAULT;
   }
 
   /** Takes a real server out of scheduling; its flows continue until they end (drain). */
@@ -398,14 +405,14 @@ export class Daemon {
           if (existing) {
             // Re-added while still draining: it comes back with the new settings.
             existing.removed = false;
-            this.updateService(existing, a.service);
+            this.updateService(existing, a.service, desired);
             for (const r of a.service.real_servers) {
               const rs = existing.reals.find((x) => x.addr === ipToInt(r.address));
               if (!rs || rs.removed) this.addReal(existing, r);
             }
             existing.changed();
           } else {
-            this.addService(a.service);
+            this.addService(a.service, desired);
           }
           servicesChanged = true;
           break;
@@ -427,8 +434,16 @@ export class Daemon {
           break;
         }
         case 'service-update':
-          this.updateService(this.services.get(a.key)!, a.service);
+          this.updateService(this.services.get(a.key)!, a.service, desired);
           break;
+        case 'conn-reuse-mode':
+          for (const s of desired.services) {
+            const svc = this.services.get(serviceKey(s));
+            if (svc) svc.connReuseMode = this.connReuseMode(s, desired);
+          }
+          break;
+        case 'expire-nodest-conn':
+          break; // read when a real server is removed (onRemove)
         case 'real-add': {
           const svc = this.services.get(a.key)!;
           this.addReal(svc, a.real);
@@ -499,8 +514,9 @@ export class Daemon {
     }
   }
 
-  private updateService(svc: VirtualService, s: ServiceConfig): void {
+  private updateService(svc: VirtualService, s: ServiceConfig, cfg: Config): void {
     svc.name = s.name;
+    svc.connReuseMode = this.connReuseMode(s, cfg);
     if (svc.scheduler.name !== s.scheduler) svc.scheduler = createScheduler(s.scheduler);
     const persistence = Math.ceil(s.persistence);
     const mask = ipToInt(s.persistence_netmask);

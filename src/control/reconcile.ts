@@ -12,6 +12,8 @@ export type Action =
   | { kind: 'timeouts'; timeouts: Config['timeouts'] }
   | { kind: 'busy-poll'; busyPoll: number }
   | { kind: 'metrics-listen'; listen: string }
+  | { kind: 'conn-reuse-mode'; mode: number }
+  | { kind: 'expire-nodest-conn'; on: boolean }
   | { kind: 'service-add'; service: ServiceConfig }
   | { kind: 'service-remove'; key: string; name: string }
   | { kind: 'service-update'; key: string; service: ServiceConfig; fields: string[] }
@@ -43,6 +45,11 @@ export function plan(running: Config, desired: Config): Action[] {
   if (t0.tcp !== t1.tcp || t0.tcpfin !== t1.tcpfin || t0.udp !== t1.udp) actions.push({ kind: 'timeouts', timeouts: t1 });
   if ((running.busy_poll ?? 0) !== (desired.busy_poll ?? 0)) actions.push({ kind: 'busy-poll', busyPoll: desired.busy_poll ?? 0 });
   if (running.metrics.listen !== desired.metrics.listen) actions.push({ kind: 'metrics-listen', listen: desired.metrics.listen });
+  // The daemon sets every service's effective mode again (a service's own conn_reuse_mode wins).
+  if (running.conn_reuse_mode !== desired.conn_reuse_mode) actions.push({ kind: 'conn-reuse-mode', mode: desired.conn_reuse_mode });
+  if ((running.expire_nodest_conn ?? false) !== (desired.expire_nodest_conn ?? false)) {
+    actions.push({ kind: 'expire-nodest-conn', on: desired.expire_nodest_conn ?? false });
+  }
 
   const before = new Map(running.services.map((s) => [serviceKey(s), s]));
   const after = new Map(desired.services.map((s) => [serviceKey(s), s]));
@@ -108,6 +115,10 @@ export function describeAction(a: Action): string {
       return `busy_poll → ${Math.round(a.busyPoll * 1e6)}us`;
     case 'metrics-listen':
       return `metrics listen → ${a.listen}`;
+    case 'conn-reuse-mode':
+      return `conn_reuse_mode → ${a.mode} (services without their own)`;
+    case 'expire-nodest-conn':
+      return `expire_nodest_conn → ${a.on} (on_remove of services without their own: ${a.on ? 'drop' : 'drain'})`;
     case 'service-add':
       return `add service ${a.service.name} ${serviceKey(a.service)}`;
     case 'service-remove':

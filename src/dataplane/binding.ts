@@ -14,16 +14,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
-import { COUNTER_COUNT, CONN_F_INACTIVE, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash } from './contract';
+import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
 
 /** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(). */
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 
 /** The local build, relative to the package root. */
 export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
 
 /** The upcall's argument cells (native.ts), compared with what the addon was compiled with: service index, table slot, src addr, src port, proto, flags, dst addr, dst port, conn slot. */
-export const UPCALL_ARGS = 9;
+export const UPCALL_ARGS = 10;
 
 /** Verdicts as processFrames reports them (contract.ts Verdict). */
 export interface ProcessResult {
@@ -129,6 +129,8 @@ export interface NativeAddon {
     stateNone: number;
     stateEstablished: number;
     stateUdp: number;
+    /** Per conn_reuse_mode 0..2: bit s set when an entry in state s is rescheduled. */
+    reuseStates: number[];
     tcpNextStates: number;
     tcpNextFlags: number;
     undefinedState: number;
@@ -213,6 +215,13 @@ export function requireBinding(): NativeAddon {
   return l.addon;
 }
 
+/** The states (bit per state 0..31) reuseReschedules() reschedules under `mode`, as the addon exports them. */
+function reuseStateBits(mode: number): number {
+  let bits = 0;
+  for (let s = 0; s < 32; s++) if (reuseReschedules(mode, s)) bits |= 1 << s;
+  return bits >>> 0;
+}
+
 /** Compares the numbers the addon was compiled with against contract.ts; null when they agree. */
 export function contractMismatch(addon: NativeAddon): string | null {
   const c = addon.contract;
@@ -223,6 +232,7 @@ export function contractMismatch(addon: NativeAddon): string | null {
   if (c.counterCount !== COUNTER_COUNT) return 'counters';
   if (c.slotEmpty !== SLOT_EMPTY || c.connFInactive !== CONN_F_INACTIVE) return 'connection entry';
   if (c.stateNone !== ConnState.None || c.stateEstablished !== ConnState.Established || c.stateUdp !== ConnState.Udp) return 'states';
+  if (!Array.isArray(c.reuseStates) || CONN_REUSE_MODES.some((m) => c.reuseStates[m] !== reuseStateBits(m))) return 'conn_reuse_mode states';
   if (c.tcpNextStates !== 256 || c.tcpNextFlags !== 16 || c.undefinedState !== 0xffff) return 'state table layout';
   if (c.timeoutsLen !== TIMEOUTS_LEN || c.upcallArgs !== UPCALL_ARGS) return 'shared array layout';
   const samples = [flowHash(0, 0), flowHash(0x0a000a32, (3 << 16) | 40000), flowHash(0xffffffff, 0xffffffff)];

@@ -150,7 +150,7 @@ export function flowHash(addr: number, port: number): number {
  * reordered, so that a region kept from an earlier run (a memory-mapped state file) is never read
  * with another layout.
  */
-export const STATE_LAYOUT_VERSION = 1;
+export const STATE_LAYOUT_VERSION = 2;
 /** The most real servers lbd tracks over its lifetime (indices are never reused while flows may point at them). */
 export const MAX_DESTS = 4096;
 /** The most virtual services at once; the VIP lookup is a linear scan, so keep this small. */
@@ -160,6 +160,22 @@ export const SERVICE_INDEXES = 1 << 16;
 /** timeouts[]: [0..12] TCP by ConnState (tcpTimeouts), [13] UDP. */
 export const TIMEOUTS_LEN = 14;
 export const TIMEOUT_UDP = 13;
+
+/**
+ * conn_reuse_mode (IPVS's sysctl of that name), per service index in svcReuse[]: what a TCP SYN
+ * (without ACK or RST) that finds its client's entry still in the table does. 0: the entry is
+ * reused (the old server, not counted as a connection); bit 1: an entry in TIME_WAIT or CLOSE is
+ * expired and the SYN scheduled afresh; bit 2: so is one in FIN_WAIT (IPVS: with
+ * IP_VS_CONN_F_NOOUTPUT, which Direct Routing always is). lbd's default is 2.
+ */
+export const CONN_REUSE_MODES = [0, 1, 2] as const;
+export const CONN_REUSE_DEFAULT = 2;
+
+/** is_new_conn_expected() of IPVS for a TCP entry in `state` under `mode`. */
+export function reuseReschedules(mode: number, state: number): boolean {
+  if (mode === 0) return false;
+  return state === ConnState.TimeWait || state === ConnState.Close || ((mode & 2) !== 0 && state === ConnState.FinWait);
+}
 
 /** Every array of the shared state, by the name the addon's attach() also uses. */
 export interface StateArrays {
@@ -199,6 +215,8 @@ export interface StateArrays {
   svcPortProto: Uint32Array;
   svcMeta: Int32Array;
   svcStats: Float64Array;
+  // conn_reuse_mode per service index (CONN_REUSE_*), written by the control plane.
+  svcReuse: Uint8Array;
   // Counters (Counter, Drop), added to by both paths.
   counters: Float64Array;
   drops: Float64Array;
@@ -250,6 +268,7 @@ export function stateLayout(connSlots: number, templateSlots: number): readonly 
     f('svcPortProto', 'u32', MAX_SERVICES),
     f('svcMeta', 'i32', MAX_SERVICES + 1),
     f('svcStats', 'f64', SERVICE_INDEXES * 2),
+    f('svcReuse', 'u8', SERVICE_INDEXES),
     f('counters', 'f64', COUNTER_COUNT),
     f('drops', 'f64', DROP_REASONS.length),
     f('clock', 'f64', 1),

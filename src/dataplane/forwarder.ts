@@ -12,6 +12,7 @@ import {
   TCP_SYN,
   TIMEOUT_UDP,
   Verdict,
+  reuseReschedules,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
@@ -69,6 +70,8 @@ export class Forwarder {
   /** Existing flows of down servers moved (on_down reschedule) or forgotten (on_down drop). */
   downFlowsRescheduled = 0;
   downFlowsDropped = 0;
+  /** SYNs that found their client port's finished entry and were scheduled afresh (conn_reuse_mode). */
+  reuseRescheduled = 0;
   private readonly frame = new ParsedFrame();
   private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
   private sweepCursor = 0;
@@ -130,6 +133,11 @@ export class Forwarder {
     return this.downFlow(svc, f, slot);
   }
 
+  /** The native path's upcall for a SYN that hits an entry conn_reuse_mode reschedules: reuse(). */
+  rescheduleReuse(svc: VirtualService, f: ParsedFrame, slot: number): number {
+    return this.reuse(svc, f, slot);
+  }
+
   /**
    * Handles one frame; the frame is rewritten in place when forwarded. `ourMac` is the MAC a
    * frame must be addressed to: the capture interface's, or the local-access interface's for
@@ -156,6 +164,10 @@ export class Forwarder {
     let slot = this.lookup(svc, f);
     if (slot < 0) {
       slot = this.schedule(svc, f);
+      if (slot < 0) return this.drop(~slot);
+    } else if (this.reusable(svc, f, slot)) {
+      // A new connection on the port of a finished one (conn_reuse_mode), before the down check as in IPVS.
+      slot = this.reuse(svc, f, slot);
       if (slot < 0) return this.drop(~slot);
     } else if (this.dests.downAction[this.conns.dest[slot]] !== DOWN_KEEP) {
       // The flow's real server failed its health check (on_down reschedule | drop).
@@ -208,6 +220,28 @@ export class Forwarder {
     this.bound(dest.index);
     this.downFlowsRescheduled++;
     return slot;
+  }
+
+  /**
+   * conn_reuse_mode: is this frame a SYN (without ACK or RST) that finds an entry IPVS's
+   * is_new_conn_expected() calls finished? Mode 0 never; TIME_WAIT and CLOSE under 1 and 2;
+   * FIN_WAIT under 2 (Direct Routing sees no replies, so a closed connection stays in FIN_WAIT).
+   */
+  private reusable(svc: VirtualService, f: ParsedFrame, slot: number): boolean {
+    if (f.proto !== IPPROTO_TCP || (f.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) return false;
+    return reuseReschedules(svc.connReuseMode, this.conns.state[slot]);
+  }
+
+  /**
+   * The old entry is expired exactly as the sweep would (its accounting, thresholds and template
+   * reference released) and the SYN scheduled like any new connection, counted as one. Returns
+   * the new slot, or ~reason.
+   */
+  private reuse(svc: VirtualService, f: ParsedFrame, slot: number): number {
+    this.expire(slot);
+    this.counters[Counter.ExpiredConns]++;
+    this.reuseRescheduled++;
+    return this.schedule(svc, f);
   }
 
   private drop(reason: number): Verdict {

@@ -7,6 +7,7 @@
  * nothing else. JavaScript is entered only for:
  *   - a table miss that may open a connection (SYN / UDP): Forwarder.scheduleNew() runs the
  *     scheduler and persistence and inserts the entry; the addon then continues with the slot;
+ *   - a SYN on a finished entry that conn_reuse_mode reschedules: Forwarder.rescheduleReuse();
  *   - a flow whose real server is down: Forwarder.rescheduleDown();
  *   - ARP frames: handed whole to the TypeScript path (Forwarder.process → onArp).
  *
@@ -31,7 +32,7 @@ export {
   loadNative,
 } from './binding';
 
-/** upcallArgs[8] of a table miss; otherwise the slot of a flow whose real server is down. */
+/** upcallArgs[8] of a table miss; otherwise the slot of the hit (upcallArgs[9] = 1: a conn_reuse_mode reschedule, else its real server is down). */
 const MISS = 0xffffffff;
 
 /** nextTcpState() for every (state, FIN/SYN/RST/ACK) pair; 0xffff where it gives undefined. */
@@ -68,7 +69,8 @@ function attachment(fw: Forwarder, slowPath: (buf: Buffer, len: number) => void)
     f.tcpFlags = args[5];
     f.dstAddr = args[6];
     f.dstPort = args[7];
-    return args[8] === MISS ? fw.scheduleNew(svc, f) : fw.rescheduleDown(svc, f, args[8]);
+    if (args[8] === MISS) return fw.scheduleNew(svc, f);
+    return args[9] === 1 ? fw.rescheduleReuse(svc, f, args[8]) : fw.rescheduleDown(svc, f, args[8]);
   };
   return {
     ...fw.state.arrays,

@@ -1,11 +1,11 @@
 import { DEST_F_OVERLOAD, type Dest, type Scheduler } from '../scheduler/index';
 import type { Protocol } from '../config/types';
-import { IPPROTO_TCP, IPPROTO_UDP, MAX_DESTS, MAX_SERVICES, SERVICE_INDEXES, type StateArrays } from './contract';
+import { CONN_REUSE_DEFAULT, IPPROTO_TCP, IPPROTO_UDP, MAX_DESTS, MAX_SERVICES, SERVICE_INDEXES, type StateArrays } from './contract';
 
 export { MAX_DESTS, MAX_SERVICES } from './contract';
 
 type DestArrays = Pick<StateArrays, 'mac' | 'macKnown' | 'active' | 'inactive' | 'persistent' | 'destConns' | 'destPackets' | 'destBytes' | 'downAction'>;
-type ServiceArrays = Pick<StateArrays, 'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats'>;
+type ServiceArrays = Pick<StateArrays, 'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcReuse'>;
 
 function ownDestArrays(): DestArrays {
   return {
@@ -27,6 +27,7 @@ function ownServiceArrays(): ServiceArrays {
     svcPortProto: new Uint32Array(MAX_SERVICES),
     svcMeta: new Int32Array(MAX_SERVICES + 1),
     svcStats: new Float64Array(SERVICE_INDEXES * 2),
+    svcReuse: new Uint8Array(SERVICE_INDEXES),
   };
 }
 
@@ -154,6 +155,11 @@ export class VirtualService {
    * added (the path that forwards adds to them), a pair of its own before.
    */
   stats: Float64Array = new Float64Array(2);
+  /**
+   * [conn_reuse_mode]: the service table's cell for this service's index once it is added (both
+   * paths read it per frame), a cell of its own before.
+   */
+  reuse: Uint8Array = Uint8Array.of(CONN_REUSE_DEFAULT);
   constructor(
     readonly index: number,
     public name: string,
@@ -170,6 +176,13 @@ export class VirtualService {
   }
   get bytes(): number {
     return this.stats[1];
+  }
+  /** conn_reuse_mode (0, 1 or 2): what a SYN that finds its client port's entry still in the table does. */
+  get connReuseMode(): number {
+    return this.reuse[0];
+  }
+  set connReuseMode(mode: number) {
+    this.reuse[0] = mode;
   }
 
   /** Tells the scheduler that the list, a weight or a flag changed. */
@@ -189,6 +202,7 @@ export class ServiceTable {
   private readonly portProto: Uint32Array;
   private readonly meta: Int32Array;
   private readonly stats: Float64Array;
+  private readonly reuse: Uint8Array;
   private readonly slots: VirtualService[] = [];
   count = 0;
   readonly all: VirtualService[] = [];
@@ -198,6 +212,7 @@ export class ServiceTable {
     this.portProto = a.svcPortProto;
     this.meta = a.svcMeta;
     this.stats = a.svcStats;
+    this.reuse = a.svcReuse;
   }
 
   add(svc: VirtualService): void {
@@ -210,6 +225,11 @@ export class ServiceTable {
       const cells = this.stats.subarray(svc.index * 2, svc.index * 2 + 2);
       cells.set(svc.stats);
       svc.stats = cells;
+    }
+    if (svc.reuse.buffer !== this.reuse.buffer || svc.reuse.byteOffset !== this.reuse.byteOffset + svc.index) {
+      const cell = this.reuse.subarray(svc.index, svc.index + 1);
+      cell[0] = svc.reuse[0];
+      svc.reuse = cell;
     }
     this.setSlot(this.count, svc);
     this.count++;

@@ -84,6 +84,7 @@ test('examples/lb.yaml (the lab topology) loads to the expected config', () => {
       },
     ],
     admin: { socket: '/run/lbd/lbd.sock' },
+    conn_reuse_mode: 2,
   };
   assert.deepEqual(cfg, expected);
 });
@@ -116,6 +117,7 @@ test('defaults are applied to a minimal config', () => {
       },
     ],
     admin: { socket: '/run/lbd/lbd.sock' },
+    conn_reuse_mode: 2,
   });
 });
 
@@ -256,7 +258,7 @@ test('misspelt scheduler: value position, suggestion and the list of schedulers'
 test('unknown keys, with a suggestion or the list of valid keys, located at the key', () => {
   assert.deepEqual(errorsOf(withService(['shceduler: rr'])), ['lb.yaml:7:5 services[0].shceduler: unknown key "shceduler"; did you mean "scheduler"?']);
   assert.deepEqual(errorsOf(withService(['colour: blue'])), [
-    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove)',
+    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode)',
   ]);
   assert.deepEqual(errorsOf('interface:\n  capture: eth0\n' + withService().split('\n').slice(2).join('\n')), [
     'lb.yaml:1:1 interface: unknown key "interface"; did you mean "interfaces"?',
@@ -437,7 +439,7 @@ test('broken YAML, non-mapping and empty documents', () => {
   assert.ok(tabs.length >= 1);
   assert.ok(tabs.every((i) => i.message.startsWith('invalid YAML: ') && i.line >= 1 && i.col >= 1));
   assert.deepEqual(errorsOf('- eth0\n- web\n'), [
-    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, local_access), got a list',
+    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, expire_nodest_conn, conn_reuse_mode, local_access), got a list',
   ]);
   assert.deepEqual(errorsOf(''), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
   assert.deepEqual(errorsOf('# nothing but a comment\n'), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
@@ -460,7 +462,7 @@ test('anchors and aliases resolve; an unknown alias is reported', () => {
   assert.deepEqual(cfg.services[1].real_servers, cfg.services[0].real_servers);
   assert.ok(errorsOf(withService([], ['      - *nope'])).includes('lb.yaml:8:9: invalid YAML: unknown alias "*nope" (no anchor "&nope" before it)'));
   assert.deepEqual(errorsOf('interfaces: { capture: eth0 }\nservices:\n  - null\n'), [
-    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove), got nothing',
+    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode), got nothing',
   ]);
 });
 

@@ -271,14 +271,15 @@ interface Flow {
 }
 
 /** A varied, interleaved mix: TCP conversations, UDP flows, junk, ARP, all reproducible. */
-function traffic(r: () => number, nFlows: number, services: SvcSpec[]): Buffer[] {
+function traffic(r: () => number, nFlows: number, services: SvcSpec[], opts: { reusePorts?: boolean } = {}): Buffer[] {
   const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
   const int = (n: number) => Math.floor(r() * n);
   const flows: Flow[] = [];
   for (let i = 0; i < nFlows; i++) {
     const s = pick(services);
-    const src = `10.${1 + int(3)}.${int(3)}.${1 + int(60)}`;
-    const sport = 1024 + int(64000);
+    // reusePorts: a few clients on a few ports, so that SYNs find the entries of earlier flows (conn_reuse_mode).
+    const src = opts.reusePorts ? `10.1.0.${1 + int(3)}` : `10.${1 + int(3)}.${int(3)}.${1 + int(60)}`;
+    const sport = opts.reusePorts ? 40000 + int(12) : 1024 + int(64000);
     const ipOptions = r() < 0.05 ? Buffer.from([0x01, 0x01, 0x01, 0x00]) : undefined;
     const base = { src, dst: s.vip, sport, dport: s.port, ipOptions };
     const out: Buffer[] = [];
@@ -416,6 +417,37 @@ test('differential: a long mixed run (rr, wlc, lc, sh, persistence, UDP, junk, e
   assert.ok(p.dp.stats().upcalls > 1000, 'new flows went up to the TypeScript scheduler');
   assert.ok(p.ts.fw.downFlowsRescheduled > 0 && p.ts.fw.downFlowsDropped > 0, 'flows of down servers were moved and dropped');
   assert.ok(overloaded > 0 && !fw0Overloaded(p), `servers were overloaded (${overloaded} rounds) and relieved`);
+});
+
+test('differential: SYNs on the client ports of finished flows, in every conn_reuse_mode', (t) => {
+  if (!native(t)) return;
+  const r = rng(0xc0de);
+  const specs = [SERVICES[0], SERVICES[1], SERVICES[2], SERVICES[3]];
+  const p = new Pair(specs, 2000);
+  const frames = traffic(r, 3000, specs, { reusePorts: true });
+  const modes = (m: number[]) => p.both((fw) => m.forEach((mode, i) => (fw.services.all[i].connReuseMode = mode)));
+  modes([0, 1, 2, 2]);
+  let now = 1;
+  let round = 0;
+  for (let at = 0; at < frames.length; round++) {
+    const n = 1 + Math.floor(r() * 400);
+    p.run(frames.slice(at, at + n));
+    at += n;
+    now += Math.floor(r() * 3);
+    p.both((fw) => {
+      fw.now = now;
+      fw.sweep(Math.floor(fw.conns.slots / 4));
+    });
+    // Every mode on every service in turn; a down server (reuse is decided first, as in IPVS).
+    if (round % 3 === 2) modes([(round + 1) % 3, (round + 2) % 3, round % 3, 2 - (round % 3)]);
+    if (round === 6) p.both((fw) => ((fw.dests.downAction[0] = DOWN_RESCHEDULE), (fw.dests.views[0].flags |= DEST_F_DOWN), fw.services.all[0].changed()));
+    if (round === 9) p.both((fw) => (fw.dests.downAction[3] = DOWN_DROP));
+    if (round === 12) p.both((fw) => ((fw.dests.downAction.fill(DOWN_KEEP), (fw.dests.views[0].flags &= ~DEST_F_DOWN)), fw.services.all[0].changed()));
+    p.assertSame(`conn_reuse_mode round ${round} (${at} frames)`);
+    assert.equal(p.nat.fw.reuseRescheduled, p.ts.fw.reuseRescheduled, `round ${round}: rescheduled SYNs`);
+  }
+  assert.ok(p.ts.fw.reuseRescheduled > 50, `${p.ts.fw.reuseRescheduled} SYNs rescheduled`);
+  assert.ok(p.ts.fw.downFlowsRescheduled > 0, 'down flows were moved too');
 });
 
 /** Whether any real server of the TypeScript side is overloaded (u_threshold). */

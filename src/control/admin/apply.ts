@@ -265,11 +265,12 @@ export function describeChanges(actions: Action[], before: Config, after: Config
     const text = describeAction(a);
     if (a.kind === 'real-remove') {
       const s = after.services.find((x) => serviceKey(x) === a.key);
-      if ((s?.on_remove ?? after.on_remove ?? 'drain') === 'drop') return text.replace(/\(drain\)$/, '(drop: its flows are cut)');
+      if ((s?.on_remove ?? after.on_remove ?? (after.expire_nodest_conn === true ? 'drop' : 'drain')) === 'drop')
+        return text.replace(/\(drain\)$/, '(drop: its flows are cut)');
     }
     if (a.kind === 'service-remove') {
       const s = before.services.find((x) => serviceKey(x) === a.key);
-      return `${text} (${(s?.on_remove ?? after.on_remove ?? 'drain') === 'drop' ? 'drop: its flows are cut' : 'drain'})`;
+      return `${text} (${(s?.on_remove ?? after.on_remove ?? (after.expire_nodest_conn === true ? 'drop' : 'drain')) === 'drop' ? 'drop: its flows are cut' : 'drain'})`;
     }
     return text;
   });

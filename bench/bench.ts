@@ -363,7 +363,16 @@ async function main(): Promise<number> {
             learnMacs(lab);
             rsDrop(lab, true);
             try {
-              for (const t of tests) {
+              for (const [i, t] of tests.entries()) {
+                if (i > 0 && sc.freshForEachPacketTest) {
+                  phase = `packets ${t.id}: restart`;
+                  // setup() checks that the service answers, which the real servers' drop would stop.
+                  rsDrop(lab, false);
+                  await sc.teardown();
+                  await sc.setup();
+                  learnMacs(lab);
+                  rsDrop(lab, true);
+                }
                 phase = `packets ${t.id}`;
                 const p = await packetRun(lab, sc, t, rep, o, ks);
                 results.packets.push(p);

@@ -34,6 +34,12 @@ export interface Scenario {
   packets: boolean;
   /** the baseline: frames dropped at the balancer's ingress, no balancer process */
   baseline?: boolean;
+  /**
+   * The balancer keeps state from one packet test to the next (lbd's connection table: a SYN test
+   * at full rate can fill it with 60 s SYN_RECV entries and leave the steady flows no room), so
+   * each packet test after the first starts from a new process.
+   */
+  freshForEachPacketTest?: boolean;
   setup(): Promise<void>;
   teardown(): Promise<void>;
   /** processes whose every task's run time counts as the balancer's (lbd, HAProxy) */
@@ -110,6 +116,7 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
   let p: LbdProcess | null = null;
   return {
     name: busyPoll ? `lbd-${mode}-bp` : `lbd-${mode}`,
+    freshForEachPacketTest: true,
     what: `lbd, dataplane: ${mode}${busyPoll ? `, busy_poll: ${busyPoll}` : ''}, rr over both real servers, DSR`,
     url: `http://${lab.addr.vip}/`,
     packets: true,

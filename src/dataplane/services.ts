@@ -7,34 +7,10 @@ export { MAX_DESTS, MAX_SERVICES } from './contract';
 type DestArrays = Pick<StateArrays, 'mac' | 'macKnown' | 'active' | 'inactive' | 'persistent' | 'destConns' | 'destPackets' | 'destBytes' | 'downAction'>;
 type ServiceArrays = Pick<StateArrays, 'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcReuse'>;
 
-function ownDestArrays(): DestArrays {
-  return {
-    mac: new Uint8Array(MAX_DESTS * 6),
-    macKnown: new Uint8Array(MAX_DESTS),
-    active: new Int32Array(MAX_DESTS),
-    inactive: new Int32Array(MAX_DESTS),
-    persistent: new Int32Array(MAX_DESTS),
-    destConns: new Float64Array(MAX_DESTS),
-    destPackets: new Float64Array(MAX_DESTS),
-    destBytes: new Float64Array(MAX_DESTS),
-    downAction: new Uint8Array(MAX_DESTS),
-  };
-}
-
-function ownServiceArrays(): ServiceArrays {
-  return {
-    svcVip: new Uint32Array(MAX_SERVICES),
-    svcPortProto: new Uint32Array(MAX_SERVICES),
-    svcMeta: new Int32Array(MAX_SERVICES + 1),
-    svcStats: new Float64Array(SERVICE_INDEXES * 2),
-    svcReuse: new Uint8Array(SERVICE_INDEXES),
-  };
-}
-
 /**
  * Per-real-server state the data plane reads and writes, as typed arrays indexed by the
  * global dest index: the shared state's (the native path works on the same arrays, metrics read
- * them at scrape time), or arrays of its own. MACs are 6 bytes per dest.
+ * them at scrape time). MACs are 6 bytes per dest.
  */
 export class DestTable {
   readonly mac: Uint8Array;
@@ -53,7 +29,7 @@ export class DestTable {
   readonly downAction: Uint8Array;
   readonly views: RealServer[] = [];
 
-  constructor(a: DestArrays = ownDestArrays()) {
+  constructor(a: DestArrays) {
     this.mac = a.mac;
     this.macKnown = a.macKnown;
     this.active = a.active;
@@ -194,7 +170,7 @@ export class VirtualService {
 /**
  * VIP:port/protocol → service. A linear scan over typed arrays: a balancer has a handful
  * of services, and a scan of a few integers beats hashing without allocating a key. The arrays
- * are the shared state's (or its own): meta = [count, then each slot's service index], which the
+ * are the shared state's: meta = [count, then each slot's service index], which the
  * native path scans the same way, and stats = [packets, bytes] per service index.
  */
 export class ServiceTable {
@@ -207,7 +183,7 @@ export class ServiceTable {
   count = 0;
   readonly all: VirtualService[] = [];
 
-  constructor(a: ServiceArrays = ownServiceArrays()) {
+  constructor(a: ServiceArrays) {
     this.vip = a.svcVip;
     this.portProto = a.svcPortProto;
     this.meta = a.svcMeta;

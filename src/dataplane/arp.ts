@@ -23,19 +23,38 @@ export interface ArpPacket {
   targetIp: number;
 }
 
-/** Parses an Ethernet/IPv4 ARP frame, or returns null when it is anything else or malformed. */
+/**
+ * Parses an Ethernet/IPv4 ARP request or reply, or returns null when it is anything else or
+ * malformed: another hardware or protocol type or length, an opcode other than 1 (request) or 2
+ * (reply), or a sender MAC no station can have (zero, multicast, broadcast).
+ */
 export function parseArp(buf: Buffer, len: number): ArpPacket | null {
-  if (len < ARP_TPA + 4) return null;
+  if (len < ARP_TPA + 4 || buf.length < ARP_TPA + 4) return null;
   if (buf.readUInt16BE(12) !== ETHERTYPE_ARP) return null;
   if (buf.readUInt16BE(ARP_HTYPE) !== 1 || buf.readUInt16BE(ARP_PTYPE) !== ETHERTYPE_IPV4) return null;
   if (buf[ARP_HLEN] !== 6 || buf[ARP_PLEN] !== 4) return null;
+  const op = buf.readUInt16BE(ARP_OPER);
+  if (op !== ARP_REQUEST && op !== ARP_REPLY) return null;
+  if (!isStationMac(buf, ARP_SHA)) return null;
   return {
-    op: buf.readUInt16BE(ARP_OPER),
+    op,
     senderMac: Buffer.from(buf.subarray(ARP_SHA, ARP_SHA + 6)),
     senderIp: buf.readUInt32BE(ARP_SPA),
     targetMac: Buffer.from(buf.subarray(ARP_THA, ARP_THA + 6)),
     targetIp: buf.readUInt32BE(ARP_TPA),
   };
+}
+
+/** A MAC a single station can have: not all zeros, not multicast (the group bit; broadcast included). */
+export function isStationMac(buf: Uint8Array, off = 0): boolean {
+  if (buf[off] & 1) return false;
+  for (let i = 0; i < 6; i++) if (buf[off + i] !== 0) return true;
+  return false;
+}
+
+/** The Ethernet source equals the ARP sender MAC, as in every ARP frame a host's own stack sends. */
+export function arpSourceConsistent(buf: Buffer): boolean {
+  return buf.compare(buf, ARP_SHA, ARP_SHA + 6, 6, 12) === 0;
 }
 
 const BROADCAST = Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);

@@ -147,8 +147,8 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
       p = null;
       const r = await q.stop();
       if (r.code !== 0) process.stderr.write(`bench: lbd exited with ${r.code} after ${r.ms} ms\n`);
-      // a crashed lbd leaves its guard table: remove it so the next scenario starts clean
-      dropTables(lab, lab.ns.balancer, ['lbd']);
+      // a crashed lbd leaves its guard table (leased for 15 s): remove it so the next scenario starts clean
+      dropTables(lab, lab.ns.balancer, [`lbd_${lab.ifaces.balancerCapture}`]);
     },
     pids: () => (p?.proc.pid ? [p.proc.pid] : []),
     diag() {
@@ -328,7 +328,7 @@ export function baseline(lab: Lab): Scenario {
 
 /** remove whatever a failed scenario may have left on the balancer */
 export function scrubBalancer(lab: Lab): void {
-  dropTables(lab, lab.ns.balancer, [...OUR_TABLES, 'lbd']);
+  dropTables(lab, lab.ns.balancer, [...OUR_TABLES, `lbd_${lab.ifaces.balancerCapture}`]);
   vipOnBalancer(lab, false);
 }
 

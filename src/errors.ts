@@ -13,7 +13,8 @@ export const ERROR_CODES = [
   'E_BINDING', // no native binding loads: lbd cannot capture or send at all
   'E_CAPTURE', // a capture or send handle cannot be opened on an interface (no such interface, bad filter, no privilege)
   'E_NATIVE', // the native fast path cannot run (dataplane: native) or refused an operation
-  'E_HOST', // a host change lbd needs failed: the nftables guard, local access (lbd0, routes), a program it runs for them
+  'E_HOST', // a host change lbd needs failed: the nftables guard, local access (its TAP interface, routes), a program it runs for them
+  'E_INSTANCE', // another running lbd already balances the capture interface (it owns the host guard there)
   'E_METRICS', // the metrics address cannot be served
   // Programs lbd, its lab, tests and benchmark run (src/host/programs.ts).
   'E_PROGRAM_UNDECLARED', // a program src/host/programs.json does not declare
@@ -87,6 +88,13 @@ export class BindingError extends LbdError {
 export class HostSetupError extends LbdError {
   constructor(message: string) {
     super('E_HOST', message);
+  }
+}
+
+/** Another live lbd owns what this one would change (the capture interface's guard). */
+export class InstanceConflictError extends LbdError {
+  constructor(message: string) {
+    super('E_INSTANCE', message);
   }
 }
 

@@ -15,6 +15,7 @@
 #include "dataplane.h"
 #include "fastpath.h"
 #include "libpcap.h"
+#include "tap.h"
 
 namespace lbd {
 
@@ -313,7 +314,8 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("Capture", initCapture(env));
   exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
-  exports.Set("abiVersion", 3);  // binding.ts ABI_VERSION
+  initTap(env, exports);
+  exports.Set("abiVersion", 4);  // binding.ts ABI_VERSION
   return exports;
 }
 

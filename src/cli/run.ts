@@ -21,7 +21,9 @@ Options:
   -l, --log-level LEVEL  trace debug info warn error fatal silent (overrides log.level)
 
 Signals: SIGHUP reloads FILE (like lbd reload); SIGTERM or SIGINT stops capturing, undoes
-every change lbd made to the host, removes the admin socket and exits 0.
+every change lbd made to the host, removes the admin socket and exits 0. A link going down
+and up is ridden out; if the capture or egress interface is deleted, lbd undoes its changes
+the same way and exits 1.
 `;
 
 export const command: Command = {
@@ -54,7 +56,11 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
   // Signals are ours from the first moment: a SIGTERM while start() is still resolving MACs
   // must undo what start() already changed on the host, not kill the process half-way.
   let stopSignal: string | null = null;
-  let onStop: (signal: string) => void = (signal) => (stopSignal = signal);
+  let stopCode = 0;
+  let onStop: (signal: string, code?: number) => void = (signal, code = 0) => {
+    stopSignal = signal;
+    stopCode = code;
+  };
   let onHup: () => void = () => log.warn({ signal: 'SIGHUP' }, 'still starting: reload ignored');
   const sigterm = () => onStop('SIGTERM');
   const sigint = () => onStop('SIGINT');
@@ -62,14 +68,15 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
   process.on('SIGTERM', sigterm);
   process.on('SIGINT', sigint);
   process.on('SIGHUP', sighup);
-  // A bug must not leave the nftables guard, lbd0 or the socket behind: undo, then exit 1.
+  // A bug must not leave the nftables guard or the socket behind: undo, then exit 1.
   process.on('uncaughtException', (e) => {
     log.fatal({ err: e.stack ?? String(e) }, 'uncaught exception: undoing host changes and exiting');
     Promise.all([admin?.close().catch(() => {}), daemon?.stop().catch(() => {})]).finally(() => process.exit(1));
     setTimeout(() => process.exit(1), 900).unref();
   });
   try {
-    daemon = new Daemon({ config, log });
+    // The daemon cannot go on (an interface gone, already logged): stop as on SIGTERM, exit 1.
+    daemon = new Daemon({ config, log, onFatal: () => onStop('fatal', 1) });
     control = new Control(daemon, { log });
     admin = new AdminServer(control, config.admin.socket, log);
     await admin.listen();
@@ -91,21 +98,21 @@ export async function runDaemon(config: Config, level: LogLevel): Promise<number
   };
   return new Promise<number>((resolve) => {
     let stopping = false;
-    onStop = (signal: string) => {
+    onStop = (signal: string, code = 0) => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, 'stopping');
       onHup = () => {};
       // Whatever happens, exit within a second of the signal.
-      setTimeout(() => resolve(0), 700).unref();
+      setTimeout(() => resolve(code), 700).unref();
       Promise.all([a.close().catch(() => {}), d.stop()]).then(
-        () => resolve(0),
+        () => resolve(code),
         (e) => {
           log.error({ err: (e as Error).message }, 'error while stopping');
           resolve(1);
         },
       );
     };
-    if (stopSignal) onStop(stopSignal);
+    if (stopSignal) onStop(stopSignal, stopCode);
   });
 }

@@ -501,7 +501,7 @@ export const CONFIG: Section = simple(
       type: 'bool',
       valueOrKey: true,
       default: false,
-      description: 'make the VIPs reachable from the balancer itself (a dummy interface lbd0 and /32 routes)',
+      description: 'make the VIPs reachable from the balancer itself (a TAP interface lbd-<capture> that exists while lbd runs, and /32 routes through it)',
     },
   ],
   buildConfig,

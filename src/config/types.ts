@@ -108,7 +108,7 @@ export interface Config {
   /** Seconds, like `ipvsadm --set tcp tcpfin udp`. */
   timeouts: { tcp: number; tcpfin: number; udp: number };
   services: ServiceConfig[];
-  /** Make the VIPs reachable from the balancer itself (a dummy interface lbd0 + /32 routes). */
+  /** Make the VIPs reachable from the balancer itself (a TAP interface lbd-<capture> + /32 routes). */
   local_access: boolean;
   /** The admin socket the CLI talks to (docs/operations.md). */
   admin: { socket: string };

@@ -14,8 +14,14 @@ import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
 import { CONN_REUSE_DEFAULT } from '../dataplane/contract';
 import { HostGuard } from '../host/guard';
+import { HostKeeper } from '../host/host-keeper';
+import { instanceNames, type InstanceNames } from '../host/instance';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
+import { HOST_LEASE_S, LeasedTable } from '../host/leased-table';
 import { LocalAccess } from '../host/local-access';
+import { selfOwner } from '../host/owner';
+import { probeTableSpec } from '../health/vip';
+import { EventLoopDelay } from '../metrics/event-loop';
 import type { Port } from '../dataplane/io';
 import { NativePort } from '../dataplane/native';
 import { selectDataplane } from './dataplane-select';
@@ -25,6 +31,7 @@ import { parseListen } from '../config/values';
 import { createScheduler } from '../scheduler/index';
 import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
+import { LinkMonitor } from './link-watch';
 import { HealthManager, HealthManagerOptions } from '../health/manager';
 import { Action, describeAction, plan } from './reconcile';
 import { VERSION } from '../version';
@@ -42,6 +49,8 @@ export interface DaemonOptions {
   health?: Pick<HealthManagerOptions, 'makeChecker' | 'clock' | 'random'>;
   /** Addresses treated as local (default: the host's); a local VIP is not announced by ARP. */
   localAddresses?: Set<string>;
+  /** The daemon cannot go on (its capture or egress interface is gone): the owner stops it and exits non-zero. */
+  onFatal?: (e: LbdError) => void;
 }
 
 export class ReloadError extends LbdError {
@@ -75,7 +84,7 @@ export function captureFilter(services: ServiceAddress[]): string {
   return terms ? `inbound and (arp or ${terms})` : 'inbound and arp';
 }
 
-/** The local-access filter: the host's own frames to a VIP, leaving through lbd0. */
+/** The local-access filter: the host's own frames to a VIP, leaving through the local-access TAP. */
 export function localAccessFilter(services: ServiceAddress[]): string {
   const terms = vipTerms(services);
   return terms ? `outbound and (${terms})` : 'outbound and not ip';
@@ -99,7 +108,16 @@ export class Daemon {
   running: Config;
   /** Live services by VIP:port/protocol, including removed ones still draining. */
   readonly services = new Map<string, VirtualService>();
+  /** What this lbd names its host changes (from its capture interface). */
+  readonly names: InstanceNames;
   private readonly guard: HostGuard | null;
+  /** Renews and watches the nftables tables; null without host changes (tests). */
+  private readonly keeper: HostKeeper | null;
+  private readonly eventLoop = new EventLoopDelay();
+  /** The vip checks' probe table, per egress address (one while the address stays). */
+  private readonly probeTables = new Map<number, LeasedTable>();
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
   private readonly openPort: (iface: string, filter: string) => Port;
   private metricsServer: Server | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -110,13 +128,33 @@ export class Daemon {
   private nextServiceIndex = 0;
   private stopped = false;
   private readonly local: Set<string>;
-  private readonly localAccess = new LocalAccess();
+  private readonly localAccess: LocalAccess;
   private localPort: Port | null = null;
   private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollCatches: 0 };
+  /** The capture and egress links and the captures' poll errors (link-watch.ts), looked at every second. */
+  private readonly links: LinkMonitor;
+  private failed = false;
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
     this.running = cfg;
+    this.names = instanceNames(cfg.interfaces.capture);
+    this.links = new LinkMonitor({
+      log: opts.log,
+      dataplane: () => this.dataplanePath,
+      interfaces: () => this.running.interfaces,
+      ports: () => ({ capture: this.capture, egress: this.egress, local: this.localPort }),
+      announce: () => this.arp.announce(),
+      resolveMacs: () => this.arp.resolve(true),
+      fail: (e) => this.fail(e),
+      stopped: () => this.stopped,
+      watched: opts.openPort === undefined,
+    });
+    this.localAccess = new LocalAccess(this.names.localInterface);
+    const owner = selfOwner();
+    this.keeper = opts.hostGuard === false ? null : new HostKeeper({ log: opts.log, renewMs: (HOST_LEASE_S * 1000) / 3 });
+    this.guard = opts.hostGuard === false ? null : new HostGuard(this.names.guardTable, cfg.interfaces.capture, owner, HOST_LEASE_S);
+    if (this.guard) this.keeper?.add(this.guard.table);
     // ---- data-plane path (src/dataplane/native.ts): auto | native | ts ----
     // native: the capture interface's port is the addon's AF_PACKET ring; it forwards in C++
     // and calls up only for new flows and ARP. auto falls back to TypeScript with a warning.
@@ -155,11 +193,19 @@ export class Daemon {
       log: opts.log,
       arp: this.arp,
       egress: { iface: cfg.interfaces.egress, mac: this.egress.mac },
-      hostChanges: opts.hostGuard !== false,
+      probeTable: (egressIp) => {
+        if (!this.keeper) return null;
+        let t = this.probeTables.get(egressIp);
+        if (!t) {
+          t = new LeasedTable(probeTableSpec(this.names.probeTable, cfg.interfaces.egress, egressIp), owner, HOST_LEASE_S);
+          this.probeTables.set(egressIp, t);
+          this.keeper.add(t);
+        }
+        return t;
+      },
       ...opts.health,
     });
     for (const s of cfg.services) this.addService(s);
-    this.guard = opts.hostGuard === false ? null : new HostGuard(cfg.interfaces.capture);
   }
 
   get log(): Logger {
@@ -243,12 +289,19 @@ export class Daemon {
 
   async start(): Promise<void> {
     const { config: cfg, log } = this.opts;
-    this.guard?.install(cfg.services);
+    // Before any change to the host: is this interface another live lbd's? (E_INSTANCE, nothing touched)
+    if (this.guard) {
+      const takeOver = await this.guard.claim();
+      if (takeOver) log.warn({ table: `netdev ${this.names.guardTable}` }, 'found the guard of an lbd that is gone: taking it over');
+      await this.guard.install(cfg.services, takeOver);
+    }
     this.startCapture(this.capture);
     if (cfg.busy_poll > 0 && this.dataplanePath !== 'native')
       log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
-    this.setupLocalAccess();
+    await this.setupLocalAccess();
+    this.keeper?.start();
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
+    this.links.watch();
     this.arp.announce();
     this.arp.resolve(true);
     await this.waitForMacs(2000);
@@ -299,7 +352,11 @@ export class Daemon {
       dataplanePath: this.dataplanePath,
       version: VERSION,
       health: this.health,
+      arp: this.arp,
       nativeStats: () => this.nativeStats(),
+      hostRestores: this.keeper ? () => this.keeper!.restores : undefined,
+      eventLoop: this.eventLoop,
+      pollErrors: () => this.links.pollErrors(),
     });
     try {
       this.metricsServer = await serveMetrics(registry, host, port);
@@ -340,6 +397,7 @@ export class Daemon {
       try {
         this.arp.resolve(second % ARP_REFRESH_S === 0);
         this.finishDrains();
+        this.links.check();
       } catch (e) {
         this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'periodic control-plane work failed');
       }
@@ -366,7 +424,8 @@ export class Daemon {
         this.log.info({ service: svc.name, vip: key }, 'service drained and removed');
       }
     }
-    if (servicesGone) this.refreshHost();
+    if (servicesGone)
+      this.refreshHost().catch((e: Error) => this.log.error({ code: (e as LbdError).code, err: e.message }, 'host refresh after a drain failed'));
   }
 
   /**
@@ -486,7 +545,7 @@ export class Daemon {
       this.log.info({ change: describeAction(a) }, 'config change applied');
     }
     this.running = desired;
-    if (servicesChanged) this.refreshHost();
+    if (servicesChanged) await this.refreshHost();
     // Health: restarts only the checks whose effective config changed, applies policy changes.
     this.health.sync(desired, this.services);
     return actions;
@@ -535,13 +594,34 @@ export class Daemon {
   }
 
   /**
-   * The set of VIPs changed: new guard rules, ARP announcements and capture filter. The new
-   * capture handle opens before the old one closes, so no frame is missed (a frame seen by
-   * both is forwarded twice, which TCP and UDP applications tolerate).
+   * The set of VIPs changed: new capture filter, ARP announcements, guard elements and local
+   * routes. One refresh at a time: one asked for while another runs runs again after it, from
+   * the state of then (a drain and a reload may ask at once).
    */
-  private refreshHost(): void {
+  private refreshHost(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        await this.refreshHostOnce();
+      } while (this.refreshAgain && !this.stopped);
+    })().finally(() => (this.refreshing = null));
+    return this.refreshing;
+  }
+
+  /**
+   * The capture first: the new handle opens before the old one closes, so no frame is missed (a
+   * frame seen by both is forwarded twice, which TCP and UDP applications tolerate). Then the
+   * host: a failed nft or ip call is logged, not thrown: the guard already holds the new
+   * elements and its renewal writes them within a third of a lease; routes are rewritten by the
+   * next refresh.
+   */
+  private async refreshHostOnce(): Promise<void> {
+    if (this.stopped) return;
     const live = this.liveServices();
-    this.guard?.install(live);
     this.arp.setAnnounced(this.announcedVips(this.running.services));
     const old = this.capture;
     const next = this.openPort(this.running.interfaces.capture, captureFilter(live));
@@ -554,10 +634,21 @@ export class Daemon {
     this.arp.setPorts(this.capture, this.egress);
     if (old !== next) {
       this.retireNativeStats(old);
+      this.links.retire(old);
       old.close();
     }
     this.arp.announce();
-    this.refreshLocalAccess(live);
+    try {
+      await this.guard?.update(live);
+    } catch (e) {
+      this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'guard update failed: its renewal writes the new services');
+    }
+    if (this.stopped) return;
+    try {
+      await this.refreshLocalAccess(live);
+    } catch (e) {
+      this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'local access routes not updated: tried again at the next change');
+    }
   }
 
   /** VIPs the host's own connections can reach through lbd: every VIP that is not local. */
@@ -565,7 +656,7 @@ export class Daemon {
     return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v));
   }
 
-  private setupLocalAccess(): void {
+  private async setupLocalAccess(): Promise<void> {
     if (!this.running.local_access) return;
     const egress = this.running.interfaces.egress;
     const source = interfaceAddress(egress);
@@ -574,23 +665,29 @@ export class Daemon {
         'E_HOST',
         `local_access needs an IPv4 address on the egress interface ${egress}: the real servers answer the host's own connections there`,
       );
-    this.localAccess.setup(this.localAccessVips(this.running.services), source, interfaceMtu(egress));
+    await this.localAccess.setup(this.localAccessVips(this.running.services), source, interfaceMtu(egress));
     this.openLocalPort(this.liveServices());
-    this.log.info({ interface: LocalAccess.IFACE, vips: this.localAccessVips(this.running.services) }, 'local access: the VIPs are reachable from this host');
+    this.log.info(
+      { interface: this.localAccess.iface, vips: this.localAccessVips(this.running.services) },
+      'local access: the VIPs are reachable from this host',
+    );
   }
 
   private openLocalPort(services: ServiceAddress[]): void {
-    const port = this.openPort(LocalAccess.IFACE, localAccessFilter(services));
+    const port = this.openPort(this.localAccess.iface, localAccessFilter(services));
     port.start((buf, len) => this.forwarder.process(buf, len, port.mac));
     const old = this.localPort;
     this.localPort = port;
-    if (old && old !== port) old.close();
+    if (old && old !== port) {
+      this.links.retire(old);
+      old.close();
+    }
   }
 
-  private refreshLocalAccess(live: ServiceAddress[]): void {
+  private async refreshLocalAccess(live: ServiceAddress[]): Promise<void> {
     if (!this.localAccess.active) return;
-    this.localAccess.routes(this.localAccessVips(live), interfaceAddress(this.running.interfaces.egress)!);
-    this.openLocalPort(live);
+    await this.localAccess.routes(this.localAccessVips(live), interfaceAddress(this.running.interfaces.egress)!);
+    if (!this.stopped) this.openLocalPort(live);
   }
 
   /** The native capture's counters over the daemon's life (a reload reopens the capture). */
@@ -617,22 +714,30 @@ export class Daemon {
     this.retiredNative.busyPollCatches += s.busyPollCatches;
   }
 
+  /** Fatal: logged, then the owner (lbd run) stops the daemon, undoing its host changes, and exits non-zero. */
+  private fail(e: LbdError): void {
+    if (this.failed || this.stopped) return;
+    this.failed = true;
+    this.log.error({ code: e.code, err: e.message }, 'lbd cannot go on');
+    this.opts.onFatal?.(e);
+  }
+
   /** Stops capturing and undoes every change made to the host. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.health.stop();
+    this.keeper?.stop();
+    this.eventLoop.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.capture.close();
     if (this.egress !== this.capture) this.egress.close();
     this.localPort?.close();
     this.localAccess.teardown();
-    try {
-      this.guard?.remove();
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'could not remove the nftables guard');
-    }
+    await Promise.all([
+      this.health.stop().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the vip probe table')),
+      this.guard?.remove().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the nftables guard')),
+    ]);
     if (this.metricsServer) {
       const srv = this.metricsServer;
       this.metricsServer = null;

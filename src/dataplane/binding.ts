@@ -16,8 +16,8 @@ import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
 import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(). */
-const ABI_VERSION = 3;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(). */
+const ABI_VERSION = 4;
 
 /** The local build, relative to the package root. */
 export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
@@ -120,6 +120,10 @@ export interface NativeAddon {
   Capture: new () => AddonCapture;
   /** The libpcap soname the filter compiler loaded; throws what to install when none loads. */
   libpcap(): string;
+  /** A TAP interface that exists while the returned descriptor is open (tap.cc); throws why not. */
+  openTap(name: string): number;
+  /** Closes openTap's descriptor: the kernel deletes the interface and its routes. */
+  closeTap(fd: number): void;
   contract: {
     verdict: { forward: number; drop: number; arp: number };
     dropReasons: string[];
@@ -226,7 +230,7 @@ function reuseStateBits(mode: number): number {
 export function contractMismatch(addon: NativeAddon): string | null {
   const c = addon.contract;
   if (!c || addon.abiVersion !== ABI_VERSION) return 'ABI version';
-  if (typeof addon.Capture !== 'function' || typeof addon.Dataplane !== 'function') return 'exports';
+  if (typeof addon.Capture !== 'function' || typeof addon.Dataplane !== 'function' || typeof addon.openTap !== 'function') return 'exports';
   if (c.verdict.forward !== 0 || c.verdict.drop !== 1 || c.verdict.arp !== 2) return 'verdicts';
   if (c.dropReasons.length !== DROP_REASONS.length || c.dropReasons.some((r, i) => r !== DROP_REASONS[i])) return 'drop reasons';
   if (c.counterCount !== COUNTER_COUNT) return 'counters';

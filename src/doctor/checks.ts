@@ -7,6 +7,8 @@
 import { serviceKey, type Config } from '../config/types';
 import { ipToInt } from '../dataplane/packet';
 import { HostGuard } from '../host/guard';
+import { instanceNames } from '../host/instance';
+import { HOST_LEASE_S } from '../host/leased-table';
 import type { ArpAnswer, VipProbeResult } from './probe';
 
 export type Severity = 'ok' | 'skip' | 'warn' | 'error';
@@ -42,8 +44,8 @@ export interface HostView {
   localAddresses(): { address: string; iface: string }[];
   /** `ethtool -k IF` features (name → "on", "off", "on [fixed]"…); null when ethtool is missing. */
   ethtoolFeatures(iface: string): Record<string, string> | null;
-  /** `nft list table netdev lbd`: the text, '' when the table is absent, null when nft is missing. */
-  nftGuardTable(): string | null;
+  /** `nft list table netdev NAME` (the guard), '' when there is none, null when nft is missing. */
+  nftGuardTable(name: string): string | null;
   /** Path of the libpcap the native binding loads (libpcap.so.0.8, .so.1 or .so), or null. */
   libpcapLibrary(): string | null;
   /** The native binding: the file that loaded, or what was tried and how to get one. */
@@ -194,7 +196,8 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
   }
 
   // The guard: an nftables netdev table that keeps the kernel away from the services' traffic.
-  const table = h.nftGuardTable();
+  const guardTable = instanceNames(cfg.interfaces.capture).guardTable;
+  const table = h.nftGuardTable(guardTable);
   const needsGuard = fwd === '1' || localVips.length > 0;
   if (table === null) {
     out.push({
@@ -204,33 +207,43 @@ export function checkForwarding(cfg: Config, h: HostView, running: boolean): Fin
       fix: 'apt-get install nftables',
     });
   } else if (running) {
-    const missing = cfg.services.filter((s) => !table.includes(HostGuard.rule(s)));
+    const missing = cfg.services.filter((s) => !table.includes(HostGuard.element(s)));
     if (!table) {
       out.push({
         check: 'guard',
         severity: needsGuard ? 'error' : 'warn',
-        what: `lbd runs but the nftables table "netdev lbd" is missing: ${needsGuard ? 'the kernel also handles VIP traffic (answers or routes it) next to lbd' : 'nothing keeps the kernel away from VIP traffic'}`,
+        what: `lbd runs but the nftables table "netdev ${guardTable}" is missing: ${needsGuard ? 'the kernel also handles VIP traffic (answers or routes it) next to lbd' : 'nothing keeps the kernel away from VIP traffic'}`,
         fix: 'restart lbd (it installs the guard at start); check its log for nftables errors',
       });
     } else if (missing.length) {
       out.push({
         check: 'guard',
         severity: needsGuard ? 'error' : 'warn',
-        what: `the nftables guard has no rule for ${missing.map(serviceKey).join(', ')} (running config differs from ${cfg.file}?)`,
+        what: `the nftables guard has no element for ${missing.map(serviceKey).join(', ')} (running config differs from ${cfg.file}?)`,
         fix: 'lbd reload (or restart lbd)',
       });
     } else {
-      out.push({ check: 'guard', severity: 'ok', what: `nftables guard "netdev lbd" is installed with a rule for every service` });
+      out.push({ check: 'guard', severity: 'ok', what: `nftables guard "netdev ${guardTable}" is installed with an element for every service` });
     }
   } else if (table) {
-    out.push({
-      check: 'guard',
-      severity: 'warn',
-      what: 'the nftables table "netdev lbd" exists but no lbd answers on the metrics address: left by a crashed lbd? it drops the services\' traffic before the kernel sees it',
-      fix: 'nft delete table netdev lbd (lbd re-creates it at start)',
-    });
+    // Leased elements: a guard whose lbd is gone drops traffic for at most a lease, then matches nothing.
+    const live = cfg.services.filter((s) => table.includes(HostGuard.element(s)));
+    out.push(
+      live.length
+        ? {
+            check: 'guard',
+            severity: 'warn',
+            what: `the nftables guard "netdev ${guardTable}" still drops ${live.map(serviceKey).join(', ')} but no lbd answers on the metrics address: an lbd that just ended (its elements lapse ${HOST_LEASE_S} s after its last renewal), or one with another metrics address`,
+            fix: `wait ${HOST_LEASE_S} s, or start lbd (it takes the table over), or nft delete table netdev ${guardTable}`,
+          }
+        : {
+            check: 'guard',
+            severity: 'ok',
+            what: `the nftables table "netdev ${guardTable}" of an lbd that ended is inert (its elements lapsed); lbd takes it over at start`,
+          },
+    );
   } else {
-    out.push({ check: 'guard', severity: 'ok', what: 'lbd is not running: it installs its nftables guard (table netdev lbd) at start' });
+    out.push({ check: 'guard', severity: 'ok', what: `lbd is not running: it installs its nftables guard (table netdev ${guardTable}) at start` });
   }
 
   // A local VIP: the kernel owns it (answers ARP), lbd does not announce it.

@@ -69,7 +69,7 @@ export async function arpAsk(
  * Sends a SYN for vip:port from sourceIp to the real server's MAC (exactly what lbd forwards)
  * and waits for its answer, through the health checks' VipProber (src/health/vip.ts), which
  * also resets a half-open connection on the real server. Doctor does not install the
- * prober's nftables table (nft: false): a running lbd may own it, and deleting it on close
+ * prober's nftables table (no table): a running lbd may own it, and deleting it on close
  * would pull it from under lbd's own vip health checks. The balancer's kernel may then answer
  * the SYN-ACK with a RST of its own, which is harmless.
  */
@@ -81,7 +81,7 @@ export async function probeVip(
   sourceIp: string,
   opts: { timeoutMs?: number; tries?: number } = {},
 ): Promise<VipProbeResult> {
-  const prober = new VipProber({ iface, egressMac: interfaceMac(iface), egressIp: ipToInt(sourceIp), nft: false });
+  const prober = new VipProber({ iface, egressMac: interfaceMac(iface), egressIp: ipToInt(sourceIp) });
   try {
     const tries = opts.tries ?? 2;
     for (let i = 0; i < tries; i++) {

@@ -1,7 +1,6 @@
 /** The real HostView: reads /proc, /sys, ethtool, nft, and probes the wire through the native binding. */
 import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { HostGuard } from '../host/guard';
 import { ipv4Addresses } from '../host/interfaces';
 import { ProgramNotFoundError, runSyncOk } from '../host/programs';
 import { loadNative } from '../dataplane/binding';
@@ -78,9 +77,9 @@ export class SystemHost implements HostView {
     }
   }
 
-  nftGuardTable(): string | null {
+  nftGuardTable(name: string): string | null {
     try {
-      return runSyncOk('nft', ['list', 'table', 'netdev', HostGuard.TABLE], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
+      return runSyncOk('nft', ['list', 'table', 'netdev', name], { stdio: ['ignore', 'pipe', 'pipe'], timeoutMs: 5000 });
     } catch (e) {
       if (e instanceof ProgramNotFoundError) return null;
       return '';

@@ -11,6 +11,7 @@ import { HttpChecker } from './http';
 import { HealthState, HealthSupervisor } from './supervisor';
 import { TcpChecker } from './tcp';
 import { Checker, Clock, realClock } from './types';
+import type { LeasedTable } from '../host/leased-table';
 import { ProbePort, VipChecker, VipProber } from './vip';
 
 /**
@@ -60,6 +61,8 @@ export interface ArpTracker {
   track(rs: RealServer): void;
   untrack(rs: RealServer): void;
   resolve(force: boolean): void;
+  /** The server's check failed: ask for its MAC again (it may have changed without a gratuitous ARP). */
+  reresolve(rs: RealServer): void;
 }
 
 export interface HealthManagerOptions {
@@ -68,8 +71,8 @@ export interface HealthManagerOptions {
   arp: ArpTracker;
   /** The egress interface: vip probes leave here. */
   egress: { iface: string; mac: Uint8Array };
-  /** Install the vip probe's nftables rule (false in tests without a host). */
-  hostChanges?: boolean;
+  /** The vip probe's nftables table for an egress address (probeTableSpec); none in tests without a host. */
+  probeTable?: (egressIp: number) => LeasedTable | null;
   clock?: Clock;
   random?: () => number;
   /** Replaces checker construction (tests). */
@@ -157,7 +160,12 @@ export class HealthManager {
           clock: this.clock,
           random: this.o.random,
           onTransition: (to, reason) => this.transition(rs, entry, to, reason),
-          onResult: (_r, seconds) => this.duration.observe({ service: svc.name, real: realLabel(rs), type: check.type }, seconds),
+          onResult: (r, seconds) => {
+            this.duration.observe({ service: svc.name, real: realLabel(rs), type: check.type }, seconds);
+            // At every failed check, not only after `fall` of them: a changed MAC is re-learnt
+            // before the server is taken down (the ARP agent limits it to a request a second).
+            if (!r.ok) this.o.arp.reresolve(rs);
+          },
         });
         this.entries.set(rs, entry);
         entry.sup.start();
@@ -225,23 +233,19 @@ export class HealthManager {
       egressMac: this.o.egress.mac,
       egressIp: ipToInt(ip),
       openPort: this.o.openProbePort,
-      nft: this.o.hostChanges !== false,
+      table: this.o.probeTable?.(ipToInt(ip)) ?? null,
     });
     return this.prober;
   }
 
   private syncProber(vips: Set<number>): void {
     if (vips.size === 0) {
-      this.prober?.close();
+      this.prober?.close().catch((e: Error) => this.log.error({ err: e.message }, 'vip check: cannot remove the nftables rule for probe replies'));
       this.prober = null;
       return;
     }
     const prober = this.ensureProber();
-    try {
-      prober?.setVips([...vips]);
-    } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'vip check: cannot install the nftables rule for probe replies');
-    }
+    prober?.setVips([...vips]).catch((e: Error) => this.log.error({ err: e.message }, 'vip check: cannot install the nftables rule for probe replies'));
   }
 
   private syncSorry(svc: VirtualService, s: ServiceConfig): void {
@@ -344,11 +348,13 @@ export class HealthManager {
     return this.entries.get(rs)?.sup;
   }
 
-  stop(): void {
+  /** Stops every check; resolves once the vip probe's nftables table is gone. */
+  async stop(): Promise<void> {
     for (const e of this.entries.values()) e.sup.stop();
     this.entries.clear();
-    this.prober?.close();
+    const prober = this.prober;
     this.prober = null;
+    await prober?.close();
   }
 
   /** Adds the health metrics to a registry; values are read at scrape time. */

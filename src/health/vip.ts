@@ -19,7 +19,7 @@ import {
 } from '../dataplane/contract';
 import { RingPort } from '../dataplane/io';
 import { intToIp } from '../dataplane/packet';
-import { netdevIngressTable, nftApply, nftDeleteTable } from '../host/nftables';
+import type { LeasedTable, LeasedTableSpec } from '../host/leased-table';
 import { Checker, CheckResult } from './types';
 
 /**
@@ -35,7 +35,7 @@ import { Checker, CheckResult } from './types';
  *  - The SYN-ACK comes back to the balancer's address. The balancer's kernel has no socket
  *    for it and would answer with its own RST (harmless for the real server, but it needs a
  *    neighbour entry for the VIP, which nobody answers — a FAILED entry left behind — and it
- *    races our capture). A netdev-ingress nftables rule (table `netdev lbd_probe`) drops
+ *    races our capture). A netdev-ingress nftables rule (table `netdev lbd_<capture>_probe`) drops
  *    exactly "ip saddr {VIPs} ip daddr <egress address> tcp dport 61000-61999" on the egress
  *    interface. Netdev ingress runs after packet taps, so the capture still sees the SYN-ACK;
  *    the kernel never does (no RST, no conntrack entry, no neighbour entry). The table is
@@ -48,7 +48,22 @@ import { Checker, CheckResult } from './types';
  */
 export const PROBE_PORT_MIN = 61000;
 export const PROBE_PORT_MAX = 61999;
-const NFT_TABLE = 'lbd_probe';
+
+/**
+ * The probe table: the VIPs probed are leased elements of its set (leased-table.ts), so the
+ * rule lapses by itself when lbd is gone; the daemon makes the table and keeps it.
+ */
+export function probeTableSpec(name: string, iface: string, egressIp: number): LeasedTableSpec {
+  return {
+    name,
+    role: 'probe',
+    device: iface,
+    chain: 'probe_ingress',
+    set: 'vips',
+    type: 'ipv4_addr',
+    rules: [`ip saddr @vips ip daddr ${intToIp(egressIp)} tcp dport ${PROBE_PORT_MIN}-${PROBE_PORT_MAX} drop`],
+  };
+}
 
 /** What the prober needs of a capture handle (RingPort in production, a fake in tests). */
 export interface ProbePort {
@@ -73,8 +88,8 @@ export interface VipProberOptions {
   egressIp: number;
   /** Opens the capture handle; default a RingPort with a small ring. */
   openPort?: (iface: string, filter: string) => ProbePort;
-  /** Install the nftables rule keeping the kernel away from probe replies (default true). */
-  nft?: boolean;
+  /** The nftables table keeping the kernel away from probe replies (probeTableSpec); none in tests without a host. */
+  table?: LeasedTable | null;
 }
 
 export class VipProber {
@@ -84,7 +99,8 @@ export class VipProber {
   private readonly late = new Map<number, { vip: number; vport: number; seq: number; dstMac: Uint8Array; until: number }>();
   private nextPort = PROBE_PORT_MIN + Math.floor(Math.random() * (PROBE_PORT_MAX - PROBE_PORT_MIN + 1));
   private vips = new Set<number>();
-  private nftInstalled = false;
+  /** While the nftables rule for the current VIPs goes in: resolves when it is in (or failed to go in). */
+  private ready: Promise<void> | null = null;
   /** Probes sent, replies matched, RSTs sent: for tests and debugging. */
   readonly stats = { probes: 0, synAcks: 0, resets: 0, rstsSent: 0 };
 
@@ -94,21 +110,27 @@ export class VipProber {
     return `inbound and tcp and dst host ${intToIp(this.o.egressIp)} and dst portrange ${PROBE_PORT_MIN}-${PROBE_PORT_MAX}`;
   }
 
-  nftScript(vips: number[]): string {
-    const rules = vips.map((v) => `ip saddr ${intToIp(v)} ip daddr ${intToIp(this.o.egressIp)} tcp dport ${PROBE_PORT_MIN}-${PROBE_PORT_MAX} drop`);
-    return netdevIngressTable(NFT_TABLE, 'probe_ingress', this.o.iface, 'accept', rules);
-  }
-
-  /** The VIPs probed: the nftables rule covers exactly these sources. */
-  setVips(vips: number[]): void {
+  /** The VIPs probed: the nftables rule covers exactly these sources. A failed install is tried again on the next call. */
+  setVips(vips: number[]): Promise<void> {
     const next = new Set(vips);
-    if (next.size === this.vips.size && [...next].every((v) => this.vips.has(v))) return;
-    if (this.o.nft !== false) {
-      nftApply(this.nftScript([...next]));
-      this.nftInstalled = true;
-    }
-    // Only once the rule is in: a failed install is tried again on the next sync.
+    if (next.size === this.vips.size && [...next].every((v) => this.vips.has(v))) return this.ready ?? Promise.resolve();
     this.vips = next;
+    const t = this.o.table;
+    if (!t) return Promise.resolve();
+    const elements = [...next].map(intToIp);
+    const install = t.installed ? t.setElements(elements) : t.install(elements, true);
+    // Probes wait for the rule: a SYN-ACK the kernel sees before it is in gets the kernel's RST.
+    const ready = install.then(
+      () => undefined,
+      () => {
+        this.vips = new Set();
+      },
+    );
+    this.ready = ready;
+    void ready.then(() => {
+      if (this.ready === ready) this.ready = null;
+    });
+    return install;
   }
 
   private open(): ProbePort {
@@ -120,8 +142,12 @@ export class VipProber {
     return port;
   }
 
-  /** Sends one SYN and waits up to timeoutMs for the SYN-ACK. Never rejects. */
   probe(dstMac: Uint8Array, vip: number, vport: number, timeoutMs: number): Promise<CheckResult> {
+    if (this.ready) return this.ready.then(() => this.probeNow(dstMac, vip, vport, timeoutMs));
+    return this.probeNow(dstMac, vip, vport, timeoutMs);
+  }
+
+  private probeNow(dstMac: Uint8Array, vip: number, vport: number, timeoutMs: number): Promise<CheckResult> {
     return new Promise((resolve) => {
       let port: ProbePort;
       try {
@@ -246,7 +272,8 @@ export class VipProber {
     this.finish(dport, { ok: true, reason: 'vip path: SYN-ACK' });
   }
 
-  close(): void {
+  /** Stops probing; resolves once the nftables table is gone. */
+  close(): Promise<void> {
     // Probes in flight: reset them before the capture (and the nftables rule) go away.
     for (const [sport, p] of [...this.pending]) {
       this.sendRst(p.dstMac, p.vip, p.vport, sport, (p.seq + 1) >>> 0);
@@ -255,11 +282,8 @@ export class VipProber {
     this.late.clear();
     this.port?.close();
     this.port = null;
-    if (this.nftInstalled) {
-      nftDeleteTable(NFT_TABLE);
-      this.nftInstalled = false;
-    }
     this.vips = new Set();
+    return this.o.table?.remove() ?? Promise.resolve();
   }
 }
 

@@ -1,4 +1,5 @@
-import { netdevIngressTable, nftApply } from './nftables';
+import { LeasedTable } from './leased-table';
+import type { Owner } from './owner';
 
 export interface GuardedService {
   vip: string;
@@ -6,38 +7,55 @@ export interface GuardedService {
   protocol: 'tcp' | 'udp';
 }
 
+/** The guard's set: the VIP:port pairs of every service, with their protocol. */
+const SET = 'services';
+
 /**
  * Keeps the host's own kernel away from balanced traffic: without it the kernel answers a
  * local VIP's SYNs itself (RST, or a local listener) or, with ip_forward=1, routes the frames
- * a second time. One netdev-ingress rule per service on the capture interface drops exactly
- * VIP + port + protocol; it runs after packet taps, so lbd's capture ring still sees every frame, and
- * SSH, the metrics port and everything else stay untouched.
+ * a second time. A netdev-ingress rule on the capture interface drops exactly the VIP + port +
+ * protocol of each service (elements of one set); it runs after packet taps, so lbd's capture
+ * ring still sees every frame, and SSH, the metrics port and everything else stay untouched.
+ * The table is leased (leased-table.ts): a dead lbd's guard lapses by itself.
  */
 export class HostGuard {
-  /** The table's name: `nft list table netdev lbd` (lbd doctor looks for it). */
-  static readonly TABLE = 'lbd';
-  installed = false;
+  readonly table: LeasedTable;
 
-  constructor(private readonly captureInterface: string) {}
-
-  /** The rule for one service, as written and as `nft list table` prints it back (lbd doctor looks for it). */
-  static rule(s: GuardedService): string {
-    return `ip daddr ${s.vip} ${s.protocol} dport ${s.port} drop`;
+  constructor(tableName: string, captureInterface: string, owner: Owner, leaseS: number) {
+    this.table = new LeasedTable(
+      {
+        name: tableName,
+        role: 'guard',
+        device: captureInterface,
+        chain: 'capture_ingress',
+        set: SET,
+        type: 'ipv4_addr . inet_proto . inet_service',
+        rules: [`ip daddr . ip protocol . th dport @${SET} drop`],
+      },
+      owner,
+      leaseS,
+    );
   }
 
-  script(services: GuardedService[]): string {
-    const rules = services.map(HostGuard.rule);
-    return netdevIngressTable(HostGuard.TABLE, 'capture_ingress', this.captureInterface, 'accept', rules);
+  /** A service as an element of the guard's set, as written and as `nft -j` reads back (lbd doctor looks for it). */
+  static element(s: GuardedService): string {
+    return `${s.vip} . ${s.protocol} . ${s.port}`;
   }
 
-  install(services: GuardedService[]): void {
-    nftApply(this.script(services));
-    this.installed = true;
+  /** Refuses (InstanceConflictError) when another live lbd guards this interface; true when a dead one's guard was found. */
+  async claim(): Promise<boolean> {
+    return (await this.table.claim()) !== null;
   }
 
-  remove(): void {
-    if (!this.installed) return;
-    nftApply(`delete table netdev ${HostGuard.TABLE}\n`);
-    this.installed = false;
+  install(services: GuardedService[], takeOver: boolean): Promise<void> {
+    return this.table.install(services.map(HostGuard.element), takeOver);
+  }
+
+  update(services: GuardedService[]): Promise<void> {
+    return this.table.setElements(services.map(HostGuard.element));
+  }
+
+  remove(): Promise<void> {
+    return this.table.remove();
   }
 }

@@ -1,39 +1,39 @@
 /**
- * lbd's nftables tables: the script of one netdev-ingress table, applying it, deleting it.
- * Used by the host guard (guard.ts), local access (local-access.ts) and the vip health
- * probe's table (src/health/vip.ts).
+ * Talking to nftables: applying a script and reading a table back as JSON, asynchronously
+ * (`nft` takes ~20 ms; the event loop that would wait is the data plane's). Used by the leased
+ * tables (leased-table.ts) and lbd doctor.
  */
 import { HostSetupError } from '../errors';
-import { hostRun, quietly } from './commands';
+import { hostRun } from './commands';
 import { failureText } from './programs';
 
-/**
- * The script for one of lbd's own nftables tables: a netdev table with a single ingress
- * chain on `device`. "add" then "delete" first clears a table a crashed lbd may have left,
- * without failing if there is none, so applying the script replaces the table atomically.
- * nft 1.0.6 rejects a rule and a closing brace on one line: one rule per line.
- */
-export function netdevIngressTable(table: string, chain: string, device: string, policy: 'accept' | 'drop', rules: string[]): string {
-  return [
-    `add table netdev ${table}`,
-    `delete table netdev ${table}`,
-    `table netdev ${table} {`,
-    `  chain ${chain} {`,
-    `    type filter hook ingress device "${device}" priority 0; policy ${policy};`,
-    ...rules.map((r) => `    ${r}`),
-    '  }',
-    '}',
-    '',
-  ].join('\n');
-}
-
-/** Runs an nft script; a failure is a HostSetupError with nft's own message. */
-export function nftApply(script: string): void {
-  const r = hostRun('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
+/** Runs an nft script as one transaction; a failure is a HostSetupError with nft's own message. */
+export async function nftApply(script: string): Promise<void> {
+  const r = await hostRun('nft', ['-f', '-'], { input: script, stdio: ['pipe', 'ignore', 'pipe'] });
   if (r.status !== 0) throw new HostSetupError(`nftables: ${failureText(r)}`);
 }
 
-/** Removes one of lbd's tables; one that is already gone is fine. */
-export function nftDeleteTable(table: string): void {
-  quietly('nft', ['delete', 'table', 'netdev', table]);
+/** One object of `nft -j list …` output: {"table": {…}}, {"set": {…}}, {"rule": {…}} … */
+export type NftObject = Record<string, Record<string, unknown>>;
+
+/** `nft -j list table netdev NAME`, or null when there is no such table. */
+export async function nftListTable(name: string): Promise<NftObject[] | null> {
+  const r = await hostRun('nft', ['-j', 'list', 'table', 'netdev', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.status !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return null;
+    throw new HostSetupError(`nftables: ${failureText(r)}`);
+  }
+  try {
+    const doc = JSON.parse(r.stdout) as { nftables?: NftObject[] };
+    return doc.nftables ?? [];
+  } catch {
+    throw new HostSetupError(`nftables: nft -j list table netdev ${name} printed no JSON`);
+  }
+}
+
+/** An element of a set as `nft -j` prints it, in the words of an nft script ("10.0.0.1 . tcp . 80"). */
+export function nftElementText(elem: unknown): string {
+  const inner = elem && typeof elem === 'object' && 'elem' in elem ? (elem as { elem: { val: unknown } }).elem.val : elem;
+  if (inner && typeof inner === 'object' && 'concat' in inner) return (inner as { concat: unknown[] }).concat.map(String).join(' . ');
+  return String(inner);
 }

@@ -14,8 +14,16 @@ export interface MetricsSource {
   version: string;
   /** Health metrics (src/health/manager.ts): registered into the same registry. */
   health?: { register(registry: Registry): void };
+  /** ARP metrics (src/control/arp-agent.ts): frames received by outcome, frames sent. */
+  arp?: { register(registry: Registry): void };
   /** The native capture's own counters, summed over its lifetime; null on the TypeScript path. */
   nativeStats?: () => NativeCounters | null;
+  /** Socket errors of the capture rings (both paths), by interface, over the daemon's life. */
+  pollErrors?: () => ReadonlyMap<string, number>;
+  /** lbd's nftables tables put back after someone else changed them, by table role (host/host-keeper.ts). */
+  hostRestores?: () => ReadonlyMap<string, number>;
+  /** The event loop's delay histogram (event-loop.ts). */
+  eventLoop?: { register(registry: Registry): void };
 }
 
 export interface NativeCounters {
@@ -176,6 +184,19 @@ export function createRegistry(src: MetricsSource): Registry {
     },
   });
   for (const [key, name, help] of src.dataplanePath === 'native' ? NATIVE_COUNTERS : []) scrapedCounter(name, help, () => src.nativeStats?.()?.[key]);
+  if (src.pollErrors) {
+    const pollErrors = src.pollErrors;
+    new Counter({
+      name: 'lbd_capture_poll_errors_total',
+      help: 'Socket errors on a capture ring, by interface: its link went down (or was deleted). Both data paths clear the error and capture on.',
+      labelNames: ['interface'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [iface, n] of pollErrors()) this.inc({ interface: iface }, n);
+      },
+    });
+  }
   new Gauge({
     name: 'lbd_dataplane_info',
     help: 'The data-plane path forwarding frames (ts or native); the value is always 1.',
@@ -195,7 +216,22 @@ export function createRegistry(src: MetricsSource): Registry {
       this.set({ version: src.version }, 1);
     },
   });
+  if (src.hostRestores) {
+    const restores = src.hostRestores;
+    new Counter({
+      name: 'lbd_host_table_restores_total',
+      help: "Times one of lbd's nftables tables (table: guard, probe) was found changed or deleted by someone else and put back.",
+      labelNames: ['table'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [table, n] of restores()) this.inc({ table }, n);
+      },
+    });
+  }
+  src.eventLoop?.register(registry);
   src.health?.register(registry);
+  src.arp?.register(registry);
   return registry;
 }
 

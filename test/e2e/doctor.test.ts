@@ -65,7 +65,7 @@ test('a healthy lab passes, before lbd starts and while it runs', async () => {
     assert.equal(during.status, 0, during.text);
     assert.deepEqual(problems(during.report), [], during.text);
     assert.equal(during.report.lbdRunning, true);
-    assert.match(finding(during.report, 'guard')!.what, /installed with a rule for every service/);
+    assert.match(finding(during.report, 'guard')!.what, /installed with an element for every service/);
     // The probes did not disturb lbd: nothing it saw was dropped for lack of a connection.
     assert.equal(lbd.metric('lbd_dropped_packets_total', { reason: 'no_connection' }), 0);
   } finally {

@@ -110,11 +110,14 @@ test('wlc spreads a wrk load over both real servers with zero errors', async () 
 });
 
 test('the nftables guard exists while lbd runs and SIGTERM removes it, exit 0 within a second', async (t) => {
+  const guard = `lbd_${lab.ifaces.balancerCapture}`;
   assert.doesNotMatch(nftTables(), /netdev lbd/);
   const lbd = await startLbd(lab, lbdConfig(lab));
-  assert.match(nftTables(), /table netdev lbd/);
-  const rules = lab.exec(lab.ns.balancer, ['nft', 'list', 'table', 'netdev', 'lbd']);
-  assert.match(rules, new RegExp(`ip daddr ${lab.addr.vip.replace(/\./g, '\\.')} tcp dport 80 drop`));
+  assert.match(nftTables(), new RegExp(`table netdev ${guard}\\b`));
+  const table = lab.exec(lab.ns.balancer, ['nft', 'list', 'table', 'netdev', guard]);
+  assert.match(table, /ip daddr \. ip protocol \. th dport @services drop/);
+  assert.match(table, new RegExp(`${lab.addr.vip.replace(/\./g, '\\.')} \\. tcp \\. 80 timeout 15s`), 'the VIP:port leased for 15 s');
+  assert.match(table, new RegExp(`comment "lbd pid ${lbd.proc.pid} start \\d+"`), 'owned by this lbd');
   const { code, ms } = await lbd.stop();
   assert.equal(code, 0);
   // "Within a second" is lbd's own doing: from the signal's log line to its last one. The wall
@@ -185,8 +188,9 @@ test('local_access: the VIP is reachable from the balancer itself, and everythin
     assert.equal((await lbd.stop()).code, 0);
   }
   // (the lab's own names start with "lbd" + hex too: match the interface names exactly)
-  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', 'route']), /dev lbd0\s/);
-  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', '-o', 'link']), /^\d+: lbd0p?[@:]/m);
+  const tap = `lbd-${lab.ifaces.balancerCapture}`;
+  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', 'route']), new RegExp(`dev ${tap}\\s`));
+  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['ip', '-o', 'link']), new RegExp(`^\\d+: ${tap}[@:]`, 'm'));
   assert.doesNotMatch(nftTables(), /netdev lbd/);
 });
 

@@ -201,7 +201,7 @@ test('vip check: server111 without the VIP on lo stays up for tcp/http checks bu
     // No kernel side effects on the balancer: no neighbour entry for the VIP (the kernel never
     // saw a SYN-ACK, so it sent no RST), and the probe table exists only while lbd runs.
     assert.equal(lab.exec(lab.ns.balancer, ['ip', 'neigh', 'show', lab.addr.vip]).trim(), '');
-    assert.match(lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']), /netdev lbd_probe/);
+    assert.match(lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']), new RegExp(`netdev lbd_${lab.ifaces.balancerCapture}_probe`));
     // Restore: up again after rise.
     lab.exec(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
     removed = false;

@@ -23,7 +23,7 @@ export interface LbdProcess {
 }
 
 /** Starts `lbd --config` in the lab's balancer namespace and waits for its startup line. */
-export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; timeoutMs?: number } = {}): Promise<LbdProcess> {
+export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<LbdProcess> {
   const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
   // Each lbd gets its own admin socket in the lab's directory (unless the test sets one), so
   // that parallel runs never meet on the default /run/lbd/lbd.sock.
@@ -35,6 +35,7 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
   const proc = lab.spawn(lab.ns.balancer, ['node', LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ref: true,
+    env: opts.env,
   });
   const lines: any[] = [];
   let stderr = '';

@@ -205,7 +205,7 @@ test('two NICs: strict rp_filter on egress is an error, ip_forward=0 a warning',
   assert.deepEqual(bySeverity(r.findings, 'warn'), [], formatReport(r));
 });
 
-test('the nftables guard: missing while lbd runs with a local VIP is an error; stale when stopped a warning', async () => {
+test('the nftables guard: missing while lbd runs with a local VIP is an error; still dropping when stopped a warning, lapsed ok', async () => {
   const yaml = ONE_NIC.replace('10.0.10.100', '10.0.10.30'); // a local VIP (the balancer's own address): only the guard keeps its kernel out
   const h = new FakeHost();
   h.running = true;
@@ -215,7 +215,8 @@ test('the nftables guard: missing while lbd runs with a local VIP is an error; s
   assert.equal(g.severity, 'error');
   assert.match(g.what, /kernel also handles VIP traffic/);
 
-  h.guard = 'table netdev lbd {\n\tchain capture_ingress {\n\t\tip daddr 10.0.10.30 tcp dport 80 drop\n\t}\n}\n';
+  const lapsed = 'table netdev lbd_eth0 {\n\tset services {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags timeout\n\t}\n}\n';
+  h.guard = lapsed.replace('flags timeout', 'flags timeout\n\t\telements = { 10.0.10.30 . tcp . 80 timeout 15s expires 9s2ms }');
   r = await runDoctor(cfg(yaml), h);
   assert.equal(find(r.findings, 'guard')[0].severity, 'ok');
   assert.equal(find(r.findings, 'vip.local')[0].severity, 'ok');
@@ -226,7 +227,11 @@ test('the nftables guard: missing while lbd runs with a local VIP is an error; s
   h.running = false;
   r = await runDoctor(cfg(yaml), h);
   assert.equal(find(r.findings, 'guard')[0].severity, 'warn');
-  assert.equal(find(r.findings, 'guard')[0].fix, 'nft delete table netdev lbd (lbd re-creates it at start)');
+  assert.equal(find(r.findings, 'guard')[0].fix, 'wait 15 s, or start lbd (it takes the table over), or nft delete table netdev lbd_eth0');
+  h.guard = lapsed;
+  r = await runDoctor(cfg(yaml), h);
+  assert.equal(find(r.findings, 'guard')[0].severity, 'ok');
+  assert.match(find(r.findings, 'guard')[0].what, /inert/);
 
   h.guard = null;
   r = await runDoctor(cfg(yaml), h);

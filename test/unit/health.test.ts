@@ -480,7 +480,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { TcpChecker } from '../../src/health/tcp';
 import { HttpChecker } from '../../src/health/http';
-import { VipProber, VipChecker, buildTcpFrame, checksum, PROBE_PORT_MIN, PROBE_PORT_MAX } from '../../src/health/vip';
+import { VipProber, VipChecker, buildTcpFrame, checksum, PROBE_PORT_MIN, PROBE_PORT_MAX, probeTableSpec } from '../../src/health/vip';
 
 function listen(server: net.Server): Promise<number> {
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
@@ -561,7 +561,6 @@ test("vip probe: SYN to VIP:port in a frame to the real server's MAC; SYN-ACK = 
     iface: 'veth-test',
     egressMac: balancerMac,
     egressIp: ipToInt('10.0.10.30'),
-    nft: false,
     openPort: (_i, filter) => ((fake.filter = filter), fake),
   });
   const vip = ipToInt('10.0.10.100');
@@ -655,7 +654,7 @@ test("vip probe: SYN to VIP:port in a frame to the real server's MAC; SYN-ACK = 
   // An unresolved MAC: no probe at all.
   assert.deepEqual(await new VipChecker(prober, () => null, vip, 80, 50).run(), { ok: false, reason: 'vip path: MAC unresolved' });
   clearTimeout(hold);
-  prober.close();
+  await prober.close();
   assert.ok(fake.closed);
-  assert.match(prober.nftScript([vip]), /ip saddr 10\.0\.10\.100 ip daddr 10\.0\.10\.30 tcp dport 61000-61999 drop/);
+  assert.deepEqual(probeTableSpec('lbd_eth0_probe', 'eth0', ipToInt('10.0.10.30')).rules, ['ip saddr @vips ip daddr 10.0.10.30 tcp dport 61000-61999 drop']);
 });

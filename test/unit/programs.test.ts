@@ -268,3 +268,23 @@ test('the base list is Essential or required on Debian: setup may rely on it wit
   }
   assert.deepEqual(bad, []);
 });
+
+test('the running daemon never waits for a program: no synchronous spawn in the code it runs (the data plane shares its event loop)', () => {
+  // What `lbd run` executes after start: control, host changes, health, data plane, metrics,
+  // admin. The CLI's one-shot commands and lbd doctor may wait; a running daemon may not.
+  const daemonDirs = ['src/control', 'src/host', 'src/health', 'src/dataplane', 'src/metrics', 'src/scheduler', 'src/config'];
+  const files = sourceFiles(REPO_ROOT).filter((f) => daemonDirs.some((d) => f.startsWith(`${d}/`)));
+  assert.ok(files.includes('src/control/daemon.ts') && files.includes('src/host/leased-table.ts'), `scanned: ${files.join(' ')}`);
+  const offenders: string[] = [];
+  for (const file of files) {
+    if (file === 'src/host/programs.ts') continue; // where runSync is defined (for the CLI, the lab)
+    fs.readFileSync(path.join(REPO_ROOT, file), 'utf8')
+      .split('\n')
+      .forEach((line, i) => {
+        if (/\b(runSync|runSyncOk|spawnSync|execSync|execFileSync)\b/.test(line)) offenders.push(`${file}:${i + 1}: ${line.trim()}`);
+      });
+  }
+  assert.deepEqual(offenders, []);
+  // (the check itself: the CLI's one-shot commands do wait, and would be found)
+  assert.match(fs.readFileSync(path.join(REPO_ROOT, 'src/cli/realserver-setup.ts'), 'utf8'), /\brunSyncOk\b/);
+});

@@ -1,0 +1,34 @@
+/**
+ * The names of what one lbd makes on its host, derived from its capture interface: one lbd
+ * balances one capture interface, so two lbds on one host (on two interfaces) never share a
+ * name, and a second lbd started on the same interface finds the first one's guard by name.
+ */
+import { createHash } from 'node:crypto';
+
+export interface InstanceNames {
+  /** The capture interface the names derive from. */
+  capture: string;
+  /** `netdev lbd_<capture>`: the host guard on the capture interface. */
+  guardTable: string;
+  /** `netdev lbd_<capture>_probe`: keeps the kernel away from vip-check replies on the egress interface. */
+  probeTable: string;
+  /** The local_access interface (a TAP): `lbd-<capture>`, shortened with a hash past 15 characters. */
+  localInterface: string;
+}
+
+/** nftables identifiers: letters, digits and '_' here (interface names may hold '-', '.' or '@'). */
+function slug(name: string): string {
+  return name.replace(/[^A-Za-z0-9_]/g, '_');
+}
+
+/** Linux interface names are at most 15 characters (IFNAMSIZ - 1). */
+const IFNAME_MAX = 15;
+
+export function instanceNames(capture: string): InstanceNames {
+  const hash = createHash('sha256').update(capture).digest('hex').slice(0, 4);
+  let local = `lbd-${capture}`;
+  if (local.length > IFNAME_MAX) local = `lbd-${capture.slice(0, IFNAME_MAX - 9)}-${hash}`;
+  // A name the slug changed gets the hash too: eth0.100 and eth0_100 must not share a table.
+  const base = slug(capture) === capture ? capture : `${slug(capture)}_${hash}`;
+  return { capture, guardTable: `lbd_${base}`, probeTable: `lbd_${base}_probe`, localInterface: local };
+}

@@ -262,9 +262,9 @@ Napi::Object exportContract(Napi::Env env) {
     v.Set("arp", int(kArp));
     return v;
   }());
-  const char* dropNames[] = {"truncated",   "not_ipv4",    "bad_ip_header", "fragment",
-                             "unsupported", "not_our_mac", "no_connection", "no_real_server",
-                             "table_full",  "no_mac",      "send_failed"};
+  const char* dropNames[] = {"truncated",   "not_ipv4",      "bad_ip_header",     "fragment",       "unsupported",
+                             "not_our_mac", "no_connection", "no_real_server",    "table_full",     "no_mac",
+                             "send_failed", "too_big",       "icmp_unknown_flow", "gso_unsupported"};
   static_assert(sizeof dropNames / sizeof dropNames[0] == drop::Count, "drop names");
   Napi::Array drops = Napi::Array::New(env, drop::Count);
   for (uint32_t i = 0; i < drop::Count; i++) drops.Set(i, dropNames[i]);

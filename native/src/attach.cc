@@ -98,6 +98,7 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
   ARR("clock", napi_float64_array, 1, clock, double, n);
   ARR("timeouts", napi_uint32_array, kTimeoutsLen, timeouts, uint32_t, n);
   ARR("macs", napi_uint8_array, 12, macs, uint8_t, n);
+  ARR("egressMtu", napi_uint32_array, 1, egressMtu, uint32_t, n);
   ARR("tcpNext", napi_uint16_array, kTcpNextStates * kTcpNextFlags, tcpNext, uint16_t, n);
   void* argsData;
   size_t scratchLen;

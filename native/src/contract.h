@@ -51,7 +51,10 @@ enum : int {
   TableFull = 8,
   NoMac = 9,
   SendFailed = 10,
-  Count = 11,
+  TooBig = 11,
+  IcmpUnknownFlow = 12,
+  GsoUnsupported = 13,
+  Count = 14,
 };
 }
 
@@ -65,7 +68,11 @@ enum : int {
   ArpFrames = 4,
   NewConns = 5,
   ExpiredConns = 6,
-  Count = 7,
+  IcmpForwarded = 7,
+  IcmpTooBigSent = 8,
+  SuperFrames = 9,
+  SoftwareSegments = 10,
+  Count = 11,
 };
 }
 

@@ -73,10 +73,11 @@ struct Tables {
   double* counters = nullptr;
   double* drops = nullptr;
   // Parameters mirrored from the Forwarder.
-  double* clock = nullptr;       // Forwarder.now
-  uint32_t* timeouts = nullptr;  // kTimeoutsLen
-  uint8_t* macs = nullptr;       // captureMac[6], egressMac[6]
-  uint16_t* tcpNext = nullptr;   // [state * 16 + flagBits], from nextTcpState()
+  double* clock = nullptr;        // Forwarder.now
+  uint32_t* timeouts = nullptr;   // kTimeoutsLen
+  uint8_t* macs = nullptr;        // captureMac[6], egressMac[6]
+  uint32_t* egressMtu = nullptr;  // [0]: the egress interface's MTU (0: not set, no check)
+  uint16_t* tcpNext = nullptr;    // [state * 16 + flagBits], from nextTcpState()
 };
 
 /** A forwarded frame waiting for the end of the batch. */

@@ -75,6 +75,12 @@ export const DROP_REASONS = [
   'table_full',
   'no_mac',
   'send_failed',
+  /** IPv4 with DF set (or a super-frame whose segments would be) larger than the egress MTU: the client gets ICMP "fragmentation needed" from the VIP. */
+  'too_big',
+  /** An ICMP error to a VIP quoting a flow lbd has no entry for. */
+  'icmp_unknown_flow',
+  /** A super-frame (GSO/GRO) of a kind lbd can neither pass on whole nor segment. */
+  'gso_unsupported',
 ] as const;
 
 // ---- Global counters (index into the global counter array) --------------------------------
@@ -86,8 +92,16 @@ export const enum Counter {
   ArpFrames = 4,
   NewConns = 5,
   ExpiredConns = 6,
+  /** ICMP errors (about a reply of a flow) forwarded to the flow's real server. */
+  IcmpForwarded = 7,
+  /** ICMP "fragmentation needed" sent to clients (too_big). */
+  IcmpTooBigSent = 8,
+  /** Super-frames (a GSO/GRO frame carrying several segments) received. */
+  SuperFrames = 9,
+  /** Segments made in software from super-frames (where the header could not be passed on). */
+  SoftwareSegments = 10,
 }
-export const COUNTER_COUNT = 7;
+export const COUNTER_COUNT = 11;
 
 // ---- Connection states: IPVS's numbering (IP_VS_TCP_S_*), plus UDP and templates ----------
 export const enum ConnState {
@@ -150,7 +164,7 @@ export function flowHash(addr: number, port: number): number {
  * reordered, so that a region kept from an earlier run (a memory-mapped state file) is never read
  * with another layout.
  */
-export const STATE_LAYOUT_VERSION = 2;
+export const STATE_LAYOUT_VERSION = 3;
 /** The most real servers lbd tracks over its lifetime (indices are never reused while flows may point at them). */
 export const MAX_DESTS = 4096;
 /** The most virtual services at once; the VIP lookup is a linear scan, so keep this small. */
@@ -225,6 +239,8 @@ export interface StateArrays {
   clock: Float64Array;
   timeouts: Uint32Array;
   macs: Uint8Array;
+  // The egress interface's MTU: a frame with DF set that is larger is not forwarded (too_big).
+  egressMtu: Uint32Array;
 }
 
 export type StateElement = 'u8' | 'i32' | 'u32' | 'f64';
@@ -274,6 +290,7 @@ export function stateLayout(connSlots: number, templateSlots: number): readonly 
     f('clock', 'f64', 1),
     f('timeouts', 'u32', TIMEOUTS_LEN),
     f('macs', 'u8', 12),
+    f('egressMtu', 'u32', 1),
   ];
 }
 

@@ -35,6 +35,7 @@ import { LinkMonitor } from './link-watch';
 import { HealthManager, HealthManagerOptions } from '../health/manager';
 import { Action, describeAction, plan } from './reconcile';
 import { VERSION } from '../version';
+import { SingleFlight } from '../single-flight';
 
 export interface DaemonOptions {
   config: Config;
@@ -116,8 +117,10 @@ export class Daemon {
   private readonly eventLoop = new EventLoopDelay();
   /** The vip checks' probe table, per egress address (one while the address stays). */
   private readonly probeTables = new Map<number, LeasedTable>();
-  private refreshing: Promise<void> | null = null;
-  private refreshAgain = false;
+  private readonly refresh = new SingleFlight(
+    () => this.refreshHostOnce(),
+    () => this.stopped,
+  );
   private readonly openPort: (iface: string, filter: string) => Port;
   private metricsServer: Server | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -599,17 +602,7 @@ export class Daemon {
    * the state of then (a drain and a reload may ask at once).
    */
   private refreshHost(): Promise<void> {
-    if (this.refreshing) {
-      this.refreshAgain = true;
-      return this.refreshing;
-    }
-    this.refreshing = (async () => {
-      do {
-        this.refreshAgain = false;
-        await this.refreshHostOnce();
-      } while (this.refreshAgain && !this.stopped);
-    })().finally(() => (this.refreshing = null));
-    return this.refreshing;
+    return this.refresh.request();
   }
 
   /**

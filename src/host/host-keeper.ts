@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { LbdError } from '../errors';
 import type { LeasedTable } from './leased-table';
 import { spawnProgram } from './programs';
+import { SingleFlight } from '../single-flight';
 
 type ChildProcess = ReturnType<typeof spawnProgram>;
 
@@ -43,8 +44,10 @@ export class HostKeeper {
   private restartTimer: NodeJS.Timeout | null = null;
   private restartMs = MONITOR_RESTART_MS;
   private stopped = false;
-  private checking: Promise<void> | null = null;
-  private recheck = false;
+  private readonly checks = new SingleFlight(
+    () => this.checkAll(),
+    () => this.stopped,
+  );
   /** Restores by table role, over the daemon's life (lbd_host_table_restores_total). */
   readonly restores = new Map<string, number>();
 
@@ -116,17 +119,11 @@ export class HostKeeper {
 
   /** Looks at every table and restores the ones found changed; one look at a time (a request during one runs after it). */
   check(): Promise<void> {
-    if (this.checking) {
-      this.recheck = true;
-      return this.checking;
-    }
-    this.checking = (async () => {
-      do {
-        this.recheck = false;
-        for (const t of [...this.tables]) if (t.installed && !this.stopped) await this.checkOne(t);
-      } while (this.recheck && !this.stopped);
-    })().finally(() => (this.checking = null));
-    return this.checking;
+    return this.checks.request();
+  }
+
+  private async checkAll(): Promise<void> {
+    for (const t of [...this.tables]) if (t.installed && !this.stopped) await this.checkOne(t);
   }
 
   private async checkOne(t: LeasedTable): Promise<void> {

@@ -7,8 +7,9 @@ import { Daemon } from '../../src/control/daemon';
 import { ARP_REPLY, ARP_REQUEST, ARP_SHA, ARP_SPA, arpReply, arpRequest, buildArp, gratuitousArp, parseArp } from '../../src/dataplane/arp';
 import { MemoryPort } from '../../src/dataplane/io';
 import { intToIp, ipToInt, macFromString, macToString } from '../../src/dataplane/packet';
-import type { CheckResult, Clock } from '../../src/health/types';
+import type { CheckResult } from '../../src/health/types';
 import { MAC } from '../helpers/frames';
+import { FakeClock } from '../helpers/fake-clock';
 
 const RS40 = '10.0.10.40';
 const RS111 = '10.0.10.111';
@@ -86,37 +87,6 @@ class Wire extends MemoryPort {
     const m = a && a.op === ARP_REQUEST ? this.macs.get(intToIp(a.targetIp)) : undefined;
     if (m) queueMicrotask(() => this.inject(arpReply(mac(m), a!.targetIp, a!.senderMac, a!.senderIp)));
     return ok;
-  }
-}
-
-/** Fake clock for the health checks: timers fire only when the test advances time. */
-class FakeClock implements Clock {
-  t = 0;
-  private seq = 0;
-  private timers: { at: number; id: number; fn: () => void }[] = [];
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, id, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at || a.id - b.id);
-      const next = this.timers[0];
-      if (!next || next.at > end) break;
-      this.timers.shift();
-      this.t = next.at;
-      next.fn();
-      for (let i = 0; i < 5; i++) await Promise.resolve();
-    }
-    this.t = end;
   }
 }
 

@@ -8,43 +8,8 @@ import { MemoryPort } from '../../src/dataplane/io';
 import { intToIp, ipToInt, macFromString, macToString } from '../../src/dataplane/packet';
 import { DEST_F_DOWN, DEST_F_OVERLOAD } from '../../src/scheduler/index';
 import { HealthSupervisor } from '../../src/health/supervisor';
-import type { Checker, CheckResult, Clock } from '../../src/health/types';
+import type { Checker, CheckResult } from '../../src/health/types';
 import { ACK, FIN, MAC, PSH, SYN, frame } from '../helpers/frames';
-
-// ---- a fake clock: timers fire only when the test advances time -----------------------------
-class FakeClock implements Clock {
-  t = 0;
-  private seq = 0;
-  private timers: { at: number; id: number; fn: () => void }[] = [];
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, id, fn });
-    return id;
-  }
-  clearTimeout(h: unknown): void {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  get pending(): number {
-    return this.timers.length;
-  }
-  /** Runs every timer due within `ms`, in order, letting each check's promise settle. */
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      this.timers.sort((a, b) => a.at - b.at || a.id - b.id);
-      const next = this.timers[0];
-      if (!next || next.at > end) break;
-      this.timers.shift();
-      this.t = next.at;
-      next.fn();
-      for (let i = 0; i < 5; i++) await Promise.resolve();
-    }
-    this.t = end;
-  }
-}
 
 /** A checker that answers whatever the test says the server is right now. */
 class ScriptedChecker implements Checker {
@@ -481,6 +446,7 @@ import net from 'node:net';
 import { TcpChecker } from '../../src/health/tcp';
 import { HttpChecker } from '../../src/health/http';
 import { VipProber, VipChecker, buildTcpFrame, checksum, PROBE_PORT_MIN, PROBE_PORT_MAX, probeTableSpec } from '../../src/health/vip';
+import { FakeClock } from '../helpers/fake-clock';
 
 function listen(server: net.Server): Promise<number> {
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));

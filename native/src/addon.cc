@@ -28,6 +28,7 @@ class MemorySink : public Sink {
   bool refuse = false;
   std::vector<uint8_t> bytes;
   std::vector<uint32_t> lens;
+  std::vector<uint8_t> vnets;  // kVnetLen bytes per sent frame
   void send(TxEntry* entries, uint32_t n, uint8_t* ok) override {
     if (refuse) return;
     for (uint32_t i = 0; i < n; i++) {
@@ -35,6 +36,7 @@ class MemorySink : public Sink {
       if (collect) {
         bytes.insert(bytes.end(), entries[i].data, entries[i].data + entries[i].len);
         lens.push_back(entries[i].len);
+        vnets.insert(vnets.end(), entries[i].vnet, entries[i].vnet + kVnetLen);
       }
     }
   }
@@ -60,15 +62,21 @@ bool JsHost::schedule(const uint32_t* a, int32_t* result) {
   return ok;  // on false the exception is pending: the caller of process() deals with it
 }
 
-bool JsHost::slowPath(const uint8_t* frame, uint32_t len) {
+bool JsHost::slowPath(const uint8_t* frame, uint32_t len, const uint8_t* vnet, int* verdict) {
   if (!owner->enterJs()) return false;
-  uint32_t n = len <= scratchLen ? len : static_cast<uint32_t>(scratchLen);
+  // attach() took a scratch buffer of kMaxFrame bytes or more: a frame never is longer (0, a
+  // truncated frame, for one that would be: never handed over cut).
+  uint32_t n = len <= scratchLen ? len : 0;
   std::memcpy(scratch, frame, n);
+  if (slowVnet != nullptr) std::memcpy(slowVnet, vnet, kVnetLen);
   napi_handle_scope hs;
   napi_open_handle_scope(env, &hs);
   napi_value arg, ret;
   napi_create_uint32(env, n, &arg);
   bool ok = napi_call_function(env, undefinedVal, slowVal, 1, &arg, &ret) == napi_ok;
+  // The callback's result, when it is Forwarder.process()'s verdict.
+  int32_t v;
+  if (ok && napi_get_value_int32(env, ret, &v) == napi_ok && v >= kForward && v <= kArp) *verdict = v;
   napi_close_handle_scope(env, hs);
   return ok;
 }
@@ -136,6 +144,7 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
   auto lengths = lengthsTa.As<Napi::Uint32Array>();
   const size_t n = lengths.ElementLength();
   uint32_t* status = nullptr;
+  const uint8_t* vnet = nullptr;
   MemorySink sink;
   sink.collect = true;
   if (info.Length() >= 3 && info[2].IsObject()) {
@@ -146,6 +155,13 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
       if (sta.TypedArrayType() != napi_uint32_array || sta.ElementLength() != n)
         return throwError(env, "processFrames: status must be a Uint32Array as long as lengths");
       status = sta.As<Napi::Uint32Array>().Data();
+    }
+    Napi::Value vn = opts.Get("vnet");
+    if (vn.IsTypedArray()) {
+      auto vta = vn.As<Napi::TypedArray>();
+      if (vta.TypedArrayType() != napi_uint8_array || vta.ByteLength() != n * kVnetLen)
+        return throwError(env, "processFrames: vnet must be a Uint8Array of 10 bytes per frame");
+      vnet = vta.As<Napi::Uint8Array>().Data();
     }
     Napi::Value c = opts.Get("collect");
     if (c.IsBoolean()) sink.collect = c.As<Napi::Boolean>().Value();
@@ -162,7 +178,7 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
   uint8_t* p = buf.Data();
   const uint32_t* lens = lengths.Data();
   for (size_t i = 0; i < n; i++) {
-    int r = fp_.process(p, lens[i], status ? status[i] : 0);
+    int r = fp_.process(p, lens[i], status ? status[i] : 0, vnet ? vnet + i * kVnetLen : nullptr);
     if (r < 0) {
       fp_.flush(sink);
       host_.unbind();
@@ -185,8 +201,14 @@ Napi::Value Dataplane::ProcessFrames(const Napi::CallbackInfo& info) {
       off += sink.lens[i];
     }
     result.Set("sent", sent);
+    Napi::Array sentVnet = Napi::Array::New(env, sink.lens.size());
+    for (size_t i = 0; i < sink.lens.size(); i++)
+      sentVnet.Set(static_cast<uint32_t>(i),
+                   Napi::Buffer<uint8_t>::Copy(env, sink.vnets.data() + i * kVnetLen, kVnetLen));
+    result.Set("sentVnet", sentVnet);
   } else {
     result.Set("sent", env.Null());
+    result.Set("sentVnet", env.Null());
   }
   return result;
 }
@@ -212,14 +234,21 @@ Napi::Value Dataplane::Close(const Napi::CallbackInfo& info) {
 Napi::Value Dataplane::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber())
-    return throwError(env, "send(buf: Uint8Array, len: number)");
+    return throwError(env, "send(buf: Uint8Array, len: number, vnet?: Uint8Array)");
   auto ta = info[0].As<Napi::TypedArray>();
   if (ta.TypedArrayType() != napi_uint8_array) return throwError(env, "send: buf must be a Uint8Array");
   auto buf = ta.As<Napi::Uint8Array>();
+  const uint8_t* vnet = nullptr;
+  if (info.Length() >= 3 && info[2].IsTypedArray()) {
+    auto vta = info[2].As<Napi::TypedArray>();
+    if (vta.TypedArrayType() != napi_uint8_array || vta.ByteLength() < kVnetLen)
+      return throwError(env, "send: vnet must be a Uint8Array of 10 bytes");
+    vnet = vta.As<Napi::Uint8Array>().Data();
+  }
   double l = info[1].As<Napi::Number>().DoubleValue();
   if (!(l >= 0) || l > double(buf.ByteLength())) return Napi::Boolean::New(env, false);
   TxSocket* tx = txCapture_.isOpen() ? &txCapture_ : &txEgress_;
-  return Napi::Boolean::New(env, tx->sendOne(buf.Data(), static_cast<uint32_t>(l)));
+  return Napi::Boolean::New(env, tx->sendOne(buf.Data(), static_cast<uint32_t>(l), vnet));
 }
 
 Napi::Value Dataplane::SetFilter(const Napi::CallbackInfo& info) {
@@ -239,6 +268,9 @@ Napi::Value Dataplane::Stats(const Napi::CallbackInfo& info) {
   o.Set("csumFixed", fp_.stats.csumFixed);
   o.Set("flushes", fp_.stats.flushes);
   o.Set("sendFailed", fp_.stats.sendFailed);
+  o.Set("copied", copied_);
+  o.Set("truncated", truncated_);
+  o.Set("vnet", rp_.ring.vnet() && fp_.txVnet);
   o.Set("wakeups", wakeups_);
   o.Set("liveFrames", liveFrames_);
   o.Set("busyPollCatches", busyPollCatches_);
@@ -315,7 +347,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
   initTap(env, exports);
-  exports.Set("abiVersion", 4);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 5);  // binding.ts ABI_VERSION
   return exports;
 }
 

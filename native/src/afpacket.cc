@@ -94,10 +94,24 @@ bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, 
   // Our own forwarded frames (egress == capture) are not for us: skip them in the kernel.
   v = 1;
   if (ignoreOutgoing) (void)setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &v, sizeof v);
+  // The virtio-net header of every frame (before PACKET_RX_RING: refused afterwards). Without it
+  // (a kernel that refuses it) a super-frame could not be passed on as one: vnet() says so.
+  v = 1;
+  const bool vnet = setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &v, sizeof v) == 0;
+  // A frame larger than a slot: its whole skb is queued to the socket as well (TP_STATUS_COPY),
+  // as long as the socket's receive buffer has room; then a cut slot is all there is
+  // (counted truncated). The buffer is a limit, not an allocation: room for ~100 super-frames
+  // (a GRO skb's truesize is up to ~2x its length) waiting behind the ring.
+  v = 1;
+  (void)setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &v, sizeof v);
+  v = 16 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof v) < 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
 
-  // Frame: tpacket2_hdr + sockaddr_ll + alignment (the MAC header starts at offset 66),
-  // then the frame itself; a power of two that holds MTU + Ethernet header + a VLAN tag.
-  uint32_t need = 128 + itf.mtu + 18;
+  // Frame: tpacket2_hdr + sockaddr_ll + alignment (the MAC header starts at offset 66, 76 with
+  // the virtio-net header), then the frame itself; a power of two that holds MTU + Ethernet
+  // header + a VLAN tag. Larger frames come through the socket (PACKET_COPY_THRESH above).
+  uint32_t need = 128 + kVnetLen + itf.mtu + 18;
   uint32_t frameSize = 2048;
   while (frameSize < need) frameSize <<= 1;
   uint32_t blockSize = frameSize > (1u << 17) ? frameSize : (1u << 17);
@@ -136,8 +150,31 @@ bool RxRing::open(const Interface& itf, const std::vector<sock_filter>& filter, 
   mapLen_ = len;
   frameSize_ = frameSize;
   frameCount_ = req.tp_frame_nr;
+  vnet_ = vnet;
   cursor = 0;
   return true;
+}
+
+uint32_t RxRing::readCopy(uint8_t* vnetOut, uint8_t* frame, uint32_t frameCap) {
+  if (fd_ < 0) return 0;
+  uint8_t skip[kVnetLen];
+  struct iovec iov[2];
+  int n = 0;
+  if (vnet_) iov[n++] = {vnetOut != nullptr ? vnetOut : skip, kVnetLen};
+  iov[n++] = {frame, frameCap};
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  for (;;) {
+    // MSG_TRUNC: the frame's real length, so that one that does not fit is seen cut.
+    ssize_t r = recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_TRUNC);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return 0;
+    const uint64_t hdr = vnet_ ? kVnetLen : 0;
+    if (uint64_t(r) < hdr || uint64_t(r) - hdr > frameCap || (msg.msg_flags & MSG_TRUNC)) return 0;
+    return static_cast<uint32_t>(uint64_t(r) - hdr);
+  }
 }
 
 bool RxRing::setFilter(const std::vector<sock_filter>& filter, std::string* err) {
@@ -167,6 +204,7 @@ void RxRing::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   frameCount_ = 0;
+  vnet_ = false;
 }
 
 bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
@@ -187,8 +225,12 @@ bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
     ::close(fd);
     return false;
   }
-  // Straight to the driver: no qdisc for frames that are already on their way.
+  // Every frame sent carries a virtio-net header: a super-frame leaves whole (segmented by the
+  // kernel or the NIC), a partial checksum is completed there.
   int v = 1;
+  vnet_ = setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &v, sizeof v) == 0;
+  // Straight to the driver: no qdisc for frames that are already on their way.
+  v = 1;
   if (bypassQdisc) (void)setsockopt(fd, SOL_PACKET, PACKET_QDISC_BYPASS, &v, sizeof v);
   v = 4 << 20;
   if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) < 0)
@@ -196,8 +238,8 @@ bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
   fd_ = fd;
   for (uint32_t i = 0; i < kBatch; i++) {
     std::memset(&msgs_[i], 0, sizeof msgs_[i]);
-    msgs_[i].msg_hdr.msg_iov = &iov_[i];
-    msgs_[i].msg_hdr.msg_iovlen = 1;
+    msgs_[i].msg_hdr.msg_iov = &iov_[2 * i];
+    msgs_[i].msg_hdr.msg_iovlen = vnet_ ? 2 : 1;
   }
   return true;
 }
@@ -205,13 +247,23 @@ bool TxSocket::open(const Interface& itf, bool bypassQdisc, std::string* err) {
 void TxSocket::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  vnet_ = false;
 }
 
-bool TxSocket::sendOne(const uint8_t* data, uint32_t len) {
+bool TxSocket::sendOne(const uint8_t* data, uint32_t len, const uint8_t* vnet) {
   if (fd_ < 0) return false;
+  static const uint8_t kZeroVnet[kVnetLen] = {0};
+  struct iovec iov[2];
+  int n = 0;
+  if (vnet_) iov[n++] = {const_cast<uint8_t*>(vnet != nullptr ? vnet : kZeroVnet), kVnetLen};
+  iov[n++] = {const_cast<uint8_t*>(data), len};
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
   for (;;) {
     syscalls++;
-    ssize_t r = ::send(fd_, data, len, 0);
+    ssize_t r = ::sendmsg(fd_, &msg, 0);
     if (r >= 0) return true;
     if (errno == EINTR) continue;
     lastErrno = errno;
@@ -222,8 +274,14 @@ bool TxSocket::sendOne(const uint8_t* data, uint32_t len) {
 void TxSocket::sendBatch(TxEntry* entries, uint32_t n, uint8_t* ok) {
   if (fd_ < 0) return;
   for (uint32_t i = 0; i < n; i++) {
-    iov_[i].iov_base = entries[i].data;
-    iov_[i].iov_len = entries[i].len;
+    struct iovec* v = &iov_[2 * i];
+    if (vnet_) {
+      v->iov_base = entries[i].vnet;
+      v->iov_len = kVnetLen;
+      v++;
+    }
+    v->iov_base = entries[i].data;
+    v->iov_len = entries[i].len;
   }
   uint32_t off = 0;
   while (off < n) {

@@ -45,6 +45,27 @@ class RxRing {
    */
   bool open(const Interface& itf, const std::vector<sock_filter>& filter, size_t ringBytes, bool ignoreOutgoing,
             std::string* err);
+  /**
+   * Super-frames (TSO/GRO, up to 64 KiB). The ring asks for the virtio-net header
+   * (PACKET_VNET_HDR): the kernel writes it in the kVnetLen bytes before each frame's MAC header
+   * (vnetOf()). Its slots stay sized for the MTU: a frame larger than a slot is handed over whole
+   * through the socket instead (PACKET_COPY_THRESH): its slot carries TP_STATUS_COPY and a cut
+   * copy, and the whole frame is next in the socket's receive queue (readCopy()), in ring order.
+   * Slots sized for 64 KiB would cost ~32x the ring's memory for the same number of frames (or a
+   * 32x shorter ring), for frames that come in bursts of a few per window; one copy and one
+   * recv() per super-frame is amortised over its ~44 segments.
+   */
+  bool vnet() const { return vnet_; }
+  /** The virtio_net_hdr of a slot's frame (vnet() only). */
+  const uint8_t* vnetOf(const tpacket2_hdr* h) const {
+    return reinterpret_cast<const uint8_t*>(h) + h->tp_mac - kVnetLen;
+  }
+  /**
+   * The next whole frame of a TP_STATUS_COPY slot, read from the socket: *vnetOut (vnet() only)
+   * gets its header, frame/frameCap its bytes; its length, or 0 when it is not there or does not
+   * fit (the caller counts it truncated).
+   */
+  uint32_t readCopy(uint8_t* vnetOut, uint8_t* frame, uint32_t frameCap);
   bool setFilter(const std::vector<sock_filter>& filter, std::string* err);
   void close();
   int fd() const { return fd_; }
@@ -63,6 +84,7 @@ class RxRing {
   size_t mapLen_ = 0;
   uint32_t frameSize_ = 0;
   uint32_t frameCount_ = 0;
+  bool vnet_ = false;
 };
 
 class TxSocket {
@@ -79,8 +101,14 @@ class TxSocket {
   bool open(const Interface& itf, bool bypassQdisc, std::string* err);
   void close();
   bool isOpen() const { return fd_ >= 0; }
-  /** Sends one frame now (ARP from the control plane). */
-  bool sendOne(const uint8_t* data, uint32_t len);
+  /**
+   * The socket has PACKET_VNET_HDR: every frame it sends carries a virtio_net_hdr (TxEntry::vnet,
+   * zeros for an ordinary frame), so a super-frame leaves whole and the kernel (or the NIC's
+   * TSO) segments it and completes a partial checksum.
+   */
+  bool vnet() const { return vnet_; }
+  /** Sends one frame now (ARP from the control plane); vnet: its header (null: an ordinary frame). */
+  bool sendOne(const uint8_t* data, uint32_t len, const uint8_t* vnet = nullptr);
   /** Sends a batch with sendmmsg; ok[i] = 1 for every frame the kernel accepted. */
   void sendBatch(TxEntry* entries, uint32_t n, uint8_t* ok);
   uint64_t syscalls = 0;
@@ -88,8 +116,9 @@ class TxSocket {
 
  private:
   int fd_ = -1;
+  bool vnet_ = false;
   struct mmsghdr msgs_[kBatch];
-  struct iovec iov_[kBatch];
+  struct iovec iov_[2 * kBatch];
 };
 
 }  // namespace lbd

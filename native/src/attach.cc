@@ -104,7 +104,10 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
   size_t scratchLen;
   void* scratchData;
   if (!typedArray(env, o, "upcallArgs", napi_uint32_array, kArgCount, &argsData, &n, &refs, &err)) return fail(err);
-  if (!typedArray(env, o, "scratch", napi_uint8_array, 64, &scratchData, &scratchLen, &refs, &err)) return fail(err);
+  if (!typedArray(env, o, "scratch", napi_uint8_array, kMaxFrame, &scratchData, &scratchLen, &refs, &err))
+    return fail(err);
+  void* slowVnetData;
+  if (!typedArray(env, o, "slowVnet", napi_uint8_array, kVnetLen, &slowVnetData, &n, &refs, &err)) return fail(err);
 #undef ARR
 
   napi_value sched, slow;
@@ -130,6 +133,7 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
   host_.args = static_cast<uint32_t*>(argsData);
   host_.scratch = static_cast<uint8_t*>(scratchData);
   host_.scratchLen = scratchLen;
+  host_.slowVnet = static_cast<uint8_t*>(slowVnetData);
   fp_.attached = true;
   return env.Undefined();
 }

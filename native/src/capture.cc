@@ -1,13 +1,21 @@
 // Capture: frames from an AF_PACKET ring to a JavaScript callback, one synchronous call per
 // frame, as libpcap's pcap_dispatch() hands them out: each frame is copied into the one buffer
 // the JavaScript side owns (with a VLAN tag the kernel stripped put back, as libpcap does) and
-// the callback gets its length, 0 for a frame the ring slot cut short. Nothing is allocated per
-// frame, here or in JavaScript. The ring slot goes back to the kernel before the callback runs.
+// the callback gets its length, 0 for a frame cut short. Nothing is allocated per frame, here or
+// in JavaScript. The ring slot goes back to the kernel before the callback runs.
+//
+// Super-frames (TSO/GRO, up to 64 KiB): the ring and the send socket have PACKET_VNET_HDR, as
+// the fast path's (afpacket.h RxRing): a frame larger than a ring slot is read whole from the
+// socket (PACKET_COPY_THRESH), its virtio-net header is copied into `vnet` before the callback
+// runs, and send() passes one on, so a super-frame leaves whole and the kernel segments it.
+// Without a `vnet` array, a super-frame cannot be passed on: it is delivered as cut (length 0,
+// counted truncated), and a partial checksum is completed here.
 //
 //   const c = new addon.Capture();
-//   c.open(iface, filter, ringBytes?)  → { mac, mtu, frameSize, frames, loopback }
-//   c.start(buffer, (len) => …)        // uv_poll on the ring: frames arrive as the loop runs
-//   c.send(buf, len) → boolean         // one frame now, through the interface's qdisc
+//   c.open(iface, filter, ringBytes?)  → { mac, mtu, frameSize, frames, loopback, vnet }
+//   c.start(buffer, (len) => …, vnet?) // uv_poll on the ring: frames arrive as the loop runs;
+//                                      // buffer: kMaxFrame (65600) bytes for every frame whole
+//   c.send(buf, len, vnet?) → boolean  // one frame now, through the interface's qdisc
 //   c.setFilter(filter); c.stats(); c.stop(); c.close();
 #include "capture.h"
 
@@ -62,6 +70,7 @@ class Capture : public Napi::ObjectWrap<Capture>, RingPoll::Client {
   Napi::Value Stats(const Napi::CallbackInfo& info);
 
   uint32_t take(const tpacket2_hdr* h, uint32_t status);
+  uint32_t header(const uint8_t* vnet, uint32_t len, bool vlan);
   bool deliver(uint32_t len);
   bool enterJs();
   void closeChunk();
@@ -83,6 +92,8 @@ class Capture : public Napi::ObjectWrap<Capture>, RingPoll::Client {
   napi_ref fnRef_ = nullptr;
   uint8_t* buf_ = nullptr;
   size_t bufLen_ = 0;
+  napi_ref vnetRef_ = nullptr;
+  uint8_t* vnetOut_ = nullptr;  // the frame's virtio-net header for JavaScript (null: not asked for)
 
   // One wake-up: its scopes (rp_) are opened by its first frame.
   napi_handle_scope chunk_ = nullptr;  // the handles of the last kScopeFrames calls
@@ -94,7 +105,33 @@ class Capture : public Napi::ObjectWrap<Capture>, RingPoll::Client {
   double truncated_ = 0;
   double wakeups_ = 0;
   double sendFailed_ = 0;
+  double superFrames_ = 0;
+  double copied_ = 0;
+  double csumFixed_ = 0;
 };
+
+/**
+ * Completes a partial checksum as the kernel's skb_checksum_help() does: the field at
+ * start + offset holds the pseudo-header's sum; the sum from start to the end goes there.
+ */
+void completePartial(uint8_t* p, uint32_t len, uint32_t start, uint32_t offset) {
+  if (start >= len || uint64_t(start) + offset + 2 > len) return;
+  uint64_t sum = 0;
+  uint32_t i = start;
+  for (; i + 1 < len; i += 2) sum += (uint32_t(p[i]) << 8) | p[i + 1];
+  if (i < len) sum += uint32_t(p[i]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  uint16_t cs = static_cast<uint16_t>(~sum & 0xffff);
+  if (cs == 0) cs = 0xffff;  // CSUM_MANGLED_0
+  p[start + offset] = static_cast<uint8_t>(cs >> 8);
+  p[start + offset + 1] = static_cast<uint8_t>(cs);
+}
+
+inline uint16_t u16h(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
 
 Napi::Function Capture::Init(Napi::Env env) {
   return DefineClass(env, "Capture",
@@ -113,23 +150,69 @@ Napi::Function Capture::Init(Napi::Env env) {
 
 /** Copies the frame into the JavaScript buffer; its length there, 0 when it does not fit whole. */
 uint32_t Capture::take(const tpacket2_hdr* h, uint32_t status) {
+  const bool vlan = (status & TP_STATUS_VLAN_VALID) || h->tp_vlan_tci != 0;
+  const uint16_t tpid = (status & TP_STATUS_VLAN_TPID_VALID) ? h->tp_vlan_tpid : kTpid8021q;
+  const uint16_t tci = h->tp_vlan_tci;
+  const uint8_t tag[kVlanLen] = {uint8_t(tpid >> 8), uint8_t(tpid), uint8_t(tci >> 8), uint8_t(tci)};
+  RxRing& ring = rp_.ring;
+  if (status & TP_STATUS_COPY) {
+    // Larger than the slot: the whole frame is next in the socket's queue. Read with room for
+    // the tag, which then goes in after the MACs.
+    uint8_t vnet[kVnetLen] = {0};
+    const uint32_t room = bufLen_ > kVlanLen ? static_cast<uint32_t>(bufLen_ - kVlanLen) : 0;
+    uint32_t len = ring.readCopy(vnet, buf_, vlan ? room : static_cast<uint32_t>(bufLen_));
+    if (len == 0) return 0;
+    copied_ += 1;
+    if (vlan && len >= kVlanOffset) {
+      std::memmove(buf_ + kVlanOffset + kVlanLen, buf_ + kVlanOffset, len - kVlanOffset);
+      std::memcpy(buf_ + kVlanOffset, tag, kVlanLen);
+      len += kVlanLen;
+    }
+    return header(ring.vnet() ? vnet : nullptr, len, vlan && len >= kVlanOffset + kVlanLen);
+  }
   const uint8_t* p = reinterpret_cast<const uint8_t*>(h) + h->tp_mac;
   const uint32_t len = h->tp_snaplen;
-  if (len < h->tp_len || uint64_t(h->tp_mac) + len > rp_.ring.frameSize()) return 0;  // cut by the slot
-  const bool vlan = (status & TP_STATUS_VLAN_VALID) || h->tp_vlan_tci != 0;
+  if (len < h->tp_len || uint64_t(h->tp_mac) + len > ring.frameSize()) return 0;  // cut by the slot
+  const uint8_t* vnet = ring.vnet() ? ring.vnetOf(h) : nullptr;
   if (!vlan || len < kVlanOffset) {
     if (len > bufLen_) return 0;
     std::memcpy(buf_, p, len);
-    return len;
+    return header(vnet, len, false);
   }
   if (len + kVlanLen > bufLen_) return 0;
-  const uint16_t tpid = (status & TP_STATUS_VLAN_TPID_VALID) ? h->tp_vlan_tpid : kTpid8021q;
-  const uint16_t tci = h->tp_vlan_tci;
   std::memcpy(buf_, p, kVlanOffset);
-  const uint8_t tag[kVlanLen] = {uint8_t(tpid >> 8), uint8_t(tpid), uint8_t(tci >> 8), uint8_t(tci)};
   std::memcpy(buf_ + kVlanOffset, tag, kVlanLen);
   std::memcpy(buf_ + kVlanOffset + kVlanLen, p + kVlanOffset, len - kVlanOffset);
-  return len + kVlanLen;
+  return header(vnet, len + kVlanLen, true);
+}
+
+/**
+ * The frame in buf_ (len bytes) with its virtio-net header (null: the ring has none): the header
+ * to JavaScript (its offsets moved past a VLAN tag put back), or, when JavaScript did not ask
+ * for it, a partial checksum completed and a super-frame cut (0: it cannot be passed on whole).
+ */
+uint32_t Capture::header(const uint8_t* vnet, uint32_t len, bool vlan) {
+  uint8_t v[kVnetLen] = {0};
+  if (vnet != nullptr) std::memcpy(v, vnet, kVnetLen);
+  if (v[kVnetGsoType] != kGsoNone) superFrames_ += 1;
+  if (vlan) {
+    for (uint32_t off : {kVnetHdrLen, kVnetCsumStart}) {
+      const uint16_t x = u16h(v + off);
+      if (x == 0) continue;
+      const uint16_t y = static_cast<uint16_t>(x + kVlanLen);
+      std::memcpy(v + off, &y, 2);
+    }
+  }
+  if (vnetOut_ != nullptr) {
+    std::memcpy(vnetOut_, v, kVnetLen);
+    return len;
+  }
+  if (v[kVnetGsoType] != kGsoNone) return 0;
+  if (v[kVnetFlags] & kVnetNeedsCsum) {
+    completePartial(buf_, len, u16h(v + kVnetCsumStart), u16h(v + kVnetCsumOffset));
+    csumFixed_ += 1;
+  }
+  return len;
 }
 
 /** One synchronous call into JavaScript; false when it threw (the error is kept for leaveJs). */
@@ -189,7 +272,13 @@ void Capture::onReadable() {
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<uint8_t*>(h) + hdrLen);
     // On lo every frame shows up twice, going out and coming in: keep one, as libpcap does.
     const bool twice = itf_.loopback && sll->sll_pkttype == PACKET_OUTGOING;
-    const uint32_t len = twice ? 0 : take(h, st);
+    uint32_t len = 0;
+    if (!twice) {
+      len = take(h, st);
+    } else if (st & TP_STATUS_COPY) {
+      uint8_t skip[64];
+      (void)ring.readCopy(nullptr, skip, sizeof skip);  // its whole copy: the queue stays in step
+    }
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     if (twice) continue;
     frames_ += 1;
@@ -225,6 +314,7 @@ Napi::Value Capture::Open(const Napi::CallbackInfo& info) {
   r.Set("frameSize", rp_.ring.frameSize());
   r.Set("frames", rp_.ring.frameCount());
   r.Set("loopback", itf_.loopback);
+  r.Set("vnet", rp_.ring.vnet() && tx_.vnet());
   return r;
 }
 
@@ -233,10 +323,17 @@ Napi::Value Capture::Start(const Napi::CallbackInfo& info) {
   if (!rp_.ring.isOpen()) return fail(env, "start() before open()");
   if (rp_.polling()) return fail(env, "start() twice");
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsFunction())
-    return fail(env, "start(buffer: Uint8Array, onFrame: (len: number) => void)");
+    return fail(env, "start(buffer: Uint8Array, onFrame: (len: number) => void, vnet?: Uint8Array)");
   auto ta = info[0].As<Napi::TypedArray>();
   if (ta.TypedArrayType() != napi_uint8_array || ta.ByteLength() < 64)
     return fail(env, "start: the buffer must be a Uint8Array of 64 bytes or more");
+  Napi::Uint8Array vnet;
+  if (info.Length() >= 3 && !info[2].IsUndefined()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        info[2].As<Napi::TypedArray>().ByteLength() < kVnetLen)
+      return fail(env, "start: vnet must be a Uint8Array of 10 bytes");
+    vnet = info[2].As<Napi::Uint8Array>();
+  }
   std::string err;
   if (!rp_.start(&err)) return fail(env, err);
   auto buf = ta.As<Napi::Uint8Array>();
@@ -244,6 +341,10 @@ Napi::Value Capture::Start(const Napi::CallbackInfo& info) {
   bufLen_ = buf.ByteLength();
   napi_create_reference(env, buf, 1, &bufRef_);
   napi_create_reference(env, info[1], 1, &fnRef_);
+  if (!vnet.IsEmpty()) {
+    vnetOut_ = vnet.Data();
+    napi_create_reference(env, vnet, 1, &vnetRef_);
+  }
   // Started again from its own callback after stop(): it is still pinned, and one Ref() must
   // meet one Unref().
   if (!pinned_) Ref();
@@ -255,9 +356,11 @@ void Capture::stopPoll() {
   rp_.stop();
   if (bufRef_ != nullptr) napi_delete_reference(env_, bufRef_);
   if (fnRef_ != nullptr) napi_delete_reference(env_, fnRef_);
-  bufRef_ = fnRef_ = nullptr;
+  if (vnetRef_ != nullptr) napi_delete_reference(env_, vnetRef_);
+  bufRef_ = fnRef_ = vnetRef_ = nullptr;
   buf_ = nullptr;
   bufLen_ = 0;
+  vnetOut_ = nullptr;
   // From a callback, onReadable unpins once the wake-up is over: JavaScript still runs in it
   // (the rest of the callback, then microtasks), and a collected wrapper would free `this`.
   if (!rp_.inLive) unpin();
@@ -295,12 +398,19 @@ Napi::Value Capture::Close(const Napi::CallbackInfo& info) {
 Napi::Value Capture::Send(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber())
-    return fail(env, "send(buf: Uint8Array, len: number)");
+    return fail(env, "send(buf: Uint8Array, len: number, vnet?: Uint8Array)");
   auto ta = info[0].As<Napi::TypedArray>();
   if (ta.TypedArrayType() != napi_uint8_array) return fail(env, "send: buf must be a Uint8Array");
   auto buf = ta.As<Napi::Uint8Array>();
+  const uint8_t* vnet = nullptr;
+  if (info.Length() >= 3 && info[2].IsTypedArray()) {
+    auto vta = info[2].As<Napi::TypedArray>();
+    if (vta.TypedArrayType() != napi_uint8_array || vta.ByteLength() < kVnetLen)
+      return fail(env, "send: vnet must be a Uint8Array of 10 bytes");
+    vnet = vta.As<Napi::Uint8Array>().Data();
+  }
   const double l = info[1].As<Napi::Number>().DoubleValue();
-  bool ok = l >= 0 && l <= double(buf.ByteLength()) && tx_.sendOne(buf.Data(), static_cast<uint32_t>(l));
+  bool ok = l >= 0 && l <= double(buf.ByteLength()) && tx_.sendOne(buf.Data(), static_cast<uint32_t>(l), vnet);
   if (!ok) sendFailed_ += 1;
   return Napi::Boolean::New(env, ok);
 }
@@ -318,6 +428,9 @@ Napi::Value Capture::Stats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("frames", frames_);
   o.Set("truncated", truncated_);
+  o.Set("superFrames", superFrames_);
+  o.Set("copied", copied_);
+  o.Set("csumFixed", csumFixed_);
   o.Set("wakeups", wakeups_);
   rp_.setStats(o);  // ringPackets, ringDrops, pollErrors
   o.Set("sendFailed", sendFailed_);

@@ -33,9 +33,10 @@ class JsHost : public Host {
   napi_env env = nullptr;
   napi_ref scheduleFn = nullptr;
   napi_ref slowFn = nullptr;
-  uint32_t* args = nullptr;  // Uint32Array shared with JS (kArgCount)
-  uint8_t* scratch = nullptr;
+  uint32_t* args = nullptr;    // Uint32Array shared with JS (kArgCount)
+  uint8_t* scratch = nullptr;  // the frame handed to slowPath (kMaxFrame bytes or more)
   size_t scratchLen = 0;
+  uint8_t* slowVnet = nullptr;  // its virtio-net header (kVnetLen bytes)
   // The callbacks as values of the current outer handle scope (bind() at the start of a
   // processFrames() call or of a wake-up's first call into JS), saving a lookup per call.
   napi_value scheduleVal = nullptr;
@@ -48,7 +49,7 @@ class JsHost : public Host {
   }
   void unbind() { scheduleVal = slowVal = undefinedVal = nullptr; }
   bool schedule(const uint32_t* a, int32_t* result) override;
-  bool slowPath(const uint8_t* frame, uint32_t len) override;
+  bool slowPath(const uint8_t* frame, uint32_t len, const uint8_t* vnet, int* verdict) override;
 };
 
 /** Sends to the egress interface with sendmmsg. */
@@ -96,6 +97,18 @@ class Dataplane : public Napi::ObjectWrap<Dataplane>, RingPoll::Client {
   RingPoll rp_;
   TxSocket txEgress_, txCapture_;
   SocketSink egressSink_;
+
+  // Frames larger than a ring slot, read whole from the socket (PACKET_COPY_THRESH): each waits
+  // in one of these buffers for its batch's send.
+  static constexpr uint32_t kCopyBufs = 16;
+  struct CopyBuf {
+    uint8_t vnet[kVnetLen];
+    uint8_t frame[kMaxFrame];
+  };
+  std::vector<CopyBuf> copyBufs_;
+  uint32_t copyUsed_ = 0;
+  double copied_ = 0;     // frames taken whole from the socket
+  double truncated_ = 0;  // frames cut by the ring slot with no whole copy (counted truncated)
 
   double wakeups_ = 0;
   double liveFrames_ = 0;

@@ -94,9 +94,26 @@ void FastPath::track(uint32_t slot, uint8_t proto, uint8_t tcpFlags) {
   t.expires[slot] = (!undef && next < kTcpTimeoutCount) ? toUint32(now + t.timeouts[next]) : 0;
 }
 
-int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
+namespace {
+constexpr uint8_t kIpProtoIcmp = 1;
+constexpr uint32_t kIpDf = 0x4000;
+const uint8_t kNoVnet[kVnetLen] = {0};
+inline uint32_t u16h(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+}  // namespace
+
+int FastPath::handOff(const uint8_t* p, uint32_t len, const uint8_t* vnet, int verdict) {
+  stats.slowPath += 1;
+  return host->slowPath(p, len, vnet, &verdict) ? verdict : -1;
+}
+
+int FastPath::process(uint8_t* p, uint32_t len, uint32_t status, const uint8_t* vnet) {
   stats.frames += 1;
   double* c = t.counters;
+  const uint8_t* vh = vnet != nullptr ? vnet : kNoVnet;
   // A VLAN tag the kernel stripped: libpcap puts it back, so the TypeScript path sees an
   // 802.1Q frame 4 bytes longer, which it does not handle.
   if (status & kStatusVlan) {
@@ -105,12 +122,15 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
     return dropFrame(len + 4 < ETH_HLEN ? drop::Truncated : drop::NotIpv4);
   }
   // ARP goes to the TypeScript path whole: Forwarder.process() counts it and calls onArp.
-  if (len >= ETH_HLEN && be16(p + ETH_TYPE) == ETHERTYPE_ARP) {
-    stats.slowPath += 1;
-    return host->slowPath(p, len) ? kArp : -1;
-  }
+  if (len >= ETH_HLEN && be16(p + ETH_TYPE) == ETHERTYPE_ARP) return handOff(p, len, vh, kArp);
+  // ICMP (errors about a flow's replies, "fragmentation needed", echo): the TypeScript path
+  // decides everything about it (Forwarder.process), counting included.
+  if (len >= ETH_HLEN + IP_MIN_HLEN && be16(p + ETH_TYPE) == ETHERTYPE_IPV4 && p[IP_PROTO] == kIpProtoIcmp)
+    return handOff(p, len, vh, kDrop);
   c[ctr::RxFrames] += 1;
   c[ctr::RxBytes] += len;
+  const uint8_t gsoType = vh[kVnetGsoType];
+  if (gsoType != kGsoNone) c[ctr::SuperFrames] += 1;
 
   // ---- parse (packet.ts parse()), every read bounds-checked against len ----
   if (len < ETH_HLEN) return dropFrame(drop::Truncated);
@@ -127,17 +147,40 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   const uint8_t proto = p[IP_PROTO];
   const uint32_t l4 = ETH_HLEN + ihl;
   uint8_t tcpFlags;
+  uint32_t l4Hlen;
   if (proto == IPPROTO_TCP_) {
     if (l4 + TCP_MIN_HLEN > ipEnd) return dropFrame(drop::Truncated);
     const uint32_t dataOff = uint32_t(p[l4 + 12] >> 4) << 2;
     if (dataOff < TCP_MIN_HLEN) return dropFrame(drop::BadIpHeader);
     if (l4 + dataOff > ipEnd) return dropFrame(drop::Truncated);
     tcpFlags = p[l4 + TCP_FLAGS];
+    l4Hlen = dataOff;
   } else if (proto == IPPROTO_UDP_) {
     if (l4 + UDP_HLEN > ipEnd) return dropFrame(drop::Truncated);
     tcpFlags = 0;
+    l4Hlen = UDP_HLEN;
   } else {
     return dropFrame(drop::Unsupported);
+  }
+  const uint32_t gsoSize = u16h(vh + kVnetGsoSize);
+  // Too big for the egress with DF set (a super-frame: its segments): the TypeScript path
+  // answers "fragmentation needed" (too_big), as it decides; it counts the frame itself.
+  const uint32_t mtu = t.egressMtu[0];
+  if (mtu != 0 && (be16(p + IP_FRAG) & kIpDf) &&
+      (gsoType == kGsoNone ? totalLen > mtu : ihl + l4Hlen + gsoSize > mtu)) {
+    c[ctr::RxFrames] -= 1;
+    c[ctr::RxBytes] -= len;
+    if (gsoType != kGsoNone) c[ctr::SuperFrames] -= 1;
+    return handOff(p, len, vh, kDrop);
+  }
+  // A super-frame leaves whole with its header, for the kernel or the NIC to segment: only TCP
+  // (TSO/GRO) and UDP (USO) ones of a plausible size, and only through a vnet socket.
+  if (gsoType != kGsoNone) {
+    const uint8_t g = gsoType & static_cast<uint8_t>(~kGsoEcn);
+    const bool ok =
+        txVnet && gsoSize != 0 &&
+        ((g == kGsoTcpV4 && proto == IPPROTO_TCP_) || (g == kGsoUdpL4 && gsoType == g && proto == IPPROTO_UDP_));
+    if (!ok) return dropFrame(drop::GsoUnsupported);
   }
   const uint32_t srcAddr = be32(p + IP_SRC);
   const uint32_t dstAddr = be32(p + IP_DST);
@@ -214,11 +257,17 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status) {
   else
     std::memset(p + ETH_DST, 0, 6);  // what TypeScript writes from undefined
   std::memcpy(p + ETH_SRC, t.macs + 6, 6);
-  if (status & kStatusCsumNotReady) {
+  TxEntry& e = queue[queued++];
+  std::memcpy(e.vnet, vh, kVnetLen);
+  // A partial checksum (veth/tap with tx offload): with a header, the kernel completes it when
+  // the frame leaves (NEEDS_CSUM, csum_start/offset, passed on as they came); without one (or
+  // without a vnet socket), it is completed here.
+  const bool partial = vnet != nullptr ? (vh[kVnetFlags] & kVnetNeedsCsum) != 0 : (status & kStatusCsumNotReady) != 0;
+  if (partial && (vnet == nullptr || !txVnet)) {
     completeL4Checksum(p, l4, ipEnd, proto);
+    e.vnet[kVnetFlags] &= static_cast<uint8_t>(~kVnetNeedsCsum);
     stats.csumFixed += 1;
   }
-  TxEntry& e = queue[queued++];
   e.data = p;
   e.len = len;
   e.dest = inRange ? dest : -1;

@@ -16,6 +16,25 @@ constexpr uint32_t kStatusCsumNotReady = 1u << 3;
 /** Bit of the per-frame status word: the kernel stripped a VLAN tag (TP_STATUS_VLAN_VALID). */
 constexpr uint32_t kStatusVlan = 1u << 4;
 
+/**
+ * The virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) a super-frame arrives and
+ * leaves with, in host byte order (the kernel's vio_le() on the little-endian hosts lbd runs on).
+ */
+constexpr uint32_t kVnetLen = 10;
+constexpr uint32_t kVnetFlags = 0;       // u8: NEEDS_CSUM (csum_start/offset valid), DATA_VALID
+constexpr uint32_t kVnetGsoType = 1;     // u8: NONE, TCPV4, UDP, TCPV6, UDP_L4; | ECN
+constexpr uint32_t kVnetHdrLen = 2;      // u16
+constexpr uint32_t kVnetGsoSize = 4;     // u16: payload bytes per segment
+constexpr uint32_t kVnetCsumStart = 6;   // u16: from the frame's first byte
+constexpr uint32_t kVnetCsumOffset = 8;  // u16: from csum_start
+constexpr uint8_t kVnetNeedsCsum = 1;
+constexpr uint8_t kGsoNone = 0;
+constexpr uint8_t kGsoTcpV4 = 1;
+constexpr uint8_t kGsoUdpL4 = 5;
+constexpr uint8_t kGsoEcn = 0x80;
+/** The largest frame: an IPv4 packet of 65535 bytes, its Ethernet header, room for a VLAN tag. */
+constexpr uint32_t kMaxFrame = 65536 + 64;
+
 /** tcpNext[] entries: nextTcpState() gave `undefined` (states no TCP entry can be in). */
 constexpr uint16_t kUndefinedState = 0xffff;
 constexpr uint32_t kTcpNextStates = 256;
@@ -86,6 +105,7 @@ struct TxEntry {
   uint32_t len;
   int32_t dest;  // -1: out of the dest table's range (no per-server counting)
   int32_t svc;
+  uint8_t vnet[kVnetLen];  // the header it leaves with (a vnet socket sends it): the one it came with
 };
 
 constexpr uint32_t kBatch = 256;
@@ -107,8 +127,12 @@ class Host {
    * server is down (downAction != 0): *result = the slot to use, or ~drop reason.
    */
   virtual bool schedule(const uint32_t* args, int32_t* result) = 0;
-  /** A frame for the TypeScript path (ARP): Forwarder.process() counts and handles it. */
-  virtual bool slowPath(const uint8_t* frame, uint32_t len) = 0;
+  /**
+   * A frame for the TypeScript path (ARP, ICMP, a frame too big for the egress MTU):
+   * Forwarder.process() counts and handles it. vnet: its virtio-net header (kVnetLen bytes,
+   * zeros for an ordinary frame). *verdict: what Forwarder.process() returned, when it says.
+   */
+  virtual bool slowPath(const uint8_t* frame, uint32_t len, const uint8_t* vnet, int* verdict) = 0;
 };
 
 struct FastPathStats {
@@ -129,13 +153,21 @@ class FastPath {
   uint8_t ok[kBatch];
   uint32_t queued = 0;
   FastPathStats stats;
+  /**
+   * The sink sends each frame's virtio-net header (TxSocket::vnet()): super-frames can leave
+   * whole, partial checksums are left to the kernel. Without it, a partial checksum is completed
+   * here and a super-frame is dropped (gso_unsupported).
+   */
+  bool txVnet = true;
 
   /**
-   * Handles one frame in place. Returns its Verdict (kForward = queued: the caller must flush()
+   * Handles one frame in place. vnet: the frame's virtio-net header (kVnetLen bytes), or null
+   * for a ring without one: then status's kStatusCsumNotReady says the checksum is partial and
+   * it is completed here. Returns its Verdict (kForward = queued: the caller must flush()
    * before the frame's memory is reused, and when queued == kBatch), or -1 when JavaScript
    * threw during an upcall (the exception is pending; the frame is not counted further).
    */
-  int process(uint8_t* p, uint32_t len, uint32_t status);
+  int process(uint8_t* p, uint32_t len, uint32_t status, const uint8_t* vnet = nullptr);
 
   /** Sends the queued frames and counts them (sent: Tx and per-server/service; refused: drop). */
   void flush(Sink& sink);
@@ -145,6 +177,7 @@ class FastPath {
     if (reason >= 0 && reason < drop::Count) t.drops[reason] += 1;
     return kDrop;
   }
+  int handOff(const uint8_t* p, uint32_t len, const uint8_t* vnet, int verdict);
   int32_t find(uint32_t addr, uint32_t port) const;
   void track(uint32_t slot, uint8_t proto, uint8_t tcpFlags);
 };

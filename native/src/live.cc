@@ -69,6 +69,7 @@ void Dataplane::onReadable() {
         fp_.flush(egressSink_);
         for (uint32_t i = 0; i < np; i++) __atomic_store_n(&pending[i]->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
         np = 0;
+        copyUsed_ = 0;
         idleSince = now;
       }
       if (now - idleSince >= spinNs_ || now >= wakeDeadline) break;
@@ -81,16 +82,35 @@ void Dataplane::onReadable() {
     ring.cursor = ring.cursor + 1 == ring.frameCount() ? 0 : ring.cursor + 1;
     pending[np++] = h;
     const auto* sll = reinterpret_cast<const sockaddr_ll*>(reinterpret_cast<uint8_t*>(h) + hdrLen);
+    // A frame larger than the slot (a super-frame): the whole one is next in the socket's
+    // queue (PACKET_COPY_THRESH), read into a copy buffer that waits for the batch's send.
+    // Taken whatever the frame's fate, so that the queue stays in step with the ring.
+    uint8_t* frame = reinterpret_cast<uint8_t*>(h) + h->tp_mac;
+    const uint8_t* vnet = ring.vnet() ? ring.vnetOf(h) : nullptr;
+    uint32_t len = h->tp_snaplen;
+    if (st & TP_STATUS_COPY) {
+      if (copyUsed_ == kCopyBufs) {
+        fp_.flush(egressSink_);
+        copyUsed_ = 0;
+      }
+      CopyBuf& b = copyBufs_[copyUsed_++];
+      len = ring.readCopy(b.vnet, b.frame, sizeof b.frame);
+      frame = b.frame;
+      vnet = ring.vnet() ? b.vnet : nullptr;
+      if (len != 0) copied_ += 1;
+    } else if (len < h->tp_len || uint64_t(h->tp_mac) + len > frameSize) {
+      len = 0;
+    }
     if (sll->sll_pkttype != PACKET_OUTGOING) {
       liveFrames_ += 1;
-      // A frame cut short by the ring's frame size is as truncated as one cut by libpcap's
-      // buffer on the TypeScript path: length 0.
-      uint32_t len = h->tp_snaplen;
-      if (len < h->tp_len || uint64_t(h->tp_mac) + len > frameSize) len = 0;
+      // A frame cut short (by the ring's frame size with no whole copy: the socket's receive
+      // buffer was full) is as truncated as one cut by libpcap's buffer on the TypeScript path:
+      // length 0, counted truncated, never forwarded.
+      if (len == 0) truncated_ += 1;
       uint32_t status = 0;
       if (st & TP_STATUS_CSUMNOTREADY) status |= kStatusCsumNotReady;
       if ((st & TP_STATUS_VLAN_VALID) || h->tp_vlan_tci != 0) status |= kStatusVlan;
-      if (fp_.process(reinterpret_cast<uint8_t*>(h) + h->tp_mac, len, status) < 0) {
+      if (fp_.process(frame, len, status, vnet) < 0) {
         if (rp_.pendingError == nullptr) napi_get_and_clear_last_exception(env_, &rp_.pendingError);
         break;
       }
@@ -99,9 +119,11 @@ void Dataplane::onReadable() {
       fp_.flush(egressSink_);
       for (uint32_t i = 0; i < np; i++) __atomic_store_n(&pending[i]->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
       np = 0;
+      copyUsed_ = 0;
     }
   }
   fp_.flush(egressSink_);
+  copyUsed_ = 0;
   for (uint32_t i = 0; i < np; i++) __atomic_store_n(&pending[i]->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
   leaveJs();
   if (rp_.closeRequested) teardown();
@@ -129,8 +151,13 @@ Napi::Value Dataplane::OpenLive(const Napi::CallbackInfo& info) {
     txEgress_.close();
     return throwError(env, "send socket on \"" + capture + "\": " + err);
   }
+  // Super-frames pass whole only when the ring gives their header and every send socket takes it.
+  fp_.txVnet = rp_.ring.vnet() && txEgress_.vnet() && (!txCapture_.isOpen() || txCapture_.vnet());
+  if (copyBufs_.empty()) copyBufs_.resize(kCopyBufs);
+  copyUsed_ = 0;
   Napi::Object r = Napi::Object::New(env);
   r.Set("captureMac", Napi::Buffer<uint8_t>::Copy(env, capIf_.mac, 6));
+  r.Set("vnet", fp_.txVnet);
   r.Set("egressMac", Napi::Buffer<uint8_t>::Copy(env, egIf_.mac, 6));
   r.Set("captureMtu", capIf_.mtu);
   r.Set("frameSize", rp_.ring.frameSize());

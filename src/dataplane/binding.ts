@@ -16,8 +16,14 @@ import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
 import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(). */
-const ABI_VERSION = 4;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames). */
+const ABI_VERSION = 5;
+
+/** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
+export const VNET_HDR_LEN = 10;
+
+/** The largest frame (IPv4's 65535 bytes, Ethernet header, a VLAN tag, rounded): a capture buffer of this size takes every frame whole. */
+export const MAX_FRAME = 65536 + 64;
 
 /** The local build, relative to the package root. */
 export const ADDON_RELATIVE_PATH = 'native/build/Release/lbd_native.node';
@@ -30,11 +36,20 @@ export interface ProcessResult {
   verdicts: Uint8Array;
   /** Copies of the frames sent, in order (null with collect: false). */
   sent: Buffer[] | null;
+  /** The virtio-net header each sent frame left with (VNET_HDR_LEN bytes each, zeros for an ordinary frame; null with collect: false). */
+  sentVnet: Buffer[] | null;
 }
 
 export interface ProcessOptions {
   /** Per-frame tpacket status bits (e.g. 1 << 3 = TP_STATUS_CSUMNOTREADY), as the live ring gives them. */
   status?: Uint32Array;
+  /**
+   * Per-frame virtio-net headers, VNET_HDR_LEN bytes each back to back, as a vnet ring gives them (gso_type/gso_size of a
+   * super-frame, NEEDS_CSUM with csum_start/offset of a partial checksum). Given, the frames are handled as the live path with
+   * PACKET_VNET_HDR handles them: a partial checksum is left to the kernel (the header goes out with the frame) instead of
+   * completed by the status bit. Absent: a ring without headers.
+   */
+  vnet?: Uint8Array;
   /** Keep copies of the sent frames (default true). */
   collect?: boolean;
   /** The sink refuses every frame (send_failed accounting). */
@@ -48,6 +63,12 @@ export interface NativeStats {
   csumFixed: number;
   flushes: number;
   sendFailed: number;
+  /** Frames larger than a ring slot, taken whole from the socket (PACKET_COPY_THRESH). */
+  copied: number;
+  /** Frames cut short with no whole copy (the socket's receive buffer was full): dropped as truncated. */
+  truncated: number;
+  /** The ring gives virtio-net headers and the send sockets take them: super-frames pass whole. */
+  vnet: boolean;
   wakeups: number;
   liveFrames: number;
   /** Times the busy-poll spin caught the next frame after the ring had run dry (busy_poll). */
@@ -77,11 +98,14 @@ export interface AddonDataplane {
     captureMtu: number;
     frameSize: number;
     frames: number;
+    /** Super-frames pass whole (PACKET_VNET_HDR on the ring and the send sockets). */
+    vnet: boolean;
   };
   start(): void;
   stop(): void;
   close(): void;
-  send(buf: Uint8Array, len: number): boolean;
+  /** One frame now on the capture interface (ARP); vnet: its virtio-net header (absent: an ordinary frame). */
+  send(buf: Uint8Array, len: number, vnet?: Uint8Array): boolean;
   setFilter(filter: string): void;
   /** Busy-poll after the ring runs dry, in microseconds (0 = off, at most 1000). */
   setBusyPoll(microseconds: number): void;
@@ -91,7 +115,14 @@ export interface AddonDataplane {
 export interface CaptureStats {
   /** Frames handed to the callback (truncated ones included, with length 0). */
   frames: number;
+  /** Frames delivered cut (length 0): larger than the buffer, cut by the ring with no whole copy, or a super-frame without a vnet array. */
   truncated: number;
+  /** Super-frames (gso_type set) received. */
+  superFrames: number;
+  /** Frames larger than a ring slot, taken whole from the socket (PACKET_COPY_THRESH). */
+  copied: number;
+  /** Partial checksums completed (only when start() got no vnet array). */
+  csumFixed: number;
   wakeups: number;
   ringPackets: number;
   ringDrops: number;
@@ -105,12 +136,18 @@ export interface CaptureStats {
 
 /** The addon's Capture object: the TypeScript path's port (native/src/capture.cc). */
 export interface AddonCapture {
-  open(iface: string, filter: string, ringBytes?: number): { mac: Buffer; mtu: number; frameSize: number; frames: number; loopback: boolean };
-  /** Every frame is copied into `buffer`, then onFrame(length) runs: 0 for a frame cut short. */
-  start(buffer: Uint8Array, onFrame: (len: number) => void): void;
+  /** vnet: the ring gives virtio-net headers and the send socket takes them (PACKET_VNET_HDR). */
+  open(iface: string, filter: string, ringBytes?: number): { mac: Buffer; mtu: number; frameSize: number; frames: number; loopback: boolean; vnet: boolean };
+  /**
+   * Every frame is copied into `buffer` (MAX_FRAME bytes take every frame whole), then onFrame(length) runs: 0 for a frame cut
+   * short (never to be forwarded). With `vnet` (VNET_HDR_LEN bytes), the frame's virtio-net header is copied there first (zeros for
+   * an ordinary frame); without it, a super-frame is delivered cut (0) and a partial checksum is completed.
+   */
+  start(buffer: Uint8Array, onFrame: (len: number) => void, vnet?: Uint8Array): void;
   stop(): void;
   close(): void;
-  send(buf: Uint8Array, len: number): boolean;
+  /** One frame now; vnet: the virtio-net header it leaves with (zeros or absent: an ordinary frame; a super-frame is segmented by the kernel). */
+  send(buf: Uint8Array, len: number, vnet?: Uint8Array): boolean;
   setFilter(filter: string): void;
   stats(): CaptureStats;
 }

@@ -9,12 +9,23 @@
  *     scheduler and persistence and inserts the entry; the addon then continues with the slot;
  *   - a SYN on a finished entry that conn_reuse_mode reschedules: Forwarder.rescheduleReuse();
  *   - a flow whose real server is down: Forwarder.rescheduleDown();
- *   - ARP frames: handed whole to the TypeScript path (Forwarder.process → onArp).
+ *   - ARP frames, ICMP frames, and frames too big for the egress MTU with DF set (the egressMtu
+ *     shared cell; a super-frame by its segments' size): handed whole, with their virtio-net
+ *     header, to the TypeScript path (Forwarder.process), which decides and counts them.
  *
  * The addon is loaded by binding.ts, which never throws: it says what it tried.
  */
 import { LbdError } from '../errors';
-import { type AddonDataplane, type NativeStats, type ProcessOptions, type ProcessResult, UPCALL_ARGS, requireBinding } from './binding';
+import {
+  type AddonDataplane,
+  MAX_FRAME,
+  type NativeStats,
+  type ProcessOptions,
+  type ProcessResult,
+  UPCALL_ARGS,
+  VNET_HDR_LEN,
+  requireBinding,
+} from './binding';
 import { Drop, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN } from './contract';
 import type { Forwarder } from './forwarder';
 import type { Port } from './io';
@@ -54,11 +65,14 @@ let tcpNext: Uint16Array | null = null;
  * What the addon's attach() takes: the Forwarder's shared state as it is (every array both paths
  * read or write, by the names of contract.ts's StateArrays), the TCP transition table, and this
  * attachment's own call buffers: the upcall's arguments (no JS values created per call) and the
- * scratch buffer ARP frames are copied into for `slowPath`.
+ * scratch buffer the frames for `slowPath` are copied into (a whole frame, up to 64 KiB) with their
+ * virtio-net header (`slowVnet`, zeros for an ordinary frame). slowPath's result, when it is a
+ * Verdict (Forwarder.process's), is the frame's verdict in processFrames().
  */
-function attachment(fw: Forwarder, slowPath: (buf: Buffer, len: number) => void): object {
+function attachment(fw: Forwarder, slowPath: SlowPath): object {
   const args = new Uint32Array(UPCALL_ARGS);
-  const scratch = Buffer.alloc(65536);
+  const scratch = Buffer.alloc(MAX_FRAME);
+  const slowVnet = new Uint8Array(VNET_HDR_LEN);
   const f = new ParsedFrame();
   const schedule = (): number => {
     const svc = fw.services.atSlot(args[1]);
@@ -77,10 +91,14 @@ function attachment(fw: Forwarder, slowPath: (buf: Buffer, len: number) => void)
     tcpNext: (tcpNext ??= tcpNextTable()),
     upcallArgs: args,
     scratch,
+    slowVnet,
     schedule,
-    slowPath: (len: number) => slowPath(scratch, len),
+    slowPath: (len: number) => slowPath(scratch, len, slowVnet),
   };
 }
+
+/** Where the frames for the TypeScript path go: the frame (len bytes of buf) and its virtio-net header (valid during the call). */
+export type SlowPath = (buf: Buffer, len: number, vnet: Uint8Array) => unknown;
 
 /**
  * The fast path on frames from memory: the same C++ per-frame code and batching as live
@@ -89,13 +107,13 @@ function attachment(fw: Forwarder, slowPath: (buf: Buffer, len: number) => void)
 export class NativeDataplane {
   private readonly dp: AddonDataplane;
 
-  /** slowPath: where ARP frames go (default: the Forwarder's own process()). */
+  /** slowPath: where ARP, ICMP and too-big frames go (default: the Forwarder's own process(), whose verdict is theirs). */
   constructor(
     readonly forwarder: Forwarder,
-    slowPath?: (buf: Buffer, len: number) => void,
+    slowPath?: SlowPath,
   ) {
     this.dp = new (requireBinding().Dataplane)();
-    this.dp.attach(attachment(forwarder, slowPath ?? ((buf: Buffer, len: number) => void forwarder.process(buf, len))));
+    this.dp.attach(attachment(forwarder, slowPath ?? ((buf: Buffer, len: number, vnet: Uint8Array) => forwarder.process(buf, len, undefined, vnet))));
   }
 
   /** Frames back to back in `frames`, one length each; rewritten in place like a ring's. */
@@ -145,15 +163,16 @@ export class NativePort implements Port {
     this.forwarder = forwarder;
   }
 
-  /** Starts forwarding on the attached Forwarder's state; onFrame gets the ARP frames. */
-  start(onFrame: (buf: Buffer, len: number) => void): void {
+  /** Starts forwarding on the attached Forwarder's state; onFrame gets the frames for the TypeScript path (ARP, ICMP, too big) with their virtio-net header. */
+  start(onFrame: (buf: Buffer, len: number, vnet?: Uint8Array) => void): void {
     if (this.forwarder === null) throw new LbdError('E_NATIVE', 'NativePort.start() before attach(forwarder)');
     this.dp.attach(attachment(this.forwarder, onFrame));
     this.dp.start();
   }
 
-  send(buf: Buffer, len: number): boolean {
-    return !this.closed && this.dp.send(buf, len);
+  /** vnet: the frame's virtio-net header (absent: an ordinary frame, sent with a zero header). */
+  send(buf: Buffer, len: number, vnet?: Uint8Array): boolean {
+    return !this.closed && this.dp.send(buf, len, vnet);
   }
 
   setFilter(filter: string): void {

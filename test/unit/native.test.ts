@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { ConnState, DROP_REASONS, COUNTER_COUNT, Verdict } from '../../src/dataplane/contract';
+import { ConnState, Counter, DROP_REASONS, COUNTER_COUNT, Verdict } from '../../src/dataplane/contract';
 import { Forwarder } from '../../src/dataplane/forwarder';
 import { selectDataplane } from '../../src/control/dataplane-select';
 import { NativeDataplane, loadNative } from '../../src/dataplane/native';
@@ -59,17 +59,23 @@ interface SvcSpec {
 interface Side {
   fw: Forwarder;
   sent: Buffer[];
+  /** The virtio-net header each sent frame left with (zeros: none). */
+  sentVnet: Buffer[];
   arps: Buffer[];
-  sink: { refuse: boolean; send(buf: Buffer, len: number): boolean };
+  sink: { refuse: boolean; vnet: boolean; send(buf: Buffer, len: number, vnet?: Uint8Array): boolean };
 }
 
 function side(specs: SvcSpec[], size: number): Side {
   const sent: Buffer[] = [];
+  const sentVnet: Buffer[] = [];
+  // Like processFrames' memory sink: it takes virtio-net headers (a PACKET_VNET_HDR socket).
   const sink = {
     refuse: false,
-    send(buf: Buffer, len: number): boolean {
+    vnet: true,
+    send(buf: Buffer, len: number, vnet?: Uint8Array): boolean {
       if (this.refuse) return false;
       sent.push(Buffer.from(buf.subarray(0, len)));
+      sentVnet.push(vnet ? Buffer.from(vnet.subarray(0, 10)) : Buffer.alloc(10));
       return true;
     },
   };
@@ -83,7 +89,7 @@ function side(specs: SvcSpec[], size: number): Side {
   const arps: Buffer[] = [];
   fw.onArp = (buf, len) => arps.push(Buffer.from(buf.subarray(0, len)));
   specs.forEach((s, i) => addService(fw, i, s));
-  return { fw, sent, arps, sink };
+  return { fw, sent, sentVnet, arps, sink };
 }
 
 function addService(fw: Forwarder, index: number, s: SvcSpec): VirtualService {
@@ -126,12 +132,13 @@ class Pair {
   }
 
   /** Both paths, on copies of the same frames; verdicts and sent frames compared. */
-  run(frames: Buffer[], opts: { status?: number[]; refuse?: boolean } = {}): void {
+  run(frames: Buffer[], opts: { status?: number[]; refuse?: boolean; vnet?: Buffer[] } = {}): void {
     this.ts.sink.refuse = !!opts.refuse;
-    const tsVerdicts = frames.map((f) => this.ts.fw.process(Buffer.from(f), f.length));
+    const tsVerdicts = frames.map((f, i) => this.ts.fw.process(Buffer.from(f), f.length, undefined, opts.vnet?.[i]));
     const lengths = Uint32Array.from(frames.map((f) => f.length));
     const res = this.dp.processFrames(Buffer.concat(frames), lengths, {
       status: opts.status ? Uint32Array.from(opts.status) : undefined,
+      vnet: opts.vnet ? Buffer.concat(opts.vnet) : undefined,
       refuse: !!opts.refuse,
     });
     if (!opts.refuse) {
@@ -142,6 +149,7 @@ class Pair {
       }
     }
     this.nat.sent.push(...(res.sent ?? []));
+    this.nat.sentVnet.push(...(res.sentVnet ?? []));
     this.frames += frames.length;
   }
 
@@ -157,6 +165,10 @@ class Pair {
     assert.equal(b.sent.length, a.sent.length, `${where}: frames sent`);
     for (let i = 0; i < a.sent.length; i++) {
       if (!a.sent[i].equals(b.sent[i])) assert.fail(`${where}: sent frame ${i} differs\n ts ${a.sent[i].toString('hex')}\n nat ${b.sent[i].toString('hex')}`);
+    }
+    for (let i = 0; i < a.sentVnet.length; i++) {
+      if (!a.sentVnet[i].equals(b.sentVnet[i]))
+        assert.fail(`${where}: the virtio-net header of sent frame ${i} differs: ts ${a.sentVnet[i].toString('hex')} nat ${b.sentVnet[i]?.toString('hex')}`);
     }
     assert.deepEqual(b.arps, a.arps, `${where}: ARP frames handed to the control plane`);
     const named = (d: Float64Array) => Object.fromEntries(DROP_REASONS.map((r, i) => [r, d[i]]));
@@ -562,6 +574,134 @@ test('a partial checksum (TP_STATUS_CSUMNOTREADY) is completed; nothing else dif
   assert.equal(p.dp.stats().csumFixed, frames.length);
 });
 
+/** A partial TCP/UDP checksum as an offloading sender leaves it: the folded pseudo-header sum (no IP options). */
+function partialL4(f: Buffer): Buffer {
+  const proto = f[23];
+  const len = f.readUInt16BE(16) - 20;
+  let sum = f.readUInt16BE(26) + f.readUInt16BE(28) + f.readUInt16BE(30) + f.readUInt16BE(32) + proto + len;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  f.writeUInt16BE(sum, 34 + (proto === 6 ? 16 : 6));
+  return f;
+}
+
+/** Super-frames (TSO, GRO, UDP GSO), partial checksums, DATA_VALID and headers lbd refuses, over a few flows. */
+function vnetTraffic(seed: number): { frames: Buffer[]; vnets: Buffer[] } {
+  const r = rng(seed);
+  const frames: Buffer[] = [];
+  const vnets: Buffer[] = [];
+  const h = (o: { flags?: number; gsoType?: number; gsoSize?: number; csumStart?: number; csumOffset?: number }) => {
+    const b = Buffer.alloc(10);
+    b[0] = o.flags ?? 0;
+    b[1] = o.gsoType ?? 0;
+    b.writeUInt16LE(54, 2);
+    b.writeUInt16LE(o.gsoSize ?? 0, 4);
+    b.writeUInt16LE(o.csumStart ?? 0, 6);
+    b.writeUInt16LE(o.csumOffset ?? 0, 8);
+    return b;
+  };
+  const add = (f: Buffer, v: Buffer) => {
+    frames.push(f);
+    vnets.push(v);
+  };
+  const tcpCsum = { flags: 1, csumStart: 34, csumOffset: 16 };
+  for (let k = 0; k < 12; k++) {
+    const sport = 6000 + k;
+    const dport = k % 3 === 0 ? 443 : 80;
+    add(frame({ flags: SYN, sport, dport }), Buffer.alloc(10));
+    add(frame({ flags: ACK, sport, dport }), h({ flags: 2 })); // DATA_VALID: nothing to do
+    add(partialL4(frame({ flags: ACK | PSH, sport, dport, payload: randomBytes(1 + Math.floor(r() * 1400)) })), h(tcpCsum));
+    const mss = [1448, 1460, 536, 8948][k % 4];
+    const big = partialL4(frame({ flags: ACK | PSH | (k % 5 === 0 ? 0x80 : 0), sport, dport, payload: randomBytes(2000 + Math.floor(r() * 63000)) }));
+    add(big, h({ ...tcpCsum, gsoType: k % 5 === 0 ? 0x81 : 1, gsoSize: mss }));
+    // Headers lbd refuses: TCPV6 on IPv4, UFO, gso_size 0.
+    add(frame({ flags: ACK, sport, dport, payload: randomBytes(3000) }), h({ gsoType: [4, 3, 1][k % 3], gsoSize: k % 3 === 2 ? 0 : 1400 }));
+    const usport = 7000 + k;
+    const dgram = partialL4(frame({ proto: 'udp', dst: '10.0.10.101', dport: 53, sport: usport, payload: randomBytes(1200 * (1 + (k % 5)) + (k % 4) * 77) }));
+    add(dgram, h({ flags: 1, gsoType: 5, gsoSize: 1200, csumStart: 34, csumOffset: 6 }));
+    add(
+      partialL4(frame({ proto: 'udp', dst: '10.0.10.101', dport: 53, sport: usport, payload: randomBytes(33) })),
+      h({ flags: 1, csumStart: 34, csumOffset: 6 }),
+    );
+    add(partialL4(frame({ flags: ACK | FIN, sport, dport, payload: randomBytes(5000) })), h({ ...tcpCsum, gsoType: 1, gsoSize: 1448 }));
+  }
+  return { frames, vnets };
+}
+
+test('differential: super-frames and partial checksums leave whole with their headers on both paths', (t) => {
+  if (!native(t)) return;
+  const { frames, vnets } = vnetTraffic(21);
+  const p = new Pair(SERVICES);
+  p.run(frames, { vnet: vnets });
+  p.assertSame('virtio-net headers, one batch');
+  assert.equal(p.ts.fw.counters[Counter.SuperFrames], 12 * 4);
+  assert.equal(p.ts.fw.drops[DROP_REASONS.indexOf('gso_unsupported')], 12);
+  assert.equal(p.ts.fw.counters[Counter.SoftwareSegments], 0, 'nothing cut where the header can go on');
+  const q = new Pair(SERVICES);
+  frames.forEach((f, i) => q.run([f], { vnet: [vnets[i]] }));
+  q.assertSame('virtio-net headers, frame by frame');
+});
+
+test('differential: super-frames whose segments are too big for the egress MTU (DF) are too_big on both paths', (t) => {
+  if (!native(t)) return;
+  const { frames, vnets } = vnetTraffic(23);
+  const p = new Pair(SERVICES);
+  p.both((fw) => (fw.egressMtu = 1500));
+  p.run(frames, { vnet: vnets });
+  p.assertSame('virtio-net headers, egress MTU 1500');
+  assert.equal(p.ts.fw.drops[DROP_REASONS.indexOf('too_big')], 3, 'the gso_size 8948 ones');
+});
+
+test("differential: without a header-carrying egress, the TypeScript path's segments are the native path's super-frames cut", (t) => {
+  if (!native(t)) return;
+  const { frames, vnets } = vnetTraffic(22);
+  const p = new Pair(SERVICES);
+  p.run(frames, { vnet: vnets });
+  const soft = side(SERVICES, 4096);
+  soft.sink.vnet = false;
+  const verdicts = frames.map((f, i) => soft.fw.process(Buffer.from(f), f.length, undefined, vnets[i]));
+  assert.deepEqual(verdicts.filter((v) => v === Verdict.Forward).length, p.nat.sent.length);
+  const l4ok = (f: Buffer) => {
+    const l4 = 14 + ((f[14] & 15) << 2);
+    const seg = f.subarray(l4, 14 + f.readUInt16BE(16));
+    const pseudo = Buffer.alloc(12);
+    f.copy(pseudo, 0, 26, 34);
+    pseudo[9] = f[23];
+    pseudo.writeUInt16BE(seg.length, 10);
+    return checksum(Buffer.concat([pseudo, seg])) === 0 && checksum(f.subarray(14, l4)) === 0;
+  };
+  let k = 0;
+  let cut = 0;
+  p.nat.sent.forEach((whole, i) => {
+    const v = p.nat.sentVnet[i];
+    const hdrLen = whole[23] === 6 ? 14 + 20 + ((whole[46] >> 4) << 2) : 14 + 20 + 8;
+    if (v[1] === 0) {
+      const out = soft.sent[k++];
+      assert.ok(l4ok(out), `frame ${i}: checksums complete`);
+      const off = whole[23] === 6 ? 50 : 40;
+      assert.deepEqual(out.subarray(0, off), whole.subarray(0, off), `frame ${i}: the same frame`);
+      assert.deepEqual(out.subarray(off + 2), whole.subarray(off + 2), `frame ${i}: the same frame`);
+      return;
+    }
+    const mss = v.readUInt16LE(4);
+    const n = Math.max(1, Math.ceil((whole.length - hdrLen) / mss));
+    const segs = soft.sent.slice(k, k + n);
+    k += n;
+    cut += n;
+    assert.ok(segs.every(l4ok), `super-frame ${i}: every segment's checksums`);
+    assert.ok(
+      segs.every((s) => s.length <= hdrLen + mss),
+      `super-frame ${i}: segments of gso_size`,
+    );
+    assert.deepEqual(Buffer.concat(segs.map((s) => s.subarray(hdrLen))), whole.subarray(hdrLen), `super-frame ${i}: the payload, in order`);
+    assert.deepEqual(segs[0].subarray(0, 14), whole.subarray(0, 14), `super-frame ${i}: the same MACs`);
+  });
+  assert.equal(k, soft.sent.length);
+  assert.equal(soft.fw.counters[Counter.SoftwareSegments], cut);
+  assert.ok(cut > 12 * 3 * 2, `super-frames were cut (${cut} segments)`);
+  assert.deepEqual([...soft.fw.drops], [...p.nat.fw.drops], 'the same drops');
+  assert.equal(soft.fw.conns.size, p.nat.fw.conns.size);
+});
+
 test('a VLAN tag the kernel stripped counts as not_ipv4, as libpcap would show it', (t) => {
   if (!native(t)) return;
   const p = new Pair(SERVICES);
@@ -762,7 +902,213 @@ test('RingPort refuses a missing interface and a bad filter with a CaptureError'
   );
 });
 
-test('RingPort on lo: one call per frame in the one buffer, length 0 for a frame the buffer cannot hold, setFilter (root)', async (t) => {
+// ---- Super-frames (virtio-net headers), ICMP and too-big hand-offs: the native side ----------
+
+/** A struct virtio_net_hdr (host byte order, as PACKET_VNET_HDR gives it). */
+function vnetHdr(h: { flags?: number; gsoType?: number; hdrLen?: number; gsoSize?: number; csumStart?: number; csumOffset?: number }): Buffer {
+  const b = Buffer.alloc(10);
+  b[0] = h.flags ?? 0;
+  b[1] = h.gsoType ?? 0;
+  b.writeUInt16LE(h.hdrLen ?? 0, 2);
+  b.writeUInt16LE(h.gsoSize ?? 0, 4);
+  b.writeUInt16LE(h.csumStart ?? 0, 6);
+  b.writeUInt16LE(h.csumOffset ?? 0, 8);
+  return b;
+}
+const NEEDS_CSUM = 1;
+const GSO_TCPV4 = 1;
+
+/** A native forwarder alone, its hand-offs to the TypeScript path recorded (and answered with `verdict`). */
+function nativeAlone(verdict: number | undefined = Verdict.Drop) {
+  const s = side(SERVICES, 4096);
+  const handed: { frame: Buffer; vnet: Buffer }[] = [];
+  const dp = new NativeDataplane(s.fw, (buf, len, vnet) => {
+    handed.push({ frame: Buffer.from(buf.subarray(0, len)), vnet: Buffer.from(vnet) });
+    return verdict;
+  });
+  const run = (frames: Buffer[], vnets: Buffer[]) =>
+    dp.processFrames(Buffer.concat(frames), Uint32Array.from(frames.map((f) => f.length)), { vnet: Buffer.concat(vnets) });
+  return { s, dp, handed, run };
+}
+
+/** A partial checksum as a TSO sender leaves it: the pseudo-header's sum, not complemented. */
+function makePartial(f: Buffer): Buffer {
+  const l4 = 34;
+  const len = f.readUInt16BE(16) - 20;
+  let sum = f.readUInt16BE(26) + f.readUInt16BE(28) + f.readUInt16BE(30) + f.readUInt16BE(32) + 6 + len;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  f.writeUInt16BE(sum, l4 + 16);
+  return f;
+}
+
+test('native: a TSO super-frame is forwarded once, whole, with the very header it came with', (t) => {
+  if (!native(t)) return;
+  const { s, dp, run } = nativeAlone();
+  const syn = frame({ flags: SYN, sport: 5000 });
+  const ack = frame({ flags: ACK, sport: 5000 });
+  const big = makePartial(frame({ flags: ACK | PSH, sport: 5000, payload: randomBytes(60000) }));
+  const h = vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV4, hdrLen: 54, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+  const zero = Buffer.alloc(10);
+  const res = run([syn, ack, Buffer.from(big)], [zero, zero, h]);
+  assert.deepEqual([...res.verdicts], [Verdict.Forward, Verdict.Forward, Verdict.Forward]);
+  assert.equal(res.sent?.length, 3);
+  const out = res.sent![2];
+  assert.equal(out.length, big.length, 'not cut, not segmented');
+  assert.deepEqual(out.subarray(12), big.subarray(12), 'IP and TCP untouched: the partial checksum stays for the kernel');
+  assert.deepEqual(res.sentVnet![2], h, 'leaves with the same header');
+  assert.deepEqual(res.sentVnet![0], zero);
+  assert.equal(s.fw.counters[Counter.SuperFrames], 1, 'SuperFrames');
+  assert.equal(s.fw.counters[Counter.TxFrames], 3, 'TxFrames');
+  assert.equal(s.fw.counters[Counter.TxBytes], syn.length + ack.length + big.length, 'TxBytes');
+  assert.equal(dp.stats().csumFixed, 0);
+});
+
+test('native: with headers, a partial checksum is left to the kernel; without, the status bit completes it', (t) => {
+  if (!native(t)) return;
+  const { dp, run } = nativeAlone();
+  const f = makePartial(frame({ flags: SYN, sport: 5001, payload: Buffer.from('abc') }));
+  const h = vnetHdr({ flags: NEEDS_CSUM, csumStart: 34, csumOffset: 16 });
+  const res = run([Buffer.from(f)], [h]);
+  assert.deepEqual(res.sent![0].subarray(12), f.subarray(12));
+  assert.deepEqual(res.sentVnet![0], h);
+  const g = makePartial(frame({ flags: SYN, sport: 5002, payload: Buffer.from('abc') }));
+  const r2 = dp.processFrames(Buffer.from(g), Uint32Array.of(g.length), { status: Uint32Array.of(1 << 3) });
+  assert.equal(r2.sent![0].readUInt16BE(50), frame({ flags: SYN, sport: 5002, payload: Buffer.from('abc') }).readUInt16BE(50));
+  assert.deepEqual(r2.sentVnet![0], Buffer.alloc(10));
+  assert.equal(dp.stats().csumFixed, 1);
+});
+
+test('native: super-frames of kinds that cannot leave whole are dropped as gso_unsupported', (t) => {
+  if (!native(t)) return;
+  const { s, run } = nativeAlone();
+  const syn = frame({ flags: SYN, sport: 5003 });
+  const data = () => frame({ flags: ACK, sport: 5003, payload: Buffer.alloc(3000) });
+  const res = run(
+    [syn, data(), data(), data(), data()],
+    [
+      Buffer.alloc(10),
+      vnetHdr({ gsoType: 4, gsoSize: 1400 }), // TCPV6 on an IPv4 frame
+      vnetHdr({ gsoType: 3, gsoSize: 1400 }), // UFO on a TCP frame
+      vnetHdr({ gsoType: GSO_TCPV4, gsoSize: 0 }),
+      vnetHdr({ gsoType: GSO_TCPV4 | 0x80, gsoSize: 1400 }), // ECN: fine
+    ],
+  );
+  assert.deepEqual([...res.verdicts], [Verdict.Forward, Verdict.Drop, Verdict.Drop, Verdict.Drop, Verdict.Forward]);
+  assert.equal(s.fw.drops[DROP_REASONS.indexOf('gso_unsupported')], 3);
+  assert.equal(s.fw.counters[Counter.SuperFrames], 4, 'SuperFrames: every one received');
+});
+
+test('native: ICMP goes to the TypeScript path whole with its header, which decides the verdict and counts it', (t) => {
+  if (!native(t)) return;
+  const { s, dp, handed, run } = nativeAlone(Verdict.Forward);
+  const icmp = frame({ proto: 1, payload: randomBytes(100) });
+  const res = run([icmp], [vnetHdr({ flags: 2 })]);
+  assert.equal(res.verdicts[0], Verdict.Forward, "the callback's verdict");
+  assert.equal(handed.length, 1);
+  assert.deepEqual(handed[0].frame, icmp);
+  assert.deepEqual(handed[0].vnet, vnetHdr({ flags: 2 }));
+  assert.equal(s.fw.counters[Counter.RxFrames], 0, 'RxFrames: counted by the TypeScript path, not here');
+  assert.equal(dp.stats().slowPath, 1);
+  assert.equal(res.sent?.length, 0);
+});
+
+test('native: frames too big for the egress MTU with DF set go to the TypeScript path; a super-frame by its segment size', (t) => {
+  if (!native(t)) return;
+  const { s, handed, run } = nativeAlone();
+  s.fw.egressMtu = 1500;
+  const zero = Buffer.alloc(10);
+  const syn = frame({ flags: SYN, sport: 5004 });
+  const fits = frame({ flags: ACK, sport: 5004, payload: Buffer.alloc(1460) }); // 1500 bytes of IP
+  const tooBig = frame({ flags: ACK, sport: 5004, payload: Buffer.alloc(1461) });
+  const noDf = frame({ flags: ACK, sport: 5004, payload: Buffer.alloc(1461), fragment: 0 });
+  const gsoFits = frame({ flags: ACK, sport: 5004, payload: Buffer.alloc(20000) });
+  const gsoTooBig = frame({ flags: ACK, sport: 5004, payload: Buffer.alloc(20000) });
+  const res = run(
+    [syn, fits, tooBig, noDf, gsoFits, gsoTooBig],
+    [zero, zero, zero, zero, vnetHdr({ gsoType: GSO_TCPV4, gsoSize: 1460 }), vnetHdr({ gsoType: GSO_TCPV4, gsoSize: 1461 })],
+  );
+  assert.deepEqual([...res.verdicts], [Verdict.Forward, Verdict.Forward, Verdict.Drop, Verdict.Forward, Verdict.Forward, Verdict.Drop]);
+  assert.deepEqual(
+    handed.map((h) => h.frame.length),
+    [tooBig.length, gsoTooBig.length],
+  );
+  assert.deepEqual(handed[1].vnet, vnetHdr({ gsoType: GSO_TCPV4, gsoSize: 1461 }));
+  assert.equal(s.fw.counters[Counter.RxFrames], 4, 'RxFrames: the handed-off ones are counted by the TypeScript path');
+  assert.equal(s.fw.counters[Counter.SuperFrames], 1, 'SuperFrames: likewise');
+  s.fw.egressMtu = 0; // no check
+  const again = run([Buffer.from(tooBig)], [zero]);
+  assert.equal(again.verdicts[0], Verdict.Forward);
+});
+
+test('native: processFrames checks the vnet headers', (t) => {
+  if (!native(t)) return;
+  const { dp } = nativeAlone();
+  const f = frame({ flags: SYN });
+  assert.throws(() => dp.processFrames(Buffer.from(f), Uint32Array.of(f.length), { vnet: new Uint8Array(9) }), /vnet/);
+});
+
+test('Capture on lo: a super-frame comes whole with its virtio-net header, and send() passes one on (root)', async (t) => {
+  if (!native(t)) return;
+  if (process.getuid?.() !== 0) return t.skip('AF_PACKET needs root (CAP_NET_RAW)');
+  const addon = loadNative();
+  if (!addon.ok) return;
+  const cap = new addon.addon.Capture();
+  t.after(() => cap.close());
+  const opened = cap.open('lo', 'ip and tcp port 5999', 4 << 20);
+  assert.equal(opened.vnet, true);
+  const buf = Buffer.alloc(65536 + 64);
+  const vnet = new Uint8Array(10);
+  const got: { frame: Buffer; vnet: Buffer }[] = [];
+  cap.start(buf, (len) => got.push({ frame: Buffer.from(buf.subarray(0, len)), vnet: Buffer.from(vnet) }), vnet);
+  const f = makePartial(
+    frame({
+      src: '127.0.0.1',
+      dst: '127.0.0.1',
+      dport: 5999,
+      flags: ACK,
+      payload: randomBytes(20000),
+      dstMac: '00:00:00:00:00:00',
+      srcMac: '00:00:00:00:00:00',
+    }),
+  );
+  const h = vnetHdr({ flags: NEEDS_CSUM, gsoType: GSO_TCPV4, hdrLen: 54, gsoSize: 1448, csumStart: 34, csumOffset: 16 });
+  assert.equal(cap.send(f, f.length, h), true);
+  const plain = frame({ src: '127.0.0.1', dst: '127.0.0.1', dport: 5999, flags: ACK, dstMac: '00:00:00:00:00:00', srcMac: '00:00:00:00:00:00' });
+  assert.equal(cap.send(plain, plain.length), true, 'no header given: an ordinary frame');
+  for (const deadline = Date.now() + 3000; got.length < 2 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(got.length, 2);
+  assert.deepEqual(got[0].frame, f, 'whole, not segmented');
+  assert.equal(got[0].vnet[1], GSO_TCPV4, 'gso_type');
+  assert.equal(got[0].vnet.readUInt16LE(4), 1448, 'gso_size');
+  assert.equal(got[0].vnet[0] & NEEDS_CSUM, NEEDS_CSUM);
+  assert.equal(got[0].vnet.readUInt16LE(6), 34, 'csum_start');
+  assert.equal(got[0].vnet.readUInt16LE(8), 16, 'csum_offset');
+  assert.deepEqual(got[1].frame, plain);
+  assert.equal(got[1].vnet[1], 0);
+  const st = cap.stats();
+  assert.equal(st.superFrames, 1);
+  assert.equal(st.truncated, 0);
+});
+
+test('Capture: a frame larger than the buffer is delivered with length 0 and counted truncated (root)', async (t) => {
+  if (!native(t)) return;
+  if (process.getuid?.() !== 0) return t.skip('AF_PACKET needs root (CAP_NET_RAW)');
+  const addon = loadNative();
+  if (!addon.ok) return;
+  const cap = new addon.addon.Capture();
+  t.after(() => cap.close());
+  cap.open('lo', 'ether proto 0x88b7', 4 << 20);
+  const got: number[] = [];
+  cap.start(Buffer.alloc(1024), (len) => got.push(len), new Uint8Array(10));
+  const f = Buffer.alloc(3000);
+  f.writeUInt16BE(0x88b7, 12);
+  assert.equal(cap.send(f, f.length), true);
+  for (const deadline = Date.now() + 3000; got.length < 1 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(got, [0]);
+  assert.equal(cap.stats().truncated, 1);
+});
+
+test('RingPort on lo: one call per frame in the one buffer, every frame whole (64 KiB + a VLAN tag), setFilter (root)', async (t) => {
   if (!native(t)) return;
   if (process.getuid?.() !== 0) return t.skip('AF_PACKET needs root (CAP_NET_RAW)');
   const port = new RingPort('lo', 'ether proto 0x88b5', 4 << 20);
@@ -794,16 +1140,17 @@ test('RingPort on lo: one call per frame in the one buffer, length 0 for a frame
     frames,
   );
   assert.ok(
-    ours().every((g) => g.buf === got[0].buf && g.buf.length === 65536),
-    "every frame in the port's one 64 KB buffer",
+    ours().every((g) => g.buf === got[0].buf && g.buf.length === 65536 + 64),
+    "every frame in the port's one buffer",
   );
 
-  // Larger than the buffer (lo's MTU is 64 KB): delivered with length 0, counted truncated.
+  // As large as lo takes (its MTU is 64 KiB): delivered whole, nothing truncated.
   const big = frameOf(0x88b5, 3, 65540);
   assert.equal(port.send(big, big.length), true);
   await until(4);
-  assert.equal(ours()[3]?.len, 0);
-  assert.equal(port.stats().truncated, 1);
+  assert.equal(ours()[3]?.len, big.length);
+  assert.deepEqual(ours()[3]?.copy, big);
+  assert.equal(port.stats().truncated, 0);
 
   // The filter changes on the open capture.
   port.setFilter('ether proto 0x88b6');

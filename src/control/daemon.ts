@@ -79,10 +79,18 @@ function vipTerms(services: ServiceAddress[]): string {
   return services.map((s) => `(dst host ${s.vip} and ${s.protocol} dst port ${s.port})`).join(' or ');
 }
 
-/** The capture filter: inbound VIP traffic of every service, and ARP. */
+/**
+ * "(dst host VIP and icmp and (icmp[0] == 3 or icmp[0] == 11))" once per VIP: the ICMP errors
+ * (destination unreachable, time exceeded) about replies, which come to the VIP (forwardIcmp).
+ */
+function icmpTerms(services: ServiceAddress[]): string {
+  return [...new Set(services.map((s) => s.vip))].map((vip) => `(dst host ${vip} and icmp and (icmp[0] == 3 or icmp[0] == 11))`).join(' or ');
+}
+
+/** The capture filter: inbound VIP traffic of every service, ICMP errors to the VIPs, and ARP. */
 export function captureFilter(services: ServiceAddress[]): string {
   const terms = vipTerms(services);
-  return terms ? `inbound and (arp or ${terms})` : 'inbound and arp';
+  return terms ? `inbound and (arp or ${terms} or ${icmpTerms(services)})` : 'inbound and arp';
 }
 
 /** The local-access filter: the host's own frames to a VIP, leaving through the local-access TAP. */
@@ -183,7 +191,10 @@ export class Daemon {
       captureMac: this.capture.mac,
       egressMac: this.egress.mac,
       egress: this.egress,
+      reply: this.capture,
     });
+    // A frame with DF set larger than this is not forwarded: the client gets ICMP "fragmentation needed" (too_big).
+    if (opts.openPort === undefined) this.forwarder.egressMtu = interfaceMtu(cfg.interfaces.egress);
     this.local = opts.localAddresses ?? localAddresses();
     // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
     // silent, so when the egress address is itself a VIP, ask with an ARP probe (0.0.0.0) instead.
@@ -343,7 +354,7 @@ export class Daemon {
 
   private startCapture(port: Port): void {
     if (port instanceof NativePort) port.attach(this.forwarder);
-    port.start((buf, len) => this.forwarder.process(buf, len));
+    port.start((buf, len, vnet) => this.forwarder.process(buf, len, undefined, vnet));
     if (port instanceof NativePort) port.setBusyPoll(this.running.busy_poll);
   }
 
@@ -401,6 +412,7 @@ export class Daemon {
         this.arp.resolve(second % ARP_REFRESH_S === 0);
         this.finishDrains();
         this.links.check();
+        if (this.opts.openPort === undefined) this.forwarder.egressMtu = interfaceMtu(this.running.interfaces.egress);
       } catch (e) {
         this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'periodic control-plane work failed');
       }
@@ -620,6 +632,7 @@ export class Daemon {
     const next = this.openPort(this.running.interfaces.capture, captureFilter(live));
     this.startCapture(next);
     this.capture = next;
+    this.forwarder.reply = next;
     if (old === this.egress) {
       this.egress = next;
       this.forwarder.egress = next;
@@ -668,7 +681,7 @@ export class Daemon {
 
   private openLocalPort(services: ServiceAddress[]): void {
     const port = this.openPort(this.localAccess.iface, localAccessFilter(services));
-    port.start((buf, len) => this.forwarder.process(buf, len, port.mac));
+    port.start((buf, len, vnet) => this.forwarder.process(buf, len, port.mac, vnet));
     const old = this.localPort;
     this.localPort = port;
     if (old && old !== port) {

@@ -62,6 +62,9 @@ export const enum Drop {
   TableFull = 8, // the connection table is at capacity
   NoMac = 9, // the chosen real server's MAC is not resolved yet
   SendFailed = 10, // the egress interface refused the frame
+  TooBig = 11, // DF set (or a super-frame's segments) larger than the egress MTU
+  IcmpUnknownFlow = 12, // an ICMP error to a VIP quoting a flow lbd has no entry for
+  GsoUnsupported = 13, // a super-frame (or partial checksum) lbd can neither pass on whole nor segment
 }
 export const DROP_REASONS = [
   'truncated',

@@ -5,6 +5,9 @@ import {
   Counter,
   Drop,
   ETH_DST,
+  ETH_HLEN,
+  IP_PROTO,
+  IP_TOTAL_LEN,
   IPPROTO_TCP,
   SLOT_EMPTY,
   TCP_ACK,
@@ -15,7 +18,22 @@ import {
   reuseReschedules,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
+import {
+  ICMP_ERROR_MAX,
+  ICMP_NOT_ERROR,
+  ICMP_OK,
+  ICMP_TRUNCATED,
+  IPPROTO_ICMP,
+  IcmpError,
+  IcmpResult,
+  IcmpStats,
+  TokenBucket,
+  buildFragNeeded,
+  dfSet,
+  parseIcmpError,
+} from './icmp';
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
+import { GSO_NONE, Segmenter, VNET_GSO_TYPE, completeChecksum, needsWork, segmentSize, validate } from './segment';
 import { DOWN_DROP, DOWN_KEEP, DestTable, RealServer, ServiceTable, VirtualService } from './services';
 import { SharedState } from './state';
 import { nextTcpState, tcpTimeouts } from './tcpstate';
@@ -23,8 +41,17 @@ import { DEST_F_DOWN, DEST_F_OVERLOAD, FlowInfo } from '../scheduler/index';
 
 /** Where forwarded frames go: the egress interface (or a test's memory). */
 export interface FrameSink {
-  /** Sends len bytes of buf; false when the interface refused the frame. */
-  send(buf: Buffer, len: number): boolean;
+  /**
+   * Sends len bytes of buf; false when the interface refused the frame. `vnet`, only given when
+   * the sink says it carries one (below): the frame's struct virtio_net_hdr, passed on as it is.
+   */
+  send(buf: Buffer, len: number, vnet?: Uint8Array): boolean;
+  /**
+   * True when send() hands a virtio_net_hdr to the kernel (a ring opened with PACKET_VNET_HDR):
+   * super-frames leave whole and partial checksums partial, and the kernel or NIC finishes them.
+   * Otherwise the Forwarder segments and completes them in software (segment.ts).
+   */
+  readonly vnet?: boolean;
 }
 
 export interface ForwarderOptions {
@@ -37,6 +64,10 @@ export interface ForwarderOptions {
   egress: FrameSink;
   /** ARP frames seen on the capture interface go to the control plane. */
   onArp?: (buf: Buffer, len: number) => void;
+  /** The capture interface: where ICMP "fragmentation needed" for clients goes (too_big); none = not sent. */
+  reply?: FrameSink;
+  /** Milliseconds, for the ICMP rate limits (tests); default performance.now(). */
+  icmpClock?: () => number;
 }
 
 /**
@@ -46,6 +77,12 @@ export interface ForwarderOptions {
  *
  * The Forwarder owns the shared state (state.ts): its tables, counters, clock, timeouts and MACs
  * are views over that one region, which the native fast path is handed whole (native.ts).
+ *
+ * Longer than ~500 lines because it is the reference the native path is held to, step for step:
+ * the per-frame pipeline, the upcall's decisions (schedule, reuse, down flows) and the frames
+ * handed over whole (ICMP, too big) read the same tables and counters and must stay side by side
+ * with their native twins; what stands alone has its own file (segment.ts, icmp.ts, packet.ts,
+ * conntable.ts, services.ts).
  */
 export class Forwarder {
   readonly state: SharedState;
@@ -61,7 +98,11 @@ export class Forwarder {
   /** The egress interface's MAC, the source of every forwarded frame (a view of the shared MACs). */
   readonly egressMac: Uint8Array;
   egress: FrameSink;
+  /** The capture interface, for ICMP to clients (too_big); null: the ICMP is not sent. */
+  reply: FrameSink | null;
   onArp: (buf: Buffer, len: number) => void;
+  /** ICMP errors to VIPs by kind and outcome, and the rate-limited "fragmentation needed" (metrics). */
+  readonly icmp = new IcmpStats();
 
   /** [0..12] TCP timeouts by state, [13] UDP, in seconds (the shared state's). */
   private readonly timeouts: Uint32Array;
@@ -73,6 +114,21 @@ export class Forwarder {
   /** SYNs that found their client port's finished entry and were scheduled afresh (conn_reuse_mode). */
   reuseRescheduled = 0;
   private readonly frame = new ParsedFrame();
+  /** Super-frames cut in software for an egress that cannot take their header (one buffer for all). */
+  private readonly segmenter = new Segmenter();
+  private segBytes = 0;
+  private readonly segSink = (b: Buffer, l: number): boolean => {
+    if (!this.egress.send(b, l)) return false;
+    this.segBytes += l;
+    return true;
+  };
+  /** The egress interface's MTU, 0 = no check (a view of the shared state). */
+  private readonly mtu: Uint32Array;
+  private readonly icmpError = new IcmpError();
+  /** Rate limits: ICMP errors forwarded to real servers, "fragmentation needed" sent to clients. */
+  private readonly icmpForwardBucket: TokenBucket;
+  private readonly icmpSendBucket: TokenBucket;
+  private readonly icmpOut = Buffer.alloc(ETH_HLEN + ICMP_ERROR_MAX);
   private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
   private sweepCursor = 0;
   private templateCursor = 0;
@@ -103,7 +159,19 @@ export class Forwarder {
     this.now = 1;
     this.egress = opts.egress;
     this.onArp = opts.onArp ?? (() => {});
+    this.reply = opts.reply ?? null;
+    this.mtu = a.egressMtu;
+    this.icmpForwardBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
+    this.icmpSendBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
     this.setTimeouts(opts.timeouts);
+  }
+
+  /** The egress interface's MTU: larger frames with DF set are not forwarded (too_big); 0 = no check. */
+  get egressMtu(): number {
+    return this.mtu[0];
+  }
+  set egressMtu(mtu: number) {
+    this.mtu[0] = mtu;
   }
 
   /** Coarse clock in whole seconds, advanced by the control plane. */
@@ -141,12 +209,19 @@ export class Forwarder {
   /**
    * Handles one frame; the frame is rewritten in place when forwarded. `ourMac` is the MAC a
    * frame must be addressed to: the capture interface's, or the local-access interface's for
-   * the host's own connections to a VIP.
+   * the host's own connections to a VIP. `vnet` is the frame's struct virtio_net_hdr when the
+   * capture has one (PACKET_VNET_HDR; absent or all zeros: an ordinary frame): a super-frame
+   * (gso_type ≠ NONE, counted in SuperFrames) or a partial checksum (NEEDS_CSUM) leaves with its
+   * header on an egress that carries one, else cut (SoftwareSegments) or completed here. A header
+   * lbd cannot follow is dropped as gso_unsupported (segment.ts validate()), never cut short.
    */
-  process(buf: Buffer, len: number, ourMac: Uint8Array = this.captureMac): Verdict {
+  process(buf: Buffer, len: number, ourMac: Uint8Array = this.captureMac, vnet?: Uint8Array): Verdict {
     const c = this.counters;
     c[Counter.RxFrames]++;
     c[Counter.RxBytes] += len;
+    const work = vnet !== undefined && needsWork(vnet);
+    const gso = work && vnet[VNET_GSO_TYPE] !== GSO_NONE;
+    if (gso) c[Counter.SuperFrames]++;
     const f = this.frame;
     const parsed = parse(buf, len, f);
     if (parsed !== PARSED_L4) {
@@ -155,7 +230,13 @@ export class Forwarder {
         this.onArp(buf, len);
         return Verdict.Arp;
       }
+      if (parsed === Drop.Unsupported && buf[IP_PROTO] === IPPROTO_ICMP) return this.forwardIcmp(buf, len, ourMac);
       return this.drop(parsed);
+    }
+    if (work) {
+      // Before the MAC check, as the native path (fastpath.cc) does it.
+      const bad = validate(buf, f, vnet);
+      if (bad >= 0) return this.drop(bad);
     }
     if (!macEquals(buf, ETH_DST, ourMac)) return this.drop(Drop.NotOurMac);
     const svc = this.services.lookup(f.dstAddr, f.dstPort, f.proto);
@@ -177,15 +258,108 @@ export class Forwarder {
     this.track(slot, f);
     const dest = this.conns.dest[slot];
     if (this.dests.macKnown[dest] === 0) return this.drop(Drop.NoMac);
+    if (this.mtu[0] !== 0 && this.exceedsMtu(buf, gso ? segmentSize(buf, f, vnet) : 0)) return this.tooBig(buf, len, ourMac);
     rewriteMacs(buf, this.dests.mac, dest * 6, this.egressMac);
-    if (!this.egress.send(buf, len)) return this.drop(Drop.SendFailed);
+    if (work && this.egress.vnet !== true) {
+      if (!this.sendSoftware(buf, len, f, vnet)) return this.drop(Drop.SendFailed);
+    } else {
+      // A header-carrying egress gets the header as it came (as the native path passes it on).
+      if (!(vnet !== undefined && this.egress.vnet === true ? this.egress.send(buf, len, vnet) : this.egress.send(buf, len))) return this.drop(Drop.SendFailed);
+      c[Counter.TxFrames]++;
+      c[Counter.TxBytes] += len;
+    }
+    // Per real server and service: frames as received (a super-frame is one), as IPVS counts skbs.
     this.dests.packets[dest]++;
     this.dests.bytes[dest] += len;
     svc.stats[0]++;
     svc.stats[1] += len;
-    c[Counter.TxFrames]++;
-    c[Counter.TxBytes] += len;
     return Verdict.Forward;
+  }
+
+  /**
+   * A super-frame or partial checksum for an egress that cannot take its header: the checksum
+   * completed in place, or the frame cut into segments sent one by one (TxFrames/TxBytes count
+   * what went out). False when the egress refused the frame or any of its segments.
+   */
+  private sendSoftware(buf: Buffer, len: number, f: ParsedFrame, vnet: Uint8Array): boolean {
+    const c = this.counters;
+    if (vnet[VNET_GSO_TYPE] === GSO_NONE) {
+      completeChecksum(buf, vnet);
+      if (!this.egress.send(buf, len)) return false;
+      c[Counter.TxFrames]++;
+      c[Counter.TxBytes] += len;
+      return true;
+    }
+    const seg = this.segmenter;
+    const made = seg.made;
+    this.segBytes = 0;
+    const took = seg.segment(buf, f, vnet, this.segSink);
+    c[Counter.SoftwareSegments] += seg.made - made;
+    c[Counter.TxFrames] += took;
+    c[Counter.TxBytes] += this.segBytes;
+    return took === seg.made - made;
+  }
+
+  /**
+   * An ICMP error to a VIP (IPVS's ip_vs_in_icmp): destination unreachable (fragmentation
+   * needed among them) or time exceeded about a reply, VIP:vport → client:cport, that a router
+   * could not deliver. The real server that holds the flow gets it unchanged but for the MACs,
+   * so that its path MTU discovery (or its connect error) works as without a balancer. An ICMP
+   * about a flow without an entry is dropped (icmp_unknown_flow); other ICMP is unsupported.
+   */
+  private forwardIcmp(buf: Buffer, len: number, ourMac: Uint8Array): Verdict {
+    const e = this.icmpError;
+    const r = parseIcmpError(buf, len, e);
+    if (r === ICMP_NOT_ERROR) return this.drop(Drop.Unsupported);
+    if (r === ICMP_TRUNCATED) return this.drop(Drop.Truncated);
+    if (!macEquals(buf, ETH_DST, ourMac)) return this.drop(Drop.NotOurMac);
+    const svc = r === ICMP_OK && e.quotedSrc === e.outerDst ? this.services.lookup(e.quotedSrc, e.quotedSrcPort, e.quotedProto) : null;
+    const slot = svc === null ? -1 : this.conns.find(e.quotedDst, connPort(svc.index, e.quotedDstPort));
+    if (slot < 0) {
+      this.icmp.count(e.kind, IcmpResult.UnknownFlow);
+      return this.drop(Drop.IcmpUnknownFlow);
+    }
+    const dest = this.conns.dest[slot];
+    if (this.dests.macKnown[dest] === 0) return this.drop(Drop.NoMac);
+    if (!this.icmpForwardBucket.take()) {
+      this.icmp.count(e.kind, IcmpResult.RateLimited);
+      return Verdict.Drop;
+    }
+    rewriteMacs(buf, this.dests.mac, dest * 6, this.egressMac);
+    if (!this.egress.send(buf, len)) return this.drop(Drop.SendFailed);
+    this.icmp.count(e.kind, IcmpResult.Forwarded);
+    this.counters[Counter.IcmpForwarded]++;
+    this.counters[Counter.TxFrames]++;
+    this.counters[Counter.TxBytes] += len;
+    return Verdict.Forward;
+  }
+
+  /**
+   * Would the frame, DF set, not fit the egress MTU? Its IP datagram, or, for a super-frame
+   * (`segment` > 0: its headers plus one segment's payload, the virtio header's hdr_len +
+   * gso_size), each segment it stands for.
+   */
+  exceedsMtu(buf: Buffer, segment: number): boolean {
+    if (!dfSet(buf)) return false;
+    const size = segment > 0 ? segment : (buf[IP_TOTAL_LEN] << 8) | buf[IP_TOTAL_LEN + 1];
+    return size > this.mtu[0];
+  }
+
+  /**
+   * A frame with DF set larger than the egress MTU (IPVS's DR transmit, ensure_mtu_is_adequate):
+   * not forwarded (too_big); its sender gets ICMP "fragmentation needed" with the egress MTU,
+   * from the VIP, out of the interface the frame came in by (rate-limited).
+   */
+  tooBig(buf: Buffer, len: number, ourMac: Uint8Array): Verdict {
+    const reply = ourMac === this.captureMac ? this.reply : null;
+    if (reply !== null) {
+      if (!this.icmpSendBucket.take()) this.icmp.tooBigRateLimited++;
+      else {
+        const n = buildFragNeeded(buf, len, ourMac, this.mtu[0], this.icmpOut);
+        if (reply.send(this.icmpOut, n)) this.counters[Counter.IcmpTooBigSent]++;
+      }
+    }
+    return this.drop(Drop.TooBig);
   }
 
   /**

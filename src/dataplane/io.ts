@@ -2,6 +2,13 @@ import { readFileSync } from 'node:fs';
 import { CaptureError } from '../errors';
 import { type AddonCapture, type CaptureStats, requireBinding } from './binding';
 import type { FrameSink } from './forwarder';
+import { MAX_FRAME, VNET_HDR_LEN } from './segment';
+
+/**
+ * A frame handler: `vnet`, when the port's capture has one (PACKET_VNET_HDR), is the frame's
+ * struct virtio_net_hdr (all zeros for an ordinary frame), overwritten like the buffer.
+ */
+export type FrameHandler = (buf: Buffer, len: number, vnet?: Uint8Array) => void;
 
 /**
  * A network port the data plane reads frames from and writes frames to. The frame handler
@@ -10,7 +17,7 @@ import type { FrameSink } from './forwarder';
 export interface Port extends FrameSink {
   readonly name: string;
   readonly mac: Buffer;
-  start(onFrame: (buf: Buffer, len: number) => void): void;
+  start(onFrame: FrameHandler): void;
   close(): void;
 }
 
@@ -25,7 +32,8 @@ export function interfaceMac(name: string): Buffer {
   return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
 }
 
-const SNAPLEN_BUFFER = 65536;
+/** A whole 64 KiB super-frame (GSO/GRO) and a VLAN tag the capture puts back. */
+const SNAPLEN_BUFFER = MAX_FRAME;
 
 /**
  * A capture port through the native binding's Capture (native/src/capture.cc): an AF_PACKET
@@ -34,12 +42,18 @@ const SNAPLEN_BUFFER = 65536;
  * libpcap hands them out (length 0 for a frame the capture cut short); send() puts one frame on
  * the interface through its qdisc, as pcap_sendpacket did. Nothing is allocated per frame.
  * The TypeScript data path's port; also the egress ARP and local-access ports of the native path,
- * the VIP prober's and doctor's.
+ * the VIP prober's and doctor's. With PACKET_VNET_HDR (open() says `vnet`), each frame comes with
+ * its virtio_net_hdr (super-frames up to 64 KiB, partial checksums) and send() takes one: `vnet`
+ * tells the Forwarder that super-frames may leave whole.
  */
 export class RingPort implements Port {
   readonly mac: Buffer;
   private readonly cap: AddonCapture;
   private readonly buffer = Buffer.alloc(SNAPLEN_BUFFER);
+  /** The current frame's virtio_net_hdr (zeros for an ordinary frame or without PACKET_VNET_HDR). */
+  private readonly vnetHdr = new Uint8Array(VNET_HDR_LEN);
+  /** The capture and send sockets carry a virtio_net_hdr (PACKET_VNET_HDR). */
+  readonly vnet: boolean;
   private closed = false;
   sendErrors = 0;
 
@@ -50,19 +64,23 @@ export class RingPort implements Port {
   ) {
     this.cap = new (requireBinding().Capture)();
     try {
-      this.mac = this.cap.open(name, filter, ringBytes).mac;
+      const opened = this.cap.open(name, filter, ringBytes);
+      this.mac = opened.mac;
+      this.vnet = opened.vnet === true;
     } catch (e) {
       throw new CaptureError(`cannot capture on "${name}": ${(e as Error).message.replace(/^lbd_native: /, '')}`);
     }
   }
 
-  start(onFrame: (buf: Buffer, len: number) => void): void {
+  start(onFrame: FrameHandler): void {
     const buf = this.buffer;
-    this.cap.start(buf, (len) => onFrame(buf, len));
+    const vnet = this.vnetHdr;
+    if (this.vnet) this.cap.start(buf, (len) => onFrame(buf, len, vnet), vnet);
+    else this.cap.start(buf, (len) => onFrame(buf, len));
   }
 
-  send(buf: Buffer, len: number): boolean {
-    if (!this.closed && this.cap.send(buf, len)) return true;
+  send(buf: Buffer, len: number, vnet?: Uint8Array): boolean {
+    if (!this.closed && this.cap.send(buf, len, vnet)) return true;
     this.sendErrors++;
     return false;
   }
@@ -85,7 +103,7 @@ export class RingPort implements Port {
 /** An in-memory port for tests: frames are injected by hand and sent frames are kept. */
 export class MemoryPort implements Port {
   readonly sent: Buffer[] = [];
-  private handler: ((buf: Buffer, len: number) => void) | null = null;
+  private handler: FrameHandler | null = null;
   private readonly buffer = Buffer.alloc(SNAPLEN_BUFFER);
   refuse = false;
 
@@ -94,15 +112,15 @@ export class MemoryPort implements Port {
     readonly mac: Buffer,
   ) {}
 
-  start(onFrame: (buf: Buffer, len: number) => void): void {
+  start(onFrame: FrameHandler): void {
     this.handler = onFrame;
   }
 
-  /** Delivers a frame as a capture would: copied into the one shared buffer. */
-  inject(frame: Uint8Array): void {
+  /** Delivers a frame as a capture would: copied into the one shared buffer (with its virtio_net_hdr, if given). */
+  inject(frame: Uint8Array, vnet?: Uint8Array): void {
     if (!this.handler) throw new Error(`port ${this.name} not started`);
     this.buffer.set(frame);
-    this.handler(this.buffer, frame.length);
+    this.handler(this.buffer, frame.length, vnet);
   }
 
   send(buf: Buffer, len: number): boolean {

@@ -3,6 +3,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { serviceKey } from '../config/types';
 import { CONN_STATE_NAMES, Counter as C, DROP_REASONS } from '../dataplane/contract';
 import type { Forwarder } from '../dataplane/forwarder';
+import { ICMP_KIND_NAMES, ICMP_RESULT_NAMES } from '../dataplane/icmp';
 import { intToIp } from '../dataplane/packet';
 import { protocolName } from '../dataplane/services';
 import { DEST_F_OVERLOAD } from '../scheduler/index';
@@ -151,6 +152,33 @@ export function createRegistry(src: MetricsSource): Registry {
   globalCounter('lbd_forwarded_bytes_total', 'Bytes forwarded to real servers.', C.TxBytes);
   globalCounter('lbd_arp_packets_total', 'ARP frames handled by the control plane.', C.ArpFrames);
   globalCounter('lbd_expired_connections_total', 'Connection entries removed by timeout.', C.ExpiredConns);
+  globalCounter('lbd_super_frames_total', 'Super-frames (GSO/GRO, up to 64 KiB, with a virtio-net header) received.', C.SuperFrames);
+  globalCounter(
+    'lbd_software_segments_total',
+    'Segments lbd cut from super-frames itself, for an egress that could not take the virtio-net header (the TypeScript path).',
+    C.SoftwareSegments,
+  );
+  new Counter({
+    name: 'lbd_icmp_errors_total',
+    help: 'ICMP errors to a VIP about a reply (type: frag_needed, dest_unreachable, time_exceeded), by result: forwarded to the real server holding the flow, unknown_flow (dropped), rate_limited (dropped).',
+    labelNames: ['type', 'result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const icmp = f().icmp.errors;
+      ICMP_KIND_NAMES.forEach((type, k) => ICMP_RESULT_NAMES.forEach((result, r) => this.inc({ type, result }, icmp[k * ICMP_RESULT_NAMES.length + r])));
+    },
+  });
+  globalCounter(
+    'lbd_icmp_too_big_sent_total',
+    'ICMP "fragmentation needed" sent to clients for frames with DF set larger than the egress MTU (too_big).',
+    C.IcmpTooBigSent,
+  );
+  scrapedCounter(
+    'lbd_icmp_too_big_rate_limited_total',
+    'ICMP "fragmentation needed" not sent to a client because of the rate limit (the frame is dropped too_big all the same).',
+    () => f().icmp.tooBigRateLimited,
+  );
 
   new Gauge({
     name: 'lbd_conn_table_entries',

@@ -1,6 +1,7 @@
 /**
- * node dist/lab/cli.js up [--shape one-nic|two-nic] [--prefix P] [--client-tx-offload]
- *                         [--balancer-tx-offload-off] [--no-apache] [--no-udp-echo] [--udp-port N]
+ * node dist/lab/cli.js up [--shape one-nic|two-nic|routed] [--prefix P] [--client-tx-offload-off]
+ *                         [--balancer-tx-offload-off] [--no-balancer-gro] [--routed-vip]
+ *                         [--no-apache] [--no-udp-echo] [--udp-port N]
  *     Builds a lab, prints it as JSON on stdout, keeps it until SIGINT/SIGTERM, then tears it down.
  * node dist/lab/cli.js down PREFIX
  *     Removes the leftovers of a lab (see cleanup.ts).
@@ -11,8 +12,8 @@ import { createLab, type LabOptions, type LabShape } from './lab';
 import { cleanupPrefix, listLeftovers } from './cleanup';
 
 const USAGE = `usage:
-  cli.js up [--shape one-nic|two-nic] [--prefix P] [--client-tx-offload] [--balancer-tx-offload-off]
-            [--no-apache] [--no-udp-echo] [--udp-port N] [--big-file-mb N] [--random-macs]
+  cli.js up [--shape one-nic|two-nic|routed] [--prefix P] [--client-tx-offload-off] [--balancer-tx-offload-off]
+            [--no-balancer-gro] [--routed-vip (two-nic)] [--no-apache] [--no-udp-echo] [--udp-port N] [--big-file-mb N] [--random-macs]
   cli.js down PREFIX
   cli.js list`;
 
@@ -28,15 +29,24 @@ function parseUp(args: string[]): LabOptions {
     switch (a) {
       case '--shape': {
         const v = val();
-        if (v !== 'one-nic' && v !== 'two-nic') throw new Error(`--shape: one-nic or two-nic, not ${v}`);
+        if (v !== 'one-nic' && v !== 'two-nic' && v !== 'routed') throw new Error(`--shape: one-nic, two-nic or routed, not ${v}`);
         o.shape = v as LabShape;
         break;
       }
       case '--prefix':
         o.prefix = val();
         break;
-      case '--client-tx-offload':
+      case '--client-tx-offload': // the default now; kept for old scripts
         o.clientTxOffload = true;
+        break;
+      case '--client-tx-offload-off':
+        o.clientTxOffload = false;
+        break;
+      case '--no-balancer-gro':
+        o.balancerGro = false;
+        break;
+      case '--routed-vip':
+        o.routedVip = true;
         break;
       case '--balancer-tx-offload-off':
         o.balancerTxOffload = false;

@@ -51,17 +51,49 @@ import {
 
 export type { Command, ProgramName };
 
-export type LabShape = 'one-nic' | 'two-nic';
+/**
+ * routed: one-nic plus a router between the client and the balancer's segment:
+ *   client 192.168.13.50 ── <prefix>-router (eth0 .1, MTU routerClientMtu | eth1 10.0.10.1) ── br0
+ *   (balancer, real servers; the real servers' and the balancer's route to 192.168.13.0/24 is via 10.0.10.1)
+ */
+export type LabShape = 'one-nic' | 'two-nic' | 'routed';
 
 export interface LabOptions {
   /** default 'one-nic' */
   shape?: LabShape;
   /** default 'lbd' + 6 random hex chars; [A-Za-z0-9_]{2,40} */
   prefix?: string;
-  /** default false = tx checksum offload and TSO turned OFF on the client's eth0 */
+  /**
+   * default true = the kernel's defaults on the client's eth0 (tx checksum offload and TSO on, as on
+   * any real sender: partial checksums and TSO super-frames); false turns tx checksum offload and
+   * TSO OFF there (only for a test that needs fully checksummed, MTU-sized frames from the client)
+   */
   clientTxOffload?: boolean;
   /** default true = kernel defaults; false turns tx checksum offload/TSO off on the balancer's interfaces */
   balancerTxOffload?: boolean;
+  /**
+   * default true = GRO turned ON on the balancer's capture interface (as on a real NIC; veth has it
+   * off by default), so lbd's capture sees merged super-frames; false leaves veth's default (off)
+   */
+  balancerGro?: boolean;
+  /**
+   * two-nic only, default false. true = the VIP is routed to the balancer, not ARPed: the VIP is
+   * 192.168.12.100 (outside every lab subnet), the client has a route VIP/32 via the balancer's
+   * capture address, and the VIP is on the balancer's own lo (lbd's nftables guard keeps the
+   * kernel away from it; lbd does not announce a VIP on lo). The real servers have it on lo as
+   * always. accept_local=1 on the balancer lets the kernel forward the real servers' replies,
+   * whose source (the VIP) is one of its own addresses.
+   */
+  routedVip?: boolean;
+  /** routed only: MTU of the router's link toward the client (the client keeps 1500); default 1400 */
+  routerClientMtu?: number;
+  /**
+   * two-nic only: MTU of the balancer's egress interface (eth1), default the kernel's (1500). The
+   * real servers keep 1500 and advertise a full MSS, so the client's full-sized frames do not fit
+   * lbd's egress (lbd answers them with ICMP "fragmentation needed"); their own replies larger
+   * than this would not reach the balancer either (veth drops them), so keep tests to uploads.
+   */
+  egressMtu?: number;
   /** last octets of the real servers on 10.0.10.0/24; default [40, 111] */
   rsOctets?: number[];
   /** UDP echo port on the VIP; default 5353 */
@@ -128,7 +160,8 @@ export interface Lab {
   readonly shape: LabShape;
   /** os.tmpdir()/<prefix>: per-RS Apache config/htdocs/logs in rs<octet>/, process logs in logs/ */
   readonly dir: string;
-  readonly ns: { client: string; balancer: string; rs: string[]; bridge: string };
+  /** router: the routed shape's router namespace (else undefined) */
+  readonly ns: { client: string; balancer: string; rs: string[]; bridge: string; router?: string };
   readonly addr: {
     client: string;
     /** the balancer's address on the capture side (eth0) */
@@ -363,8 +396,9 @@ interface HostIface {
   port: string; // bridge port name inside the bridge namespace
   bridge: string;
   addr: string; // a.b.c.d
-  segment: number; // 0 = 10.0.10.0/24, 1 = 192.168.11.0/24
+  segment: number; // 0 = 10.0.10.0/24, 1 = 192.168.11.0/24, 3 = 192.168.13.0/24 (routed: the client's)
   mac: string;
+  mtu?: number;
 }
 
 interface Host {
@@ -415,19 +449,22 @@ class LabImpl implements Lab {
     this.dir = path.join(os.tmpdir(), prefix);
     const octets = opts.rsOctets ?? [40, 111];
     const two = this.shape === 'two-nic';
+    if (opts.routedVip && !two) throw new Error("routedVip: only with shape 'two-nic'");
+    const routed = this.shape === 'routed';
     this.ns = {
       bridge: `${prefix}-br`,
       client: `${prefix}-client`,
       balancer: `${prefix}-lb`,
       rs: octets.map((o) => `${prefix}-rs${o}`),
+      ...(routed ? { router: `${prefix}-router` } : {}),
     };
     this.addr = {
-      client: two ? '192.168.11.50' : '10.0.10.50',
+      client: two ? '192.168.11.50' : routed ? '192.168.13.50' : '10.0.10.50',
       balancer: two ? '192.168.11.30' : '10.0.10.30',
       balancerEgress: '10.0.10.30',
       rs: octets.map((o) => `10.0.10.${o}`),
-      vip: two ? '192.168.11.100' : '10.0.10.100',
-      clientGateway: two ? '192.168.11.30' : null,
+      vip: two ? (opts.routedVip ? '192.168.12.100' : '192.168.11.100') : '10.0.10.100',
+      clientGateway: two ? '192.168.11.30' : routed ? '192.168.13.1' : null,
     };
     this.ifaces = { client: 'eth0', balancerCapture: 'eth0', balancerEgress: two ? 'eth1' : 'eth0', rs: 'eth0' };
     this.macs = { client: '', balancerCapture: '', balancerEgress: '', rs: [] };
@@ -474,24 +511,45 @@ class LabImpl implements Lab {
     const front = two ? 'br-front' : 'br0';
     const back = two ? 'br-back' : 'br0';
     const frontSeg = two ? 1 : 0;
-    const iface = (host: string, name: string, bridge: string, addr: string, segment: number): HostIface => ({
+    const routed = this.shape === 'routed';
+    const iface = (host: string, name: string, bridge: string, addr: string, segment: number, mtu?: number): HostIface => ({
       name,
       port: `${host}-${name}`,
       bridge,
       addr,
       segment,
       mac: macFor(segment, Number(addr.split('.')[3])),
+      mtu,
     });
+    // routed: the client's segment, behind the router; everything else as one-nic
+    const clientNet = '192.168.13.0/24';
+    const viaRouter = routed ? [`route add ${clientNet} via 10.0.10.1`] : [];
+    const egressMtu = two ? this.opts.egressMtu : undefined;
     const noV6 = ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'];
     const hosts: Host[] = [];
     hosts.push({
       ns: this.ns.client,
-      ifaces: [iface('client', 'eth0', front, this.addr.client, frontSeg)],
+      ifaces: [iface('client', 'eth0', routed ? 'br-client' : front, this.addr.client, routed ? 3 : frontSeg)],
       sysctls: [...noV6],
-      batch: two ? [`route add default via ${this.addr.clientGateway}`] : [],
+      batch: two
+        ? [`route add default via ${this.addr.clientGateway}`, ...(this.opts.routedVip ? [`route add ${this.addr.vip}/32 via ${this.addr.balancer}`] : [])]
+        : routed
+          ? [`route add default via ${this.addr.clientGateway}`]
+          : [],
     });
+    if (routed) {
+      hosts.push({
+        ns: this.ns.router!,
+        ifaces: [
+          iface('router', 'eth0', 'br-client', this.addr.clientGateway!, 3, this.opts.routerClientMtu ?? 1400),
+          iface('router', 'eth1', 'br0', '10.0.10.1', 0),
+        ],
+        sysctls: [...noV6, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'],
+        batch: [],
+      });
+    }
     const lbIfaces = [iface('lb', 'eth0', front, this.addr.balancer, frontSeg)];
-    if (two) lbIfaces.push(iface('lb', 'eth1', back, this.addr.balancerEgress, 0));
+    if (two) lbIfaces.push(iface('lb', 'eth1', back, this.addr.balancerEgress, 0, egressMtu));
     hosts.push({
       ns: this.ns.balancer,
       ifaces: lbIfaces,
@@ -504,9 +562,11 @@ class LabImpl implements Lab {
             'net.ipv4.conf.default.rp_filter=0',
             'net.ipv4.conf.eth0.rp_filter=0',
             'net.ipv4.conf.eth1.rp_filter=0',
+            // routedVip: the replies' source (the VIP) is a local address of the balancer
+            ...(this.opts.routedVip ? ['net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.default.accept_local=1'] : []),
           ]
         : [...noV6, 'net.ipv4.ip_forward=0'],
-      batch: [],
+      batch: [...(this.opts.routedVip ? [`address add ${this.addr.vip}/32 dev lo`] : []), ...viaRouter],
     });
     for (const s of this.servers) {
       hosts.push({
@@ -522,7 +582,7 @@ class LabImpl implements Lab {
           'net.ipv4.conf.lo.arp_ignore=1',
           'net.ipv4.conf.lo.arp_announce=2',
         ],
-        batch: [`address add ${this.addr.vip}/32 dev lo`, ...(two ? [`route add default via ${this.addr.balancerEgress}`] : [])],
+        batch: [`address add ${this.addr.vip}/32 dev lo`, ...(two ? [`route add default via ${this.addr.balancerEgress}`] : []), ...viaRouter],
       });
     }
 
@@ -534,7 +594,7 @@ class LabImpl implements Lab {
     this.log(`namespaces created (${Date.now() - t0} ms)`);
 
     // bridges, inside the bridge namespace
-    const bridges = two ? ['br-front', 'br-back'] : ['br0'];
+    const bridges = two ? ['br-front', 'br-back'] : routed ? ['br0', 'br-client'] : ['br0'];
     runOk('ip', netnsArgs(this.ns.bridge, ['sysctl', '-q', '-w', ...noV6]));
     this.ipBatch(this.ns.bridge, ['link set lo up', ...bridges.flatMap((b) => [`link add ${b} type bridge stp_state 0 mcast_snooping 0`, `link set ${b} up`])]);
 
@@ -556,13 +616,20 @@ class LabImpl implements Lab {
         'link set lo up',
         ...h.ifaces.flatMap((i) => [
           ...(this.opts.randomMacs ? [] : [`link set dev ${i.name} address ${i.mac}`]),
+          ...(i.mtu ? [`link set dev ${i.name} mtu ${i.mtu}`] : []),
           `address add ${i.addr}/24 dev ${i.name}`,
           `link set dev ${i.name} up`,
         ]),
         ...h.batch,
       ]);
     }
-    if (!this.opts.clientTxOffload) this.txOffloadOff(this.ns.client, ['eth0']);
+    if (this.opts.clientTxOffload === false) this.txOffloadOff(this.ns.client, ['eth0']);
+    if (this.opts.balancerGro !== false) {
+      const cap = this.ifaces.balancerCapture;
+      runOk('ip', netnsArgs(this.ns.balancer, ['ethtool', '-K', cap, 'gro', 'on']));
+      const k = runOk('ip', netnsArgs(this.ns.balancer, ['ethtool', '-k', cap]));
+      if (!/^generic-receive-offload: on/m.test(k)) throw new Error(`${this.ns.balancer} ${cap}: could not turn GRO on`);
+    }
     if (this.opts.balancerTxOffload === false)
       this.txOffloadOff(
         this.ns.balancer,

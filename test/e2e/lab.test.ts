@@ -78,10 +78,12 @@ function commonChecks(lab: Lab): void {
   assert.equal(lab.macs.rs[1], '02:00:00:00:01:11');
   assert.equal(lab.macs.balancerEgress, '02:00:00:00:00:30');
 
-  // client tx offload off (checksum and TSO)
+  // offloads at the kernel's defaults on the client (tx checksum offload and TSO on, like a real
+  // sender), GRO turned on on the balancer's capture interface (like a real NIC)
   const k = lab.exec(lab.ns.client, ['ethtool', '-k', 'eth0']);
-  assert.match(k, /^tx-checksumming: off/m);
-  assert.match(k, /^\s*tx-tcp-segmentation: off/m);
+  assert.match(k, /^tx-checksumming: on/m);
+  assert.match(k, /^\s*tx-tcp-segmentation: on/m);
+  assert.match(lab.exec(lab.ns.balancer, ['ethtool', '-k', lab.ifaces.balancerCapture]), /^generic-receive-offload: on/m);
 
   // real servers: VIP on lo, ARP suppressed
   for (const ns of lab.ns.rs) {

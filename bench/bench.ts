@@ -28,6 +28,7 @@ import {
 import { svgChart } from './chart';
 import { mdReport, summarize, textReport, type HttpRun, type Machine, type PacketRun, type PacketTest, type Results } from './report';
 import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavailable, type Scenario } from './scenarios';
+import { runBulk, startSinks, type BulkRun, type Sinks } from './bulk';
 
 interface Options {
   quick: boolean;
@@ -40,6 +41,11 @@ interface Options {
   only: string[] | null;
   http: boolean;
   packets: boolean;
+  /** the bulk upload (client → target → real server sink) */
+  bulk: boolean;
+  bulkMB: number;
+  /** bound of one bulk transfer, s (it also gives up after 10 s without progress) */
+  bulkMaxS: number;
   outDir: string;
   /** stop starting new rounds after this many seconds; the hard limit kills the run */
   budgetS: number;
@@ -50,8 +56,11 @@ const ALL = ['direct', 'lbd-native', 'lbd-native-bp', 'lbd-ts', 'nftables', 'hap
 function usage(): never {
   process.stderr.write(
     `usage: npm run bench -- [--quick] [--reps N] [--wrk-seconds S] [--gen-seconds S] [--rate PPS]
-                        [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--out DIR]
+                        [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--no-bulk]
+                        [--bulk-mb N] [--bulk-only] [--out DIR]
   --quick         smoke run (~2 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
+  --bulk-mb N     size of the bulk upload (default 256 MiB); --no-bulk skips it
+  --bulk-only     only the bulk upload, for direct, lbd-native, lbd-ts and nftables (unless --only)
   --reps N        rounds (default 3); medians over rounds are reported
   --rate PPS      the paced packet rate (default 80000)
 `,
@@ -71,6 +80,9 @@ function parseArgs(argv: string[]): Options {
     only: null,
     http: true,
     packets: true,
+    bulk: true,
+    bulkMB: 256,
+    bulkMaxS: 60,
     outDir: path.resolve(__dirname, '../../bench/results'),
     budgetS: 600,
   };
@@ -117,6 +129,15 @@ function parseArgs(argv: string[]): Options {
       case '--no-packets':
         o.packets = false;
         break;
+      case '--no-bulk':
+        o.bulk = false;
+        break;
+      case '--bulk-mb':
+        o.bulkMB = Math.max(1, Math.floor(num()));
+        break;
+      case '--bulk-only':
+        explicit.add(a);
+        break;
       case '--out':
         o.outDir = path.resolve(val());
         break;
@@ -127,6 +148,12 @@ function parseArgs(argv: string[]): Options {
       default:
         usage();
     }
+  }
+  if (explicit.has('--bulk-only')) {
+    o.http = false;
+    o.packets = false;
+    o.bulk = true;
+    o.only ??= ['direct', 'lbd-native', 'lbd-ts', 'nftables'];
   }
   if (o.quick) {
     if (!explicit.has('--reps')) o.reps = 3;
@@ -309,7 +336,7 @@ async function main(): Promise<number> {
   const nsBefore = listNamespaces();
   const lab = createLab({ shape: 'one-nic' });
   mach.otherNamespacesAtStart = nsBefore.length;
-  const results: Results = {
+  const results: Results & { bulk: BulkRun[] } = {
     version: 1,
     machine: mach,
     options: { ...o, outDir: undefined, tests },
@@ -318,6 +345,7 @@ async function main(): Promise<number> {
     errors: [],
     http: [],
     packets: [],
+    bulk: [],
     tests,
     durationS: 0,
     complete: false,
@@ -329,6 +357,7 @@ async function main(): Promise<number> {
     results.scenarios = scenarios.map((s) => ({ name: s.name, what: s.what }));
     const ks = ksoftirqdPids();
     log(`lab ${lab.prefix} up; ksoftirqd PIDs ${ks.join(' ')}`);
+    const sinks: Sinks | null = o.bulk && scenarios.some((s) => s.bulk) ? await startSinks(lab) : null;
     let budgetHit = false;
     for (let rep = 0; rep < o.reps && !budgetHit; rep++) {
       const order = scenarios.map((_, i) => scenarios[(i + rep) % scenarios.length]);
@@ -341,7 +370,8 @@ async function main(): Promise<number> {
         }
         const doHttp = o.http && sc.url !== null;
         const doPackets = o.packets && sc.packets;
-        if (!doHttp && !doPackets) continue;
+        const doBulk = sinks !== null && sc.bulk !== null;
+        if (!doHttp && !doPackets && !doBulk) continue;
         log(`round ${rep + 1}/${o.reps}: ${sc.name}`);
         let phase = 'setup';
         try {
@@ -357,6 +387,24 @@ async function main(): Promise<number> {
                 `  wrk c${c}: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`,
               );
             }
+          }
+          if (doBulk) {
+            phase = 'bulk';
+            // warm-up, not measured: the sinks' and the balancer's first connection, slow start
+            const w = await runBulk(lab, sc, sc.bulk!, sinks!, rep, { bytes: 16 * 1024 * 1024, maxS: o.bulkMaxS, stallS: 10 });
+            if (!w.ok) log(`  bulk warm-up (16 MiB) failed: ${w.error}; the sink got ${w.received} bytes`);
+            const b = await runBulk(lab, sc, sc.bulk!, sinks!, rep, { bytes: o.bulkMB * 1024 * 1024, maxS: o.bulkMaxS, stallS: 10 });
+            results.bulk.push(b);
+            const d = Object.entries(b.diag)
+              .filter(([, v]) => v)
+              .map(([k, v]) => `${k}=${v}`)
+              .join(' ');
+            log(
+              `  bulk ${o.bulkMB} MiB → ${b.target}:${b.ok ? '' : ` FAILED (${b.error}; the sink got ${b.received} bytes)`} ${b.ok ? b.mbps.toFixed(0) : '–'} MB/s in ${b.ms} ms, ` +
+                `CPU ${(b.tasksCpuNs / 1e6).toFixed(0)} ms (sender ${(b.senderCpuNs / 1e6).toFixed(0)}, sinks ${(b.sinkCpuNs / 1e6).toFixed(0)}, ` +
+                `balancer ${(b.balancerCpuNs / 1e6).toFixed(0)}, ksoftirqd ${(b.ksoftirqdNs / 1e6).toFixed(0)}), machine ${(b.machineCpuNs / 1e6).toFixed(0)} ms` +
+                `${b.clientRetrans ? `, ${b.clientRetrans} client retransmissions` : ''}${d ? ` [${d}]` : ''}`,
+            );
           }
           if (doPackets) {
             phase = 'packets';
@@ -391,7 +439,10 @@ async function main(): Promise<number> {
             }
           }
         } catch (e) {
-          const measured = results.http.some((h) => h.scenario === sc.name) || results.packets.some((p) => p.scenario === sc.name);
+          const measured =
+            results.http.some((h) => h.scenario === sc.name) ||
+            results.packets.some((p) => p.scenario === sc.name) ||
+            results.bulk.some((b) => b.scenario === sc.name);
           if (e instanceof Unavailable && !measured) {
             results.unavailable[sc.name] = e.message;
             log(`  ${sc.name} unavailable: ${e.message}`);

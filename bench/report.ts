@@ -2,6 +2,7 @@
  * Results: the summary (medians over repetitions, ratios against nftables) and the text/Markdown
  * tables (the SVG chart is chart.ts).
  */
+import type { BulkRun } from './bulk';
 import { median, spread, type WrkResult } from './measure';
 
 export interface Machine {
@@ -71,6 +72,8 @@ export interface Results {
   errors: { scenario: string; rep: number; phase: string; message: string }[];
   http: HttpRun[];
   packets: PacketRun[];
+  /** bulk uploads (absent in results written before they existed) */
+  bulk?: BulkRun[];
   tests: PacketTest[];
   durationS: number;
   complete: boolean;
@@ -110,8 +113,33 @@ export interface PacketSummary {
   reps: number;
 }
 
+export interface BulkSummary {
+  /** MB/s (10^6 B/s), median over the successful runs */
+  mbps: number;
+  mbpsSpread: { min: number; max: number };
+  /** CPU ns per byte the sink counted: sender + sinks + balancer + ksoftirqd (schedstat/cpuUsage) */
+  tasksNsPerByte: number;
+  /** the same from /proc/stat (the whole machine, tick-sampled) */
+  machineNsPerByte: number;
+  /** the balancer process alone (lbd); NaN without one */
+  balancerNsPerByte: number;
+  /** tasksNsPerByte − direct's: what the balancer adds per byte */
+  addedNsPerByte: number;
+  mbpsVsNft: number;
+  /** tasksNsPerByte ÷ nftables' */
+  cpuVsNft: number;
+  ok: number;
+  reps: number;
+  /** the failures' reasons and what the sink got, e.g. "stalled … (12.3 MB received)" */
+  failures: string[];
+  retrans: number;
+  /** drop counters summed over the runs (lbd) */
+  drops: Record<string, number>;
+}
+
 export interface Summary {
   http: Record<string, HttpSummary>;
+  bulk?: Record<string, BulkSummary>;
   /** scenario → test id → figures */
   packets: Record<string, Record<string, PacketSummary>>;
   baselineNsPerPkt: Record<string, number>;
@@ -181,7 +209,38 @@ export function summarize(r: Results): Summary {
       s.forwardedVsNft = ratio(s.forwardedPps, nft?.forwardedPps);
     }
   }
-  return { http, packets, baselineNsPerPkt };
+  const bulk: Record<string, BulkSummary> = {};
+  for (const n of names) {
+    const runs = (r.bulk ?? []).filter((b) => b.scenario === n);
+    if (!runs.length) continue;
+    const good = runs.filter((b) => b.ok);
+    const drops: Record<string, number> = {};
+    for (const b of runs)
+      for (const [k, v] of Object.entries(b.diag)) if (k.startsWith('lbd_dropped_') && v) drops[k.slice(12)] = (drops[k.slice(12)] ?? 0) + v;
+    bulk[n] = {
+      mbps: median(good.map((b) => b.mbps)),
+      mbpsSpread: spread(good.map((b) => b.mbps)),
+      tasksNsPerByte: median(good.map((b) => b.tasksNsPerByte)),
+      machineNsPerByte: median(good.map((b) => b.machineNsPerByte)),
+      balancerNsPerByte: median(good.map((b) => b.balancerNsPerByte)),
+      addedNsPerByte: NaN,
+      mbpsVsNft: NaN,
+      cpuVsNft: NaN,
+      ok: good.length,
+      reps: runs.length,
+      failures: runs
+        .filter((b) => !b.ok)
+        .map((b) => `${b.error ?? 'failed'} (${Number.isFinite(b.received) ? `${(b.received / 1e6).toFixed(1)} MB` : 'unknown'} received)`),
+      retrans: runs.reduce((a, b) => a + (Number.isFinite(b.clientRetrans) ? b.clientRetrans : 0), 0),
+      drops,
+    };
+  }
+  for (const b of Object.values(bulk)) {
+    b.addedNsPerByte = b.tasksNsPerByte - (bulk.direct?.tasksNsPerByte ?? NaN);
+    b.mbpsVsNft = ratio(b.mbps, bulk.nftables?.mbps);
+    b.cpuVsNft = ratio(b.tasksNsPerByte, bulk.nftables?.tasksNsPerByte);
+  }
+  return { http, packets, baselineNsPerPkt, bulk };
 }
 
 // ───────────────────────────── formatting ─────────────────────────────
@@ -189,6 +248,7 @@ export function summarize(r: Results): Summary {
 const fmtInt = (x: number): string => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–');
 const fmtK = (x: number): string => (Number.isFinite(x) ? `${(x / 1000).toFixed(1)}k` : '–');
 const fmt1 = (x: number): string => (Number.isFinite(x) ? x.toFixed(1) : '–');
+const fmt2 = (x: number): string => (Number.isFinite(x) ? x.toFixed(2) : '–');
 const fmtUs = (x: number): string => (Number.isFinite(x) ? `${Math.round(x)}` : '–');
 const fmtX = (x: number): string => (Number.isFinite(x) ? `${x.toFixed(2)}×` : '–');
 const fmtPct = (x: number): string => (Number.isFinite(x) ? `${x < 0.05 && x > -0.05 ? '0' : x.toFixed(1)}%` : '–');
@@ -238,7 +298,9 @@ export function tables(r: Results): { title: string; table: Table; note?: string
       sy ? fmtX(sy.addedVsNft) : '–',
     ]);
   }
-  out.push({ title: 'Summary (medians)', table: head });
+  // a bulk-only run (--bulk-only) has neither HTTP nor packet figures: no empty tables then
+  const any = Object.keys(s.http).length > 0 || Object.keys(s.packets).length > 0;
+  if (any) out.push({ title: 'Summary (medians)', table: head });
 
   // HTTP detail
   const ht: Table = {
@@ -275,7 +337,7 @@ export function tables(r: Results): { title: string; table: Table; note?: string
       String(h.reps),
     ]);
   }
-  out.push({ title: 'HTTP (wrk -t1, keep-alive, index.html)', table: ht });
+  if (ht.rows.length) out.push({ title: 'HTTP (wrk -t1, keep-alive, index.html)', table: ht });
 
   // packets detail
   const pt: Table = {
@@ -315,15 +377,70 @@ export function tables(r: Results): { title: string; table: Table; note?: string
       ]);
     }
   }
-  out.push({
-    title: 'Packets (54-byte TCP frames to the VIP; real servers drop them at ingress)',
-    table: pt,
-    note:
-      'CPU ns/pkt = run time of generator + balancer tasks + ksoftirqd ÷ frames forwarded (÷ frames sent for the baseline); ' +
-      "added = that minus the baseline (generator alone, frames dropped at the balancer's ingress) for the same test. " +
-      'other load = machine-wide busy time not accounted to the measured tasks (/proc/stat, tick-sampled), % of all CPUs: ' +
-      'a noise indicator (other processes on the machine), not part of any figure.',
-  });
+  if (pt.rows.length)
+    out.push({
+      title: 'Packets (54-byte TCP frames to the VIP; real servers drop them at ingress)',
+      table: pt,
+      note:
+        'CPU ns/pkt = run time of generator + balancer tasks + ksoftirqd ÷ frames forwarded (÷ frames sent for the baseline); ' +
+        "added = that minus the baseline (generator alone, frames dropped at the balancer's ingress) for the same test. " +
+        'other load = machine-wide busy time not accounted to the measured tasks (/proc/stat, tick-sampled), % of all CPUs: ' +
+        'a noise indicator (other processes on the machine), not part of any figure.',
+    });
+
+  // bulk upload
+  const bulk = s.bulk ?? {};
+  const bn = names.filter((n) => bulk[n]);
+  if (bn.length) {
+    const mb = (r.bulk ?? [])[0] ? Math.round(r.bulk![0].total / 1024 / 1024) : 0;
+    const bt: Table = {
+      head: [
+        'scenario',
+        'MB/s (min–max)',
+        '× nft',
+        'CPU ns/B',
+        '× nft',
+        'added ns/B',
+        'lbd ns/B',
+        'machine ns/B',
+        'ok',
+        'client retrans',
+        'lbd drops',
+        'failures',
+      ],
+      rows: [],
+      align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l', 'l'],
+    };
+    for (const n of bn) {
+      const b = bulk[n];
+      bt.rows.push([
+        n,
+        b.ok ? `${fmtInt(b.mbps)} (${fmtInt(b.mbpsSpread.min)}–${fmtInt(b.mbpsSpread.max)})` : 'failed',
+        fmtX(b.mbpsVsNft),
+        fmt2(b.tasksNsPerByte),
+        fmtX(b.cpuVsNft),
+        n === 'direct' ? '(reference)' : fmt2(b.addedNsPerByte),
+        fmt2(b.balancerNsPerByte),
+        fmt2(b.machineNsPerByte),
+        `${b.ok}/${b.reps}`,
+        String(b.retrans),
+        Object.entries(b.drops)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', '),
+        [...new Set(b.failures)].join('; '),
+      ]);
+    }
+    out.push({
+      title: `Bulk upload (${mb} MiB client → target → real server sink, one TCP connection, offloads at their defaults)`,
+      table: bt,
+      note:
+        "MB/s = bytes the sink counted ÷ time from the sender's start to the sink's answer (10^6 B/s). " +
+        'CPU ns/B = CPU of the sender (its own cpuUsage), the sinks, the balancer process (schedstat) and every ksoftirqd over the transfer ÷ bytes; ' +
+        "on veth the receive side runs as softirq in the sender's context, so this is nearly all of it. × nft = ratio to nftables (MB/s: higher is better; CPU: lower is better). added = CPU ns/B minus direct's (no balancer; at these rates within the noise of nftables'). " +
+        'lbd ns/B = lbd alone. machine ns/B = /proc/stat busy time of the whole machine (tick-sampled; includes other load). ' +
+        'Medians over the successful runs; a failed run (timed out, or no progress for 10 s) counts in ok and failures only.',
+    });
+  }
   return out;
 }
 

@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
 import type { ChildProcess } from '../src/host/programs';
 import { lbdConfig, startLbd, type LbdProcess } from '../test/helpers/lbd-process';
+import { BULK_PORT, bulkService } from './bulk';
 import { runInLab, sleep } from './measure';
 
 export class Unavailable extends Error {
@@ -32,6 +33,8 @@ export interface Scenario {
   url: string | null;
   /** packet generator figures */
   packets: boolean;
+  /** bulk-upload target (host; port BULK_PORT), or null (no bulk figures) */
+  bulk: string | null;
   /** the baseline: frames dropped at the balancer's ingress, no balancer process */
   baseline?: boolean;
   /**
@@ -98,6 +101,7 @@ export function direct(lab: Lab): Scenario {
     what: `client → ${lab.addr.rs[0]} (one real server's own address, no balancer): the ceiling`,
     url: `http://${lab.addr.rs[0]}/`,
     packets: false,
+    bulk: lab.addr.rs[0],
     async setup() {
       assertBalancerClean(lab);
       await waitServing(lab, this.url!, 5000, false);
@@ -109,7 +113,19 @@ export function direct(lab: Lab): Scenario {
 
 // ───────────────────────────── lbd ─────────────────────────────
 
-const DROP_REASONS = ['no_connection', 'table_full', 'no_mac', 'send_failed', 'no_real_server', 'not_our_mac'];
+const DROP_REASONS = [
+  'no_connection',
+  'table_full',
+  'no_mac',
+  'send_failed',
+  'no_real_server',
+  'not_our_mac',
+  // super-frames (TSO from the client, GRO on the capture interface): what the bulk upload meets
+  'too_big',
+  'gso_unsupported',
+  'truncated',
+  'unsupported',
+];
 
 /** lbd on one data-plane path; `busyPoll` (e.g. '200us') names the busy_poll variant lbd-native-bp. */
 export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenario {
@@ -120,9 +136,11 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
     what: `lbd, dataplane: ${mode}${busyPoll ? `, busy_poll: ${busyPoll}` : ''}, rr over both real servers, DSR`,
     url: `http://${lab.addr.vip}/`,
     packets: true,
+    // lbd-native-bp: not in the bulk comparison (keeps the run short)
+    bulk: busyPoll ? null : lab.addr.vip,
     async setup() {
       assertBalancerClean(lab);
-      const yaml = `${lbdConfig(lab, { scheduler: 'rr' })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
+      const yaml = `${lbdConfig(lab, { scheduler: 'rr', extraServices: bulkService(lab) })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
       try {
         p = await startLbd(lab, yaml, { timeoutMs: 15000 });
       } catch (e) {
@@ -212,6 +230,8 @@ export function nftables(lab: Lab): Scenario {
     // one rule per line (nft 1.0.6); source MAC rewritten too, or the bridge learns the client
     // on the balancer's port
     `    ip daddr ${lab.addr.vip} tcp dport ${lab.ports.http} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
+    // the bulk upload's port: a rule of its own after port 80's, which the packet tests never reach
+    `    ip daddr ${lab.addr.vip} tcp dport ${BULK_PORT} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
     `  }`,
     `}`,
     '',
@@ -221,6 +241,7 @@ export function nftables(lab: Lab): Scenario {
     what: 'in-kernel DSR: netdev ingress, dst MAC = jhash(saddr . sport) mod 2, fwd to egress; VIP on the balancer lo for ARP',
     url: `http://${lab.addr.vip}/`,
     packets: true,
+    bulk: lab.addr.vip,
     async setup() {
       assertBalancerClean(lab);
       vipOnBalancer(lab, true);
@@ -246,6 +267,7 @@ export function haproxy(lab: Lab): Scenario {
     what: "HAProxy (Debian package) TCP mode on the balancer, VIP local, roundrobin to the real servers' own addresses",
     url: `http://${lab.addr.vip}/`,
     packets: false,
+    bulk: null,
     async setup() {
       assertBalancerClean(lab);
       fs.writeFileSync(
@@ -314,6 +336,7 @@ export function baseline(lab: Lab): Scenario {
     what: "the generator alone: frames dropped at the balancer's netdev ingress (no balancer process)",
     url: null,
     packets: true,
+    bulk: null,
     baseline: true,
     async setup() {
       assertBalancerClean(lab);

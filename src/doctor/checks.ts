@@ -50,8 +50,8 @@ export interface HostView {
   libpcapLibrary(): string | null;
   /** The native binding: the file that loaded, or what was tried and how to get one. */
   binding(): { loaded: string } | { error: string };
-  /** Does an lbd answer on the metrics address? */
-  lbdRunning(host: string, port: number): Promise<boolean>;
+  /** The running lbd's /metrics text on the metrics address; null when no lbd answers there. */
+  lbdMetrics(host: string, port: number): Promise<string | null>;
   /** ARP requests from sourceIp ('0.0.0.0' = probe) on iface; every answer per target. */
   arp(iface: string, targets: string[], sourceIp: string, opts?: { waitAll?: boolean }): Promise<Map<string, ArpAnswer[]>>;
   /** SYN to vip:port in a frame to rsMac, from sourceIp, on iface. */
@@ -304,27 +304,71 @@ export function checkOffloads(cfg: Config, h: HostView): Finding[] {
   const out: Finding[] = [];
   const isOn = (k: string) => (f[k] ?? '').startsWith('on');
   const fixed = (k: string) => ((f[k] ?? '').includes('[fixed]') ? ' (fixed by the driver: cannot be changed here)' : '');
-  if (isOn('tx-checksumming')) {
+  // Both data paths take frames with their virtio-net header: partial checksums and GRO's
+  // super-frames are carried through (or completed and segmented by lbd). LRO is another matter:
+  // a NIC's merged frame does not always say how to split it again.
+  out.push({
+    check: 'offload.tx',
+    severity: 'ok',
+    what: isOn('tx-checksumming')
+      ? `tx checksum offload is on on ${iface}: partial checksums arrive marked and are completed on the way out`
+      : `tx checksum offload is off on ${iface}`,
+  });
+  out.push({
+    check: 'offload.gro',
+    severity: 'ok',
+    what: isOn('generic-receive-offload')
+      ? `GRO is on on ${iface}: merged super-frames are forwarded whole with their virtio-net header and segmented on the way out`
+      : `GRO is off on ${iface}`,
+  });
+  if (isOn('large-receive-offload')) {
     out.push({
-      check: 'offload.tx',
+      check: 'offload.lro',
       severity: 'warn',
-      what: `tx checksum offload is on on ${iface}: frames sent through it (veth and virtual NICs) can carry partial TCP/UDP checksums that lbd forwards as they are and real servers drop${fixed('tx-checksumming')}`,
-      fix: `ethtool -K ${iface} tx off (and on the sending side of a veth pair)`,
+      what: `LRO is on on ${iface}: the NIC merges frames without always saying how to split them again; such frames are dropped (too_big, gso_unsupported)${fixed('large-receive-offload')}`,
+      fix: `ethtool -K ${iface} lro off (GRO does the same job and keeps what is needed)`,
     });
-  } else {
-    out.push({ check: 'offload.tx', severity: 'ok', what: `tx checksum offload is off on ${iface}` });
   }
-  const merged = ['generic-receive-offload', 'large-receive-offload'].filter(isOn);
-  if (merged.length) {
-    const flags = merged.map((k) => (k === 'generic-receive-offload' ? 'gro' : 'lro'));
-    out.push({
-      check: 'offload.gro',
-      severity: 'warn',
-      what: `${merged.map((k) => (k === 'generic-receive-offload' ? 'GRO' : 'LRO')).join(' and ')} on on ${iface}: the capture sees merged super-frames larger than the MTU, which cannot be forwarded as they are${fixed(merged[0])}`,
-      fix: `ethtool -K ${iface} ${flags.map((x) => `${x} off`).join(' ')}`,
-    });
-  } else {
-    out.push({ check: 'offload.gro', severity: 'ok', what: `GRO/LRO are off on ${iface}` });
+  return out;
+}
+
+/** Drop reasons of a running lbd that an operator should hear about: why, and what to do. */
+const DROP_EXPLANATIONS: Record<string, { severity: Severity; why: string; fix?: string }> = {
+  truncated: {
+    severity: 'warn',
+    why: 'frames arrived cut short: larger than the capture could take whole (a super-frame while the socket receive buffer was full, or a frame larger than 64 KiB)',
+    fix: 'check lbd_native_capture_dropped_packets_total and the CPU; BIG TCP (gso_max_size above 65536) on a sender sends frames lbd cannot take',
+  },
+  gso_unsupported: {
+    severity: 'warn',
+    why: 'super-frames lbd can neither pass on whole nor segment (IPv6 segmentation on an IPv4 frame, UFO, offsets outside the frame)',
+    fix: 'turn the odd offload off on the sender, e.g. ethtool -K IF tx-udp-fragmentation off',
+  },
+  send_failed: {
+    severity: 'warn',
+    why: 'the egress interface refused frames (link down, queue full, or a frame larger than it takes)',
+    fix: 'ip -s link show on the egress interface; check its MTU against the capture side',
+  },
+  too_big: {
+    severity: 'ok',
+    why: 'frames with DF set were larger than the egress MTU: the clients were sent ICMP "fragmentation needed" and send smaller ones (path MTU discovery, as IPVS does)',
+    fix: 'nothing, unless the egress MTU is smaller than intended (ip link show on the egress interface)',
+  },
+  icmp_unknown_flow: {
+    severity: 'ok',
+    why: "ICMP errors to a VIP quoted flows lbd has no entry for (expired ones, or the host's own connections on a VIP that is its address)",
+  },
+};
+
+/** A running lbd's drops, explained (lbd_dropped_packets_total by reason). */
+export function checkDrops(metrics: string | null): Finding[] {
+  if (metrics === null) return [];
+  const out: Finding[] = [];
+  for (const m of metrics.matchAll(/^lbd_dropped_packets_total\{reason="([a-z_]+)"\} (\S+)$/gm)) {
+    const n = Number(m[2]);
+    const e = DROP_EXPLANATIONS[m[1]];
+    if (!e || !(n > 0)) continue;
+    out.push({ check: `drops.${m[1]}`, severity: e.severity, what: `${n} frames dropped as ${m[1]}: ${e.why}`, ...(e.fix ? { fix: e.fix } : {}) });
   }
   return out;
 }
@@ -489,7 +533,8 @@ export async function checkWire(cfg: Config, h: HostView, opts: DoctorOptions): 
 
 export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = {}): Promise<DoctorReport> {
   const { host, port } = cfg.metrics;
-  const running = await h.lbdRunning(host, port);
+  const metrics = await h.lbdMetrics(host, port);
+  const running = metrics !== null;
   const findings: Finding[] = [
     {
       check: 'lbd',
@@ -504,6 +549,7 @@ export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = 
     ...checkForwarding(cfg, h, running),
     ...checkRpFilter(cfg, h),
     ...checkOffloads(cfg, h),
+    ...checkDrops(metrics),
     ...(await checkWire(cfg, h, opts)),
   ];
   return { config: cfg.file, lbdRunning: running, findings, ok: !findings.some((f) => f.severity === 'error') };

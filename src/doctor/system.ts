@@ -105,17 +105,17 @@ export class SystemHost implements HostView {
     return l.ok ? { loaded: l.path } : { error: l.reason };
   }
 
-  lbdRunning(host: string, port: number): Promise<boolean> {
+  lbdMetrics(host: string, port: number): Promise<string | null> {
     return new Promise((resolve) => {
       const req = http.get({ host: host === '0.0.0.0' ? '127.0.0.1' : host, port, path: '/metrics', timeout: 1000 }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(res.statusCode === 200 && body.includes('lbd_build_info')));
-        res.on('error', () => resolve(false));
+        res.on('end', () => resolve(res.statusCode === 200 && body.includes('lbd_build_info') ? body : null));
+        res.on('error', () => resolve(null));
       });
       req.on('timeout', () => req.destroy());
-      req.on('error', () => resolve(false));
+      req.on('error', () => resolve(null));
     });
   }
 

@@ -98,8 +98,10 @@ class FakeHost implements HostView {
   binding() {
     return this.bindingError === null ? { loaded: '/opt/lbd/prebuilds/linux-x64/lbd_native.node' } : { error: this.bindingError };
   }
-  async lbdRunning() {
-    return this.running;
+  /** What /metrics says while `running` (lbd_build_info at least). */
+  metricsText = 'lbd_build_info{version="0"} 1';
+  async lbdMetrics() {
+    return this.running ? this.metricsText : null;
   }
   async arp(iface: string, targets: string[], source: string) {
     this.arpCalls.push({ iface, targets, source });
@@ -167,17 +169,39 @@ test('missing CAP_NET_RAW / CAP_NET_ADMIN: error, and no wire probes', async () 
   assert.equal(r.ok, false);
 });
 
-test('tx checksum offload and GRO on the capture interface: warnings with ethtool fixes, exit 0', async () => {
+test('offloads: tx checksum and GRO are fine (lbd forwards what they make), LRO a warning; drops of a running lbd explained', async () => {
   const h = new FakeHost();
   h.features = { ...h.features!, 'tx-checksumming': 'on', 'generic-receive-offload': 'on' };
-  const r = await runDoctor(cfg(), h);
-  const tx = find(r.findings, 'offload.tx')[0];
-  assert.equal(tx.severity, 'warn');
-  assert.equal(tx.fix, 'ethtool -K eth0 tx off (and on the sending side of a veth pair)');
-  const gro = find(r.findings, 'offload.gro')[0];
-  assert.equal(gro.severity, 'warn');
-  assert.equal(gro.fix, 'ethtool -K eth0 gro off');
+  let r = await runDoctor(cfg(), h);
+  assert.equal(find(r.findings, 'offload.tx')[0].severity, 'ok');
+  assert.match(find(r.findings, 'offload.gro')[0].what, /GRO is on on eth0: merged super-frames are forwarded whole/);
+  assert.equal(find(r.findings, 'offload.lro').length, 0);
+  h.features = { ...h.features, 'large-receive-offload': 'on' };
+  r = await runDoctor(cfg(), h);
+  assert.equal(find(r.findings, 'offload.lro')[0].severity, 'warn');
+  assert.equal(find(r.findings, 'offload.lro')[0].fix, 'ethtool -K eth0 lro off (GRO does the same job and keeps what is needed)');
   assert.equal(r.ok, true, 'warnings do not fail the run');
+
+  h.running = true;
+  h.metricsText = [
+    'lbd_build_info{version="0"} 1',
+    'lbd_dropped_packets_total{reason="truncated"} 3',
+    'lbd_dropped_packets_total{reason="too_big"} 2',
+    'lbd_dropped_packets_total{reason="gso_unsupported"} 0',
+    'lbd_dropped_packets_total{reason="no_connection"} 9',
+  ].join('\n');
+  r = await runDoctor(cfg(), h);
+  const drops = r.findings.filter((f) => f.check.startsWith('drops.'));
+  assert.deepEqual(
+    drops.map((f) => [f.check, f.severity]),
+    [
+      ['drops.truncated', 'warn'],
+      ['drops.too_big', 'ok'],
+    ],
+  );
+  assert.match(drops[0].what, /^3 frames dropped as truncated: frames arrived cut short/);
+  assert.match(drops[1].what, /fragmentation needed/);
+
   h.features = null;
   const r2 = await runDoctor(cfg(), h);
   assert.equal(find(r2.findings, 'offload')[0].severity, 'skip');
@@ -348,12 +372,12 @@ test('the CLI: text and --json, exit 1 on an error, 2 on a usage error', async (
     assert.match(out.join(''), /^lbd doctor: .*lb\.yaml\n {2}ok {5}/);
     out.length = 0;
     const bad = new FakeHost();
-    bad.features = { 'tx-checksumming': 'on' };
+    bad.features = { 'large-receive-offload': 'on' };
     bad.probes['02:00:00:00:00:40'] = 'timeout';
     assert.equal(await doctorMain(['--config', file, '--json'], io, bad), 1);
     const report = JSON.parse(out.join(''));
     assert.equal(report.ok, false);
-    assert.ok(report.findings.some((f: Finding) => f.check === 'offload.tx' && f.severity === 'warn'));
+    assert.ok(report.findings.some((f: Finding) => f.check === 'offload.lro' && f.severity === 'warn'));
     assert.ok(report.findings.some((f: Finding) => f.check === 'realserver.vip:web:10.0.10.40' && f.severity === 'error'));
     assert.equal(await doctorMain(['--bogus'], io, new FakeHost()), 2);
     assert.equal(await doctorMain([], io, new FakeHost()), 2);

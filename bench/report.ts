@@ -1,6 +1,8 @@
 /**
  * Results: the summary (medians over repetitions, ratios against nftables) and the text/Markdown
- * tables (the SVG chart is chart.ts).
+ * tables (the SVG chart is chart.ts). Past ~500 lines because the three measurements (HTTP,
+ * packets, bulk) each have their summary and their two renderings, which read the same rows and
+ * must stay in step with one another.
  */
 import type { BulkRun } from './bulk';
 import { median, spread, type WrkResult } from './measure';

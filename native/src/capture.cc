@@ -282,7 +282,11 @@ void Capture::onReadable() {
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
     if (twice) continue;
     frames_ += 1;
-    if (len == 0) truncated_ += 1;
+    if (len == 0) {
+      truncated_ += 1;
+      // A frame not taken has no header: not the previous frame's.
+      if (vnetOut_ != nullptr) std::memset(vnetOut_, 0, kVnetLen);
+    }
     if (!deliver(len)) break;
   }
   leaveJs();

@@ -1,5 +1,6 @@
 #include "fastpath.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -167,7 +168,7 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status, const uint8_t* 
   // answers "fragmentation needed" (too_big), as it decides; it counts the frame itself.
   const uint32_t mtu = t.egressMtu[0];
   if (mtu != 0 && (be16(p + IP_FRAG) & kIpDf) &&
-      (gsoType == kGsoNone ? totalLen > mtu : ihl + l4Hlen + gsoSize > mtu)) {
+      (gsoType == kGsoNone ? totalLen > mtu : std::min(totalLen, ihl + l4Hlen + gsoSize) > mtu)) {
     c[ctr::RxFrames] -= 1;
     c[ctr::RxBytes] -= len;
     if (gsoType != kGsoNone) c[ctr::SuperFrames] -= 1;
@@ -177,10 +178,20 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status, const uint8_t* 
   // (TSO/GRO) and UDP (USO) ones of a plausible size, and only through a vnet socket.
   if (gsoType != kGsoNone) {
     const uint8_t g = gsoType & static_cast<uint8_t>(~kGsoEcn);
-    const bool ok =
-        txVnet && gsoSize != 0 &&
-        ((g == kGsoTcpV4 && proto == IPPROTO_TCP_) || (g == kGsoUdpL4 && gsoType == g && proto == IPPROTO_UDP_));
+    const bool ok = txVnet && gsoSize != 0 &&
+                    ((g == kGsoTcpV4 && proto == IPPROTO_TCP_) ||
+                     // A UDP one without NEEDS_CSUM (fraglist GRO's) the kernel refuses to send (EINVAL).
+                     (g == kGsoUdpL4 && gsoType == g && proto == IPPROTO_UDP_ && (vh[kVnetFlags] & kVnetNeedsCsum)));
     if (!ok) return dropFrame(drop::GsoUnsupported);
+  }
+  // The header's checksum offsets, which the kernel acts on: inside the packet after the IP
+  // header, and a super-frame's at its TCP/UDP checksum (segment.ts validate(): the same rules).
+  if (vh[kVnetFlags] & kVnetNeedsCsum) {
+    const uint32_t start = u16h(vh + kVnetCsumStart);
+    const uint32_t offset = u16h(vh + kVnetCsumOffset);
+    if (start < l4 || start + offset + 2 > ipEnd) return dropFrame(drop::GsoUnsupported);
+    if (gsoType != kGsoNone && (start != l4 || offset != (proto == IPPROTO_TCP_ ? 16u : 6u)))
+      return dropFrame(drop::GsoUnsupported);
   }
   const uint32_t srcAddr = be32(p + IP_SRC);
   const uint32_t dstAddr = be32(p + IP_DST);

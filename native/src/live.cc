@@ -105,8 +105,11 @@ void Dataplane::onReadable() {
       liveFrames_ += 1;
       // A frame cut short (by the ring's frame size with no whole copy: the socket's receive
       // buffer was full) is as truncated as one cut by libpcap's buffer on the TypeScript path:
-      // length 0, counted truncated, never forwarded.
-      if (len == 0) truncated_ += 1;
+      // length 0, counted truncated, never forwarded (and without a header: a failed read's is stale).
+      if (len == 0) {
+        truncated_ += 1;
+        vnet = nullptr;
+      }
       uint32_t status = 0;
       if (st & TP_STATUS_CSUMNOTREADY) status |= kStatusCsumNotReady;
       if ((st & TP_STATUS_VLAN_VALID) || h->tp_vlan_tci != 0) status |= kStatusVlan;

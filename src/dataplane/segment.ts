@@ -89,7 +89,7 @@ export function writeVnet(
  * Checks a frame's virtio_net_hdr against what parse() found (f; the frame parsed as IPv4 TCP or
  * UDP, not a fragment). Returns -1 when lbd can carry the frame on (whole, or cut in software), or
  * Drop.GsoUnsupported:
- *   - gso_type TCPV4 needs a TCP frame, UDP_L4 a UDP one, each with gso_size > 0; TCPV6 (on an
+ *   - gso_type TCPV4 needs a TCP frame, UDP_L4 a UDP one with NEEDS_CSUM, each with gso_size > 0; TCPV6 (on an
  *     IPv4 frame), UFO and unknown types are refused; the ECN bit only goes with TCPV4;
  *   - NEEDS_CSUM needs csum_start inside the packet after the IP header and the 2-byte field at
  *     csum_start + csum_offset inside the packet; a super-frame's must be its TCP/UDP checksum.
@@ -111,7 +111,8 @@ export function validate(buf: Uint8Array, f: ParsedFrame, vnet: Uint8Array): num
   if (type === GSO_TCPV4) {
     if (f.proto !== IPPROTO_TCP) return Drop.GsoUnsupported;
   } else if (type === GSO_UDP_L4) {
-    if (f.proto !== IPPROTO_UDP || raw !== type) return Drop.GsoUnsupported;
+    // Without NEEDS_CSUM (fraglist GRO's) the kernel refuses to send it (EINVAL): not ours to carry.
+    if (f.proto !== IPPROTO_UDP || raw !== type || (flags & VNET_F_NEEDS_CSUM) === 0) return Drop.GsoUnsupported;
   } else {
     return Drop.GsoUnsupported;
   }

@@ -315,6 +315,7 @@ test('headers lbd cannot follow are gso_unsupported; good ones pass', () => {
     ['an unknown gso_type', tcp.frame, tp, h({ ...tcpOk, gsoType: 2 })],
     ['ECN alone', tcp.frame, tp, h({ ...tcpOk, gsoType: GSO_ECN })],
     ['ECN on UDP_L4', udp.frame, up, h({ ...udpOk, gsoType: GSO_UDP_L4 | GSO_ECN })],
+    ['UDP_L4 without NEEDS_CSUM (fraglist GRO: the kernel refuses to send it)', udp.frame, up, h({ ...udpOk, flags: 0 })],
     ['TCPV4 on a UDP frame', udp.frame, up, h({ ...udpOk, gsoType: GSO_TCPV4, csumOffset: 16 })],
     ['UDP_L4 on a TCP frame', tcp.frame, tp, h({ ...tcpOk, gsoType: GSO_UDP_L4, csumOffset: 6 })],
     ['gso_size 0', tcp.frame, tp, h({ ...tcpOk, gsoSize: 0 })],

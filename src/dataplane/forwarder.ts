@@ -7,6 +7,7 @@ import {
   ETH_DST,
   ETH_HLEN,
   IP_PROTO,
+  IP_SRC,
   IP_TOTAL_LEN,
   IPPROTO_TCP,
   SLOT_EMPTY,
@@ -28,6 +29,7 @@ import {
   IcmpResult,
   IcmpStats,
   TokenBucket,
+  HostBuckets,
   buildFragNeeded,
   dfSet,
   parseIcmpError,
@@ -128,6 +130,7 @@ export class Forwarder {
   /** Rate limits: ICMP errors forwarded to real servers, "fragmentation needed" sent to clients. */
   private readonly icmpForwardBucket: TokenBucket;
   private readonly icmpSendBucket: TokenBucket;
+  private readonly icmpSendHosts: HostBuckets;
   private readonly icmpOut = Buffer.alloc(ETH_HLEN + ICMP_ERROR_MAX);
   private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
   private sweepCursor = 0;
@@ -163,6 +166,7 @@ export class Forwarder {
     this.mtu = a.egressMtu;
     this.icmpForwardBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
     this.icmpSendBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
+    this.icmpSendHosts = new HostBuckets(undefined, undefined, undefined, opts.icmpClock);
     this.setTimeouts(opts.timeouts);
   }
 
@@ -353,7 +357,8 @@ export class Forwarder {
   tooBig(buf: Buffer, len: number, ourMac: Uint8Array): Verdict {
     const reply = ourMac === this.captureMac ? this.reply : null;
     if (reply !== null) {
-      if (!this.icmpSendBucket.take()) this.icmp.tooBigRateLimited++;
+      // The client's own limit first, so that a limited client spends none of the global tokens.
+      if (!this.icmpSendHosts.take(buf.readUInt32BE(IP_SRC)) || !this.icmpSendBucket.take()) this.icmp.tooBigRateLimited++;
       else {
         const n = buildFragNeeded(buf, len, ourMac, this.mtu[0], this.icmpOut);
         if (reply.send(this.icmpOut, n)) this.counters[Counter.IcmpTooBigSent]++;

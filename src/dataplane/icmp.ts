@@ -180,6 +180,45 @@ export class TokenBucket {
   }
 }
 
+/**
+ * Per-client limits on the ICMP lbd sends, on top of the global bucket: Linux's per-destination
+ * icmp_ratelimit (one a second after a burst of 6), so that one client sending oversize frames
+ * at line rate cannot use up the global burst and leave the others without their
+ * "fragmentation needed". A fixed table hashed by address (no allocation per packet); two
+ * clients that share a slot share a limit.
+ */
+export class HostBuckets {
+  private readonly tokens: Float64Array;
+  private readonly last: Float64Array;
+  private readonly shift: number;
+
+  constructor(
+    /** A power of two. */
+    readonly slots = 1024,
+    readonly perSecond = 1,
+    readonly burst = 6,
+    private readonly clock: () => number = () => performance.now(),
+  ) {
+    this.tokens = new Float64Array(slots).fill(burst);
+    this.last = new Float64Array(slots).fill(-Infinity);
+    this.shift = 32 - Math.log2(slots);
+  }
+
+  take(addr: number): boolean {
+    // Fibonacci hashing: the top bits of addr × 2^32/φ spread neighbouring addresses apart.
+    const i = Math.imul(addr, 0x9e3779b1) >>> this.shift;
+    const now = this.clock();
+    const add = this.last[i] === -Infinity ? this.burst : ((now - this.last[i]) * this.perSecond) / 1000;
+    if (add > 0) {
+      this.tokens[i] = Math.min(this.burst, this.tokens[i] + add);
+      this.last[i] = now;
+    }
+    if (this.tokens[i] < 1) return false;
+    this.tokens[i]--;
+    return true;
+  }
+}
+
 /** TypeScript-side ICMP counters (both paths hand ICMP to TypeScript), read by metrics at scrape time. */
 export class IcmpStats {
   /** errors[kind * 3 + result]: ICMP errors to a VIP by kind and what became of them. */

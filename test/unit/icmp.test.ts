@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Counter, DROP_REASONS } from '../../src/dataplane/contract';
 import { ipToInt, macFromString, macToString } from '../../src/dataplane/packet';
-import { IcmpKind, IcmpResult, TokenBucket, inetChecksum } from '../../src/dataplane/icmp';
+import { HostBuckets, IcmpKind, IcmpResult, TokenBucket, inetChecksum } from '../../src/dataplane/icmp';
 import { captureFilter } from '../../src/control/daemon';
 import { ACK, MAC, PSH, SYN, checksum, frame } from '../helpers/frames';
 import { BASE_CONFIG, TestDaemon, testDaemon } from '../helpers/daemon';
@@ -195,7 +195,7 @@ test('a DF frame larger than the egress MTU is not forwarded; the client gets fr
   }
 });
 
-test('a short too-big frame is quoted whole; the ICMPs sent are rate-limited', async () => {
+test('a short too-big frame is quoted whole; the ICMPs sent to one client are rate-limited per client', async () => {
   const t = await testDaemon(TWO_NIC(), { twoPorts: true });
   try {
     const fw = t.daemon.forwarder;
@@ -210,7 +210,8 @@ test('a short too-big frame is quoted whole; the ICMPs sent are rate-limited', a
     for (let i = 0; i < 999; i++) t.send(small);
     const sent = fw.counters[Counter.IcmpTooBigSent];
     assert.equal(sent + fw.icmp.tooBigRateLimited, 1000);
-    assert.ok(sent >= 50 && sent < 500, `sent ${sent}`);
+    // One client: its own limit (a burst of 6, then one a second) holds well before the global one.
+    assert.ok(sent >= 6 && sent <= 8, `sent ${sent}`);
     assert.equal(fw.drops[DROP_REASONS.indexOf('too_big')], 1000);
   } finally {
     await t.daemon.stop();
@@ -227,4 +228,18 @@ test('the capture filter lets ICMP errors to each VIP in, once per VIP', () => {
   assert.match(f, /\(dst host 10\.0\.10\.100 and icmp and \(icmp\[0\] == 3 or icmp\[0\] == 11\)\)/);
   assert.match(f, /\(dst host 10\.0\.10\.101 and icmp and/);
   assert.equal(captureFilter([]), 'inbound and arp');
+});
+
+test('HostBuckets: one client over its limit (a burst of 6, then one a second) leaves the others theirs', () => {
+  let now = 0;
+  const b = new HostBuckets(1024, 1, 6, () => now);
+  const a = 0x0a000a32;
+  const other = 0x0a000a33;
+  let sent = 0;
+  for (let i = 0; i < 100; i++) if (b.take(a)) sent++;
+  assert.equal(sent, 6, 'the burst');
+  assert.equal(b.take(other), true, 'another client is not held back');
+  now += 1000;
+  assert.equal(b.take(a), true, 'one more a second later');
+  assert.equal(b.take(a), false);
 });

@@ -268,7 +268,7 @@ export class Forwarder {
       if (!this.sendSoftware(buf, len, f, vnet)) return this.drop(Drop.SendFailed);
     } else {
       // A header-carrying egress gets the header as it came (as the native path passes it on).
-      if (!(vnet !== undefined && this.egress.vnet === true ? this.egress.send(buf, len, vnet) : this.egress.send(buf, len))) return this.drop(Drop.SendFailed);
+      if (!this.egress.send(buf, len, this.egress.vnet === true ? vnet : undefined)) return this.drop(Drop.SendFailed);
       c[Counter.TxFrames]++;
       c[Counter.TxBytes] += len;
     }

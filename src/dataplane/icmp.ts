@@ -9,6 +9,7 @@
  *     the ICMP "fragmentation needed" (type 3 code 4, next-hop MTU) the client gets, from the VIP.
  * Both are rate-limited by a token bucket (TokenBucket).
  */
+import { inetChecksum } from './checksum';
 import { ETH_HLEN, ETH_SRC, IP_FRAG, IP_MF, IP_OFFSET_MASK, IP_TOTAL_LEN, IP_VER_IHL, IPPROTO_TCP, IPPROTO_UDP } from './contract';
 
 export const IPPROTO_ICMP = 1;
@@ -136,17 +137,6 @@ export function buildFragNeeded(buf: Buffer, len: number, srcMac: Uint8Array, mt
   buf.copy(out, icmp + 8, ETH_HLEN, ETH_HLEN + quote);
   out.writeUInt16BE(inetChecksum(out, icmp, 8 + quote), icmp + 2);
   return ETH_HLEN + total;
-}
-
-/** The Internet checksum (RFC 1071) of buf[off, off+len). */
-export function inetChecksum(buf: Uint8Array, off: number, len: number): number {
-  let sum = 0;
-  const end = off + len - 1;
-  let i = off;
-  for (; i < end; i += 2) sum += (buf[i] << 8) | buf[i + 1];
-  if (i === end) sum += buf[i] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }
 
 /**

@@ -16,6 +16,7 @@
  * a gso_size of 0, offsets outside the packet) is the drop reason gso_unsupported.
  * No allocation per frame: segments are built one at a time in one preallocated buffer.
  */
+import { fold, sum16 } from './checksum';
 import { Drop, ETH_HLEN, IP_TOTAL_LEN, IPPROTO_TCP, IPPROTO_UDP, TCP_FIN, UDP_HLEN } from './contract';
 import type { ParsedFrame } from './packet';
 import { MAX_FRAME, VNET_HDR_LEN } from './binding';
@@ -122,22 +123,6 @@ export function validate(buf: Uint8Array, f: ParsedFrame, vnet: Uint8Array): num
     if (start !== f.l4Off || offset !== (type === GSO_TCPV4 ? TCP_CHECK : UDP_CHECK)) return Drop.GsoUnsupported;
   }
   return -1;
-}
-
-/** The one's-complement sum of buf[from..to) as 16-bit big-endian words (odd tail padded), not folded. */
-export function sum16(buf: Uint8Array, from: number, to: number, acc = 0): number {
-  let i = from;
-  const even = to - ((to - from) & 1);
-  // Numbers stay exact far beyond 64 KiB of words, so fold once at the end.
-  for (; i < even; i += 2) acc += (buf[i] << 8) | buf[i + 1];
-  if (i < to) acc += buf[i] << 8;
-  return acc;
-}
-
-/** Folds a sum to 16 bits (end-around carry). */
-export function fold(sum: number): number {
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  return sum;
 }
 
 /** The IPv4 pseudo-header's sum: source, destination, protocol, L4 length (the frame's addresses). */

@@ -19,6 +19,7 @@ import {
 } from '../dataplane/contract';
 import { RingPort } from '../dataplane/io';
 import { intToIp } from '../dataplane/packet';
+import { inetChecksum } from '../dataplane/checksum';
 import type { LeasedTable, LeasedTableSpec } from '../host/leased-table';
 import { Checker, CheckResult } from './types';
 
@@ -337,7 +338,7 @@ export function buildTcpFrame(s: TcpFrameSpec): Buffer {
   f[23] = 6;
   f.writeUInt32BE(s.srcIp >>> 0, 26);
   f.writeUInt32BE(s.dstIp >>> 0, 30);
-  f.writeUInt16BE(checksum(f, 14, 20, 0), 24);
+  f.writeUInt16BE(inetChecksum(f, 14, 20), 24);
   const t = 34;
   f.writeUInt16BE(s.sport, t);
   f.writeUInt16BE(s.dport, t + 2);
@@ -354,15 +355,6 @@ export function buildTcpFrame(s: TcpFrameSpec): Buffer {
   // Pseudo-header: src, dst, zero, protocol, TCP length.
   let pseudo = 0;
   pseudo += (s.srcIp >>> 16) + (s.srcIp & 0xffff) + (s.dstIp >>> 16) + (s.dstIp & 0xffff) + 6 + tcpLen;
-  f.writeUInt16BE(checksum(f, t, tcpLen, pseudo), t + 16);
+  f.writeUInt16BE(inetChecksum(f, t, tcpLen, pseudo), t + 16);
   return f;
-}
-
-/** The Internet checksum of buf[off, off+len) with an initial sum. */
-export function checksum(buf: Buffer, off: number, len: number, initial: number): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < len; i += 2) sum += buf.readUInt16BE(off + i);
-  if (len & 1) sum += buf[off + len - 1] << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }

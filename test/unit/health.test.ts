@@ -445,7 +445,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { TcpChecker } from '../../src/health/tcp';
 import { HttpChecker } from '../../src/health/http';
-import { VipProber, VipChecker, buildTcpFrame, checksum, PROBE_PORT_MIN, PROBE_PORT_MAX, probeTableSpec } from '../../src/health/vip';
+import { VipProber, VipChecker, buildTcpFrame, PROBE_PORT_MIN, PROBE_PORT_MAX, probeTableSpec } from '../../src/health/vip';
+import { inetChecksum as checksum } from '../../src/dataplane/checksum';
 import { FakeClock } from '../helpers/fake-clock';
 
 function listen(server: net.Server): Promise<number> {

@@ -15,6 +15,7 @@
 #include "dataplane.h"
 #include "fastpath.h"
 #include "libpcap.h"
+#include "statefile.h"
 #include "tap.h"
 
 namespace lbd {
@@ -347,7 +348,8 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
   initTap(env, exports);
-  exports.Set("abiVersion", 5);  // binding.ts ABI_VERSION
+  initStateFile(env, exports);
+  exports.Set("abiVersion", 6);  // binding.ts ABI_VERSION
   return exports;
 }
 

@@ -16,8 +16,8 @@ import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
 import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames). */
-const ABI_VERSION = 5;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(). */
+const ABI_VERSION = 6;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
 export const VNET_HDR_LEN = 10;
@@ -161,6 +161,12 @@ export interface NativeAddon {
   openTap(name: string): number;
   /** Closes openTap's descriptor: the kernel deletes the interface and its routes. */
   closeTap(fd: number): void;
+  /** A new file of `bytes` zero bytes mapped shared (statefile.cc): the shared state that outlives the process. */
+  mapStateFile(path: string, bytes: number): ArrayBuffer;
+  /** An exclusive flock on `path`, held by the returned descriptor; throws code EWOULDBLOCK when another process holds it. */
+  lockFile(path: string): number;
+  /** Closes lockFile's descriptor, releasing the lock. */
+  unlockFile(fd: number): void;
   contract: {
     verdict: { forward: number; drop: number; arp: number };
     dropReasons: string[];
@@ -267,7 +273,13 @@ function reuseStateBits(mode: number): number {
 export function contractMismatch(addon: NativeAddon): string | null {
   const c = addon.contract;
   if (!c || addon.abiVersion !== ABI_VERSION) return 'ABI version';
-  if (typeof addon.Capture !== 'function' || typeof addon.Dataplane !== 'function' || typeof addon.openTap !== 'function') return 'exports';
+  if (
+    typeof addon.Capture !== 'function' ||
+    typeof addon.Dataplane !== 'function' ||
+    typeof addon.openTap !== 'function' ||
+    typeof addon.mapStateFile !== 'function'
+  )
+    return 'exports';
   if (c.verdict.forward !== 0 || c.verdict.drop !== 1 || c.verdict.arp !== 2) return 'verdicts';
   if (c.dropReasons.length !== DROP_REASONS.length || c.dropReasons.some((r, i) => r !== DROP_REASONS[i])) return 'drop reasons';
   if (c.counterCount !== COUNTER_COUNT) return 'counters';

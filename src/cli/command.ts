@@ -136,6 +136,8 @@ export interface ParsedArgs {
   command: 'run' | 'check' | 'help' | 'version';
   config?: string;
   logLevel?: LogLevel;
+  /** run --fresh: start with an empty connection table, not the state file's. */
+  fresh?: boolean;
 }
 
 /**
@@ -171,6 +173,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
       case '-c':
       case '--config':
         out.config = value();
+        break;
+      case '--fresh':
+        if (out.command !== 'run' || inline !== undefined) throw new UsageError(`unknown option "${a}"`);
+        out.fresh = true;
         break;
       case '-l':
       case '--log-level': {

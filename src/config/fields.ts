@@ -45,7 +45,7 @@ import { BUSY_POLL_MAX, CONN_TABLE_MAX, CONN_TABLE_MIN, PORT_MAX, PORT_MIN, QUOR
  * - duration: seconds, or text such as 500ms, 2s, 1m, 1h, 1m30s (normalized to seconds)
  * - ipv4: a unicast IPv4 host address;  netmask: a contiguous IPv4 netmask
  * - mac: a unicast MAC address (normalized to aa:bb:cc:dd:ee:ff);  listen: IPv4 host:port
- * - ifname: a Linux interface name;  socket: an absolute unix socket path
+ * - ifname: a Linux interface name;  socket: an absolute unix socket path;  path: an absolute file path
  * - service-name: letters, digits, "_", "." and "-";  http-path: starts with "/"
  * - http-host: a Host header value;  status-set: HTTP codes, ranges and lists;  regex
  * - section: a mapping of further fields;  list: a list of sections (`section` is the item)
@@ -63,6 +63,7 @@ export type FieldType =
   | 'listen'
   | 'ifname'
   | 'socket'
+  | 'path'
   | 'service-name'
   | 'http-path'
   | 'http-host'
@@ -495,6 +496,12 @@ export const CONFIG: Section = simple(
       default: DEFAULTS.connReuseMode,
       description:
         'like IPVS conn_reuse_mode: a SYN on a client port whose entry remains: 0 reuses the entry (old server, not counted); 1 reschedules from TIME_WAIT/CLOSE; 2 also from FIN_WAIT (the last state DR sees); also per service',
+    },
+    {
+      key: 'state_file',
+      type: 'path',
+      description:
+        'where the connection table lives (memory-mapped, on tmpfs) so that a restart, crash or upgrade of lbd keeps every connection; default /run/lbd/lbd_<capture>.state',
     },
     {
       key: 'local_access',

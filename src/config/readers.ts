@@ -192,6 +192,12 @@ const socketPath = refined(SOCKET_WHAT, (s) =>
     : undefined,
 );
 
+/** An absolute path of a file. */
+const FILE_WHAT = 'an absolute file path (e.g. /run/lbd/lbd_eth0.state)';
+const filePath = refined(FILE_WHAT, (s) =>
+  !s.startsWith('/') || s.includes('\0') || s.endsWith('/') ? `expected ${FILE_WHAT}, got ${JSON.stringify(s)}` : undefined,
+);
+
 const serviceName = refined('a service name of letters, digits, "_", "." or "-"', (s) =>
   SERVICE_NAME_RE.test(s) ? undefined : `invalid service name ${JSON.stringify(s)}: use only letters, digits, "_", "." or "-"`,
 );
@@ -243,6 +249,7 @@ const READERS: Record<ScalarType, Reader> = {
   listen: (v, _f, node, key, path) => listen(v, node ?? key, path),
   ifname: (v, _f, node, key, path) => interfaceName(v, node, path, key),
   socket: (v, _f, node, key, path) => socketPath(v, node ?? key, path, key),
+  path: (v, _f, node, key, path) => filePath(v, node ?? key, path, key),
   'service-name': (v, _f, node, key, path) => serviceName(v, node, path, key),
   'http-path': (v, _f, node, key, path) => httpPath(v, node, path, key),
   'http-host': (v, _f, node, key, path) => httpHost(v, node, path, key),

@@ -34,6 +34,7 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
   const section = <T>(key: string): T => (r.values[key] ?? v.absent(r.spec.fields.find((f) => f.key === key)!.section!, r)) as T;
   const onRemove = r.values.on_remove as Config['on_remove'];
   const expireNodest = r.values.expire_nodest_conn as boolean | undefined;
+  const stateFile = r.values.state_file as string | undefined;
   return {
     local_access: r.get('local_access') as boolean,
     file: v.file,
@@ -49,6 +50,7 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
     ...(onRemove !== undefined ? { on_remove: onRemove } : {}),
     conn_reuse_mode: r.get('conn_reuse_mode') as number,
     ...(expireNodest !== undefined ? { expire_nodest_conn: expireNodest } : {}),
+    ...(stateFile !== undefined ? { state_file: stateFile } : {}),
   };
 }
 

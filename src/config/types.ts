@@ -122,6 +122,8 @@ export interface Config {
   conn_reuse_mode: number;
   /** Like IPVS's expire_nodest_conn: the on_remove of services that set none is drop. Absent = false. */
   expire_nodest_conn?: boolean;
+  /** The memory-mapped state file the connection table lives in (adopted by the next lbd). Absent = /run/lbd/lbd_<capture>.state. */
+  state_file?: string;
 }
 
 /** drain: flows of a removed real server continue until they end; drop: they are cut (IPVS expire_nodest_conn). */

@@ -26,7 +26,7 @@ import type { Port } from '../dataplane/io';
 import { NativePort } from '../dataplane/native';
 import { selectDataplane } from './dataplane-select';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
-import { MAX_DESTS, RealServer, VirtualService, protoNumber, protocolName } from '../dataplane/services';
+import { MAX_DESTS, MAX_SERVICES, RealServer, VirtualService, protoNumber, protocolName } from '../dataplane/services';
 import { parseListen } from '../config/values';
 import { createScheduler } from '../scheduler/index';
 import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
@@ -36,6 +36,17 @@ import { HealthManager, HealthManagerOptions } from '../health/manager';
 import { Action, describeAction, plan } from './reconcile';
 import { VERSION } from '../version';
 import { SingleFlight } from '../single-flight';
+import { ADOPT_REJECTS, type AdoptReject, PreviousTables } from '../dataplane/adopt';
+import { type PreviousState, type Previous, StateFile, type StateFileIo, monotonicSeconds } from '../dataplane/state-file';
+import { requireBinding } from '../dataplane/binding';
+import { effectiveCheck } from '../health/manager';
+import { DEST_HEALTH_DOWN, DEST_HEALTH_UP } from '../dataplane/contract';
+
+/** The addon's state-file calls. */
+function addonStateIo(): StateFileIo {
+  const b = requireBinding();
+  return { map: (p, n) => b.mapStateFile(p, n), lock: (p) => b.lockFile(p), unlock: (fd) => b.unlockFile(fd) };
+}
 
 export interface DaemonOptions {
   config: Config;
@@ -52,6 +63,31 @@ export interface DaemonOptions {
   localAddresses?: Set<string>;
   /** The daemon cannot go on (its capture or egress interface is gone): the owner stops it and exits non-zero. */
   onFatal?: (e: LbdError) => void;
+  /**
+   * The state file the connection table lives in (state-file.ts), adopted by the next lbd.
+   * Default: config state_file, else /run/lbd/lbd_<capture>.state; with in-memory ports (tests)
+   * none unless given. null: none, the table ends with the process.
+   */
+  stateFile?: string | null;
+  /** Start with an empty table even when the state file holds one (lbd --fresh). */
+  fresh?: boolean;
+  /** Maps and locks the state file (default: the native addon's). */
+  stateIo?: StateFileIo;
+}
+
+/** What a start found of the previous lbd's table and made of it (metrics, the start log line). */
+export interface Adoption {
+  previous: Previous['kind'];
+  /** Why the previous state file was not adopted (set aside). */
+  reason?: string;
+  flows: number;
+  templates: number;
+  rejected: Record<AdoptReject, number>;
+  /** lbds that adopted this table before this one. */
+  restarts: number;
+  /** The previous lbd stopped on a signal (false: it crashed or was killed). */
+  previousStopped?: boolean;
+  previousPid?: number;
 }
 
 export class ReloadError extends LbdError {
@@ -132,7 +168,7 @@ export class Daemon {
   private readonly openPort: (iface: string, filter: string) => Port;
   private metricsServer: Server | null = null;
   private timers: NodeJS.Timeout[] = [];
-  /** The coarse clock counts from here, on the monotonic clock: an NTP step must not expire every flow. */
+  /** Sweeps and once-a-second work are paced from here, on the monotonic clock (an NTP step must not matter). */
   private readonly startedAt = performance.now();
   private lastSweepMs = 0;
   private lastSecond = 0;
@@ -145,81 +181,197 @@ export class Daemon {
   /** The capture and egress links and the captures' poll errors (link-watch.ts), looked at every second. */
   private readonly links: LinkMonitor;
   private failed = false;
+  /** The state file the table lives in; null: none (tests). */
+  readonly stateFile: StateFile | null;
+  /** What this start adopted from the previous lbd. */
+  readonly adoption: Adoption;
+  /** The guard was a dead lbd's, taken over (not made) by this start. */
+  private guardTakenOver = false;
 
   constructor(private readonly opts: DaemonOptions) {
     const cfg = opts.config;
     this.running = cfg;
     this.names = instanceNames(cfg.interfaces.capture);
-    this.links = new LinkMonitor({
-      log: opts.log,
-      dataplane: () => this.dataplanePath,
-      interfaces: () => this.running.interfaces,
-      ports: () => ({ capture: this.capture, egress: this.egress, local: this.localPort }),
-      announce: () => this.arp.announce(),
-      resolveMacs: () => this.arp.resolve(true),
-      fail: (e) => this.fail(e),
-      stopped: () => this.stopped,
-      watched: opts.openPort === undefined,
-    });
-    this.localAccess = new LocalAccess(this.names.localInterface);
-    const owner = selfOwner();
-    this.keeper = opts.hostGuard === false ? null : new HostKeeper({ log: opts.log, renewMs: (HOST_LEASE_S * 1000) / 3 });
-    this.guard = opts.hostGuard === false ? null : new HostGuard(this.names.guardTable, cfg.interfaces.capture, owner, HOST_LEASE_S);
-    if (this.guard) this.keeper?.add(this.guard.table);
-    // ---- data-plane path (src/dataplane/native.ts): auto | native | ts ----
-    // native: the capture interface's port is the addon's AF_PACKET ring; it forwards in C++
-    // and calls up only for new flows and ARP. auto falls back to TypeScript with a warning.
-    // Both capture through the native binding: without one lbd does not start (BindingError).
-    const dataplane = selectDataplane(cfg, {
-      inMemory: opts.openPort !== undefined,
-      log: opts.log,
-      filter: captureFilter(cfg.services),
-    });
-    this.dataplanePath = dataplane.path;
-    this.openPort = opts.openPort ?? dataplane.openPort;
-    // ---- end data-plane path ----
-    this.capture = this.openPort(cfg.interfaces.capture, captureFilter(cfg.services));
+    // The state file's lock first: a second lbd with this state file stops here, before it opens
+    // anything (E_INSTANCE).
+    const statePath = opts.stateFile !== undefined ? opts.stateFile : opts.openPort ? null : (cfg.state_file ?? this.names.stateFile);
+    this.stateFile = statePath ? StateFile.open(statePath, opts.stateIo ?? addonStateIo()) : null;
     try {
-      this.egress = cfg.interfaces.egress === cfg.interfaces.capture ? this.capture : this.openPort(cfg.interfaces.egress, 'inbound and arp');
+      this.links = new LinkMonitor({
+        log: opts.log,
+        dataplane: () => this.dataplanePath,
+        interfaces: () => this.running.interfaces,
+        ports: () => ({ capture: this.capture, egress: this.egress, local: this.localPort }),
+        announce: () => this.arp.announce(),
+        resolveMacs: () => this.arp.resolve(true),
+        fail: (e) => this.fail(e),
+        stopped: () => this.stopped,
+        watched: opts.openPort === undefined,
+      });
+      this.localAccess = new LocalAccess(this.names.localInterface);
+      const owner = selfOwner();
+      this.keeper = opts.hostGuard === false ? null : new HostKeeper({ log: opts.log, renewMs: (HOST_LEASE_S * 1000) / 3 });
+      this.guard = opts.hostGuard === false ? null : new HostGuard(this.names.guardTable, cfg.interfaces.capture, owner, HOST_LEASE_S);
+      if (this.guard) this.keeper?.add(this.guard.table);
+      // ---- data-plane path (src/dataplane/native.ts): auto | native | ts ----
+      // native: the capture interface's port is the addon's AF_PACKET ring; it forwards in C++
+      // and calls up only for new flows and ARP. auto falls back to TypeScript with a warning.
+      // Both capture through the native binding: without one lbd does not start (BindingError).
+      const dataplane = selectDataplane(cfg, {
+        inMemory: opts.openPort !== undefined,
+        log: opts.log,
+        filter: captureFilter(cfg.services),
+      });
+      this.dataplanePath = dataplane.path;
+      this.openPort = opts.openPort ?? dataplane.openPort;
+      // ---- end data-plane path ----
+      this.capture = this.openPort(cfg.interfaces.capture, captureFilter(cfg.services));
+      try {
+        this.egress = cfg.interfaces.egress === cfg.interfaces.capture ? this.capture : this.openPort(cfg.interfaces.egress, 'inbound and arp');
+      } catch (e) {
+        this.capture.close();
+        throw e;
+      }
+      const previous: Previous = this.stateFile?.previous(opts.fresh === true) ?? { kind: 'none' };
+      const restarts = previous.kind === 'adoptable' ? previous.state.header.restarts + 1 : 0;
+      this.forwarder = new Forwarder({
+        connTableSize: cfg.connection_table.size,
+        timeouts: cfg.timeouts,
+        captureMac: this.capture.mac,
+        egressMac: this.egress.mac,
+        egress: this.egress,
+        reply: this.capture,
+        state: this.stateFile?.create(cfg.connection_table.size, restarts),
+      });
+      // Expiry times are on the monotonic clock, which every lbd of this boot shares: an adopted
+      // entry keeps its time to live.
+      this.forwarder.now = monotonicSeconds();
+      // A frame with DF set larger than this is not forwarded: the client gets ICMP "fragmentation needed" (too_big).
+      if (opts.openPort === undefined) this.forwarder.egressMtu = interfaceMtu(cfg.interfaces.egress);
+      this.local = opts.localAddresses ?? localAddresses();
+      // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
+      // silent, so when the egress address is itself a VIP, ask with an ARP probe (0.0.0.0) instead.
+      const egressIp = interfaceAddress(cfg.interfaces.egress);
+      const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
+      this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, this.announcedVips(cfg.services), arpSource, opts.log);
+      this.forwarder.onArp = (buf, len) => this.arp.handle(buf, len, this.capture);
+      this.health = new HealthManager({
+        forwarder: this.forwarder,
+        log: opts.log,
+        arp: this.arp,
+        egress: { iface: cfg.interfaces.egress, mac: this.egress.mac },
+        probeTable: (egressIp) => {
+          if (!this.keeper) return null;
+          let t = this.probeTables.get(egressIp);
+          if (!t) {
+            t = new LeasedTable(probeTableSpec(this.names.probeTable, cfg.interfaces.egress, egressIp), owner, HOST_LEASE_S);
+            this.probeTables.set(egressIp, t);
+            this.keeper.add(t);
+          }
+          return t;
+        },
+        ...opts.health,
+      });
+      for (const s of cfg.services) this.addService(s);
+      const adoption: Adoption = { previous: previous.kind, flows: 0, templates: 0, rejected: this.noRejects(), restarts };
+      if (previous.kind === 'set-aside') adoption.reason = previous.reason;
+      if (previous.kind === 'adoptable') {
+        try {
+          Object.assign(adoption, this.adopt(previous.state));
+          adoption.previousStopped = previous.state.header.stopped;
+          adoption.previousPid = previous.state.header.pid;
+        } catch (e) {
+          // Whatever the previous table holds must not keep lbd from starting: start empty.
+          this.forgetAdopted();
+          adoption.previous = 'set-aside';
+          adoption.reason = `adopting it failed: ${(e as Error).message}`;
+          this.stateFile?.setAsidePrevious();
+        }
+      }
+      this.stateFile?.commit();
+      this.adoption = adoption;
     } catch (e) {
-      this.capture.close();
+      this.stateFile?.release();
       throw e;
     }
-    this.forwarder = new Forwarder({
-      connTableSize: cfg.connection_table.size,
-      timeouts: cfg.timeouts,
-      captureMac: this.capture.mac,
-      egressMac: this.egress.mac,
-      egress: this.egress,
-      reply: this.capture,
-    });
-    // A frame with DF set larger than this is not forwarded: the client gets ICMP "fragmentation needed" (too_big).
-    if (opts.openPort === undefined) this.forwarder.egressMtu = interfaceMtu(cfg.interfaces.egress);
-    this.local = opts.localAddresses ?? localAddresses();
-    // Real servers with the VIP on lo treat an ARP request from the VIP as a martian and stay
-    // silent, so when the egress address is itself a VIP, ask with an ARP probe (0.0.0.0) instead.
-    const egressIp = interfaceAddress(cfg.interfaces.egress);
-    const arpSource = egressIp && !cfg.services.some((s) => s.vip === egressIp) ? ipToInt(egressIp) : 0;
-    this.arp = new ArpAgent(this.forwarder, this.capture, this.egress, this.announcedVips(cfg.services), arpSource, opts.log);
-    this.forwarder.onArp = (buf, len) => this.arp.handle(buf, len, this.capture);
-    this.health = new HealthManager({
-      forwarder: this.forwarder,
-      log: opts.log,
-      arp: this.arp,
-      egress: { iface: cfg.interfaces.egress, mac: this.egress.mac },
-      probeTable: (egressIp) => {
-        if (!this.keeper) return null;
-        let t = this.probeTables.get(egressIp);
-        if (!t) {
-          t = new LeasedTable(probeTableSpec(this.names.probeTable, cfg.interfaces.egress, egressIp), owner, HOST_LEASE_S);
-          this.probeTables.set(egressIp, t);
-          this.keeper.add(t);
-        }
-        return t;
+  }
+
+  /** An adoption that failed half-way: the tables empty again, and the counts that follow from them. */
+  private forgetAdopted(): void {
+    const fw = this.forwarder;
+    fw.conns.clear();
+    fw.templates.clear();
+    const d = fw.dests;
+    d.active.fill(0);
+    d.inactive.fill(0);
+    d.persistent.fill(0);
+  }
+
+  private noRejects(): Record<AdoptReject, number> {
+    return Object.fromEntries(ADOPT_REJECTS.map((r) => [r, 0])) as Record<AdoptReject, number>;
+  }
+
+  /**
+   * The previous lbd's table, entry by entry, into this one's. Its services and real servers are
+   * matched to this config's by VIP:port/protocol and address; one the config no longer has is
+   * treated as a reload removing it would: on_remove drain keeps it, draining (no new flows, it
+   * goes once its flows end), drop leaves its flows behind. What the previous lbd knew of a
+   * server (its MAC, its health verdict) is kept: no ARP wait, and a server that was down is not
+   * handed new flows before its checks say it is up again.
+   */
+  private adopt(prev: PreviousState): { flows: number; templates: number; rejected: Record<AdoptReject, number> } {
+    const tables = new PreviousTables(prev, this.forwarder.now);
+    const cfg = this.running;
+    const fw = this.forwarder;
+    const dests = fw.dests;
+    return tables.adoptInto(fw, {
+      service: (old) => {
+        const key = serviceKey({ vip: intToIp(old.vip), port: old.port, protocol: protocolName(old.proto) });
+        const svc = this.services.get(key);
+        if (svc) return svc;
+        if (this.onRemove(undefined, cfg) === 'drop') return null;
+        // No room to keep it draining (lbd numbers services and tracks at most MAX_SERVICES): its flows go (table_full).
+        if (fw.services.count >= MAX_SERVICES || this.nextServiceIndex >= MAX_SERVICE_INDEX) return undefined;
+        const gone = new VirtualService(
+          this.nextServiceIndex++,
+          key,
+          old.vip,
+          old.port,
+          old.proto,
+          createScheduler('rr'),
+          old.persistence,
+          old.persistenceMask,
+        );
+        gone.removed = true;
+        fw.services.add(gone);
+        this.services.set(key, gone);
+        return gone;
       },
-      ...opts.health,
+      dest: (old, svc) => {
+        const s = cfg.services.find((x) => serviceKey(x) === serviceKey({ vip: intToIp(svc.vip), port: svc.port, protocol: protocolName(svc.proto) }));
+        let rs = svc.reals.find((x) => x.addr === old.addr);
+        if (!rs && s?.sorry_server && ipToInt(s.sorry_server.address) === old.addr) {
+          // The sorry server: made now, as health's sync would make it, so its flows go on to it.
+          this.health.syncSorry(svc, s);
+          rs = svc.sorry ?? undefined;
+        }
+        if (!rs) {
+          if (this.onRemove(s, cfg) === 'drop') return null;
+          if (dests.views.length >= MAX_DESTS) return undefined;
+          rs = dests.add(svc, old.addr, old.port, 0);
+          rs.removed = true;
+          svc.reals.push(rs);
+          this.arp.track(rs);
+        }
+        if (old.mac && dests.macKnown[rs.index] === 0) dests.setMac(rs.index, old.mac);
+        const r = s?.real_servers.find((x) => ipToInt(x.address) === old.addr);
+        if (s && r && effectiveCheck(s, r) && rs.health === 'unchecked' && (old.health === DEST_HEALTH_UP || old.health === DEST_HEALTH_DOWN)) {
+          rs.health = old.health === DEST_HEALTH_UP ? 'up' : 'down';
+          rs.healthReason = 'adopted from the previous lbd';
+        }
+        return rs;
+      },
     });
-    for (const s of cfg.services) this.addService(s);
   }
 
   get log(): Logger {
@@ -306,10 +458,17 @@ export class Daemon {
     // Before any change to the host: is this interface another live lbd's? (E_INSTANCE, nothing touched)
     if (this.guard) {
       const takeOver = await this.guard.claim();
+      this.guardTakenOver = takeOver;
       if (takeOver) log.warn({ table: `netdev ${this.names.guardTable}` }, 'found the guard of an lbd that is gone: taking it over');
-      await this.guard.install(cfg.services, takeOver);
+      await this.guard.install(this.liveServices(), takeOver);
     }
+    // Health verdicts (adopted ones among them) in the data plane before the first frame.
+    this.health.sync(this.running, this.services);
     this.startCapture(this.capture);
+    this.logAdoption();
+    // Services adopted only to drain (the config no longer has them): the capture filter was
+    // made from the config; capture their frames too.
+    if (this.liveServices().length !== cfg.services.length) await this.refreshHost();
     if (cfg.busy_poll > 0 && this.dataplanePath !== 'native')
       log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
     await this.setupLocalAccess();
@@ -326,7 +485,6 @@ export class Daemon {
       );
     }
     if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
-    this.health.sync(this.running, this.services);
     this.timers.push(setInterval(() => this.tick(), TICK_MS));
     // A second announcement a moment later covers a neighbour that missed the first.
     this.timers.push(setTimeout(() => this.arp.announce(), 1000));
@@ -352,6 +510,37 @@ export class Daemon {
     );
   }
 
+  /** One log line: what the previous lbd's state file gave this one. */
+  private logAdoption(): void {
+    const a = this.adoption;
+    const file = this.stateFile?.path;
+    if (!file) return;
+    const rejected = Object.fromEntries(Object.entries(a.rejected).filter(([, n]) => n > 0));
+    if (a.previous === 'adoptable') {
+      this.log.info(
+        {
+          stateFile: file,
+          flows: a.flows,
+          templates: a.templates,
+          rejected,
+          restarts: a.restarts,
+          previousPid: a.previousPid,
+          previousStopped: a.previousStopped,
+        },
+        `adopted the connection table of the previous lbd (pid ${a.previousPid}, ${a.previousStopped ? 'stopped' : 'ended without stopping'}): ${a.flows} flows go on`,
+      );
+    } else if (a.previous === 'set-aside') {
+      this.log.warn(
+        { stateFile: file, setAsideAs: `${file}.rejected`, reason: a.reason },
+        `state file not adopted (${a.reason}): set aside as ${file}.rejected; starting with an empty connection table`,
+      );
+    } else if (a.previous === 'fresh') {
+      this.log.info({ stateFile: file }, '--fresh: starting with an empty connection table (the previous state file replaced)');
+    } else {
+      this.log.info({ stateFile: file }, 'no state file yet: starting with an empty connection table');
+    }
+  }
+
   private startCapture(port: Port): void {
     if (port instanceof NativePort) port.attach(this.forwarder);
     port.start((buf, len, vnet) => this.forwarder.process(buf, len, undefined, vnet));
@@ -371,6 +560,7 @@ export class Daemon {
       hostRestores: this.keeper ? () => this.keeper!.restores : undefined,
       eventLoop: this.eventLoop,
       pollErrors: () => this.links.pollErrors(),
+      adoption: this.stateFile ? this.adoption : undefined,
     });
     try {
       this.metricsServer = await serveMetrics(registry, host, port);
@@ -399,7 +589,7 @@ export class Daemon {
   tick(): void {
     const fw = this.forwarder;
     const elapsedMs = performance.now() - this.startedAt;
-    fw.now = 1 + Math.floor(elapsedMs / 1000);
+    fw.now = monotonicSeconds();
     const sinceMs = Math.min(Math.max(elapsedMs - this.lastSweepMs, TICK_MS), 100);
     this.lastSweepMs = elapsedMs;
     fw.sweep(Math.ceil((fw.conns.slots * sinceMs) / 1000));
@@ -599,6 +789,7 @@ export class Daemon {
       this.forwarder.resetPersistence(svc);
       svc.persistence = persistence;
       svc.persistenceMask = mask;
+      this.forwarder.services.identify(svc);
     }
     svc.changed();
   }
@@ -720,6 +911,14 @@ export class Daemon {
     this.retiredNative.busyPollCatches += s.busyPollCatches;
   }
 
+  /**
+   * Lets go of the state file's lock, which the end of the process does anyway: for a daemon
+   * stopped in a process that goes on (tests) before another one starts on the same file.
+   */
+  releaseStateFile(): void {
+    this.stateFile?.release();
+  }
+
   /** Fatal: logged, then the owner (lbd run) stops the daemon, undoing its host changes, and exits non-zero. */
   private fail(e: LbdError): void {
     if (this.failed || this.stopped) return;
@@ -728,10 +927,24 @@ export class Daemon {
     this.opts.onFatal?.(e);
   }
 
-  /** Stops capturing and undoes every change made to the host. Safe to call twice. */
-  async stop(): Promise<void> {
+  /**
+   * Stops capturing. What stays on the host depends on `mode`:
+   *  - 'keep' (SIGTERM, SIGINT, a fatal error: every stop that may be a restart): the state file
+   *    stays, marked stopped, for the next lbd to adopt, and the nftables tables stay with their
+   *    leases, which lapse by themselves HOST_LEASE_S after the last renewal; a restart within
+   *    that finds the VIP still guarded;
+   *  - 'clean' (lbd stop --clean): every change goes at once: the guard, the probe table, the
+   *    state file;
+   *  - 'failed-start': start() threw: what this start made goes (the probe table, a guard it
+   *    created), the state file stays (it may hold adopted flows);
+   *  - 'interface-gone' (fatal): the tables go (their interface is gone), the state file stays.
+   * The local-access TAP goes either way (it lives as long as the process's descriptor).
+   * Safe to call twice.
+   */
+  async stop(mode: 'keep' | 'clean' | 'failed-start' | 'interface-gone' = 'keep'): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    const clean = mode === 'clean';
     this.keeper?.stop();
     this.eventLoop.stop();
     for (const t of this.timers) clearInterval(t);
@@ -740,9 +953,15 @@ export class Daemon {
     if (this.egress !== this.capture) this.egress.close();
     this.localPort?.close();
     this.localAccess.teardown();
+    // Nothing writes the table any more: it is left as it is now. The lock stays until the
+    // process ends, so that the next lbd (which waits for it) never meets this one's guard alive.
+    if (clean) this.stateFile?.remove();
+    else this.stateFile?.markStopped();
+    // A start that failed takes back what it made (a guard taken over from a dead lbd stays, leased).
+    const removeGuard = clean || mode === 'interface-gone' || (mode === 'failed-start' && !this.guardTakenOver);
     await Promise.all([
-      this.health.stop().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the vip probe table')),
-      this.guard?.remove().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the nftables guard')),
+      this.health.stop(mode !== 'keep').catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the vip probe table')),
+      removeGuard ? this.guard?.remove().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the nftables guard')) : undefined,
     ]);
     if (this.metricsServer) {
       const srv = this.metricsServer;
@@ -750,6 +969,11 @@ export class Daemon {
       srv.closeAllConnections?.();
       await new Promise<void>((r) => srv.close(() => r()));
     }
-    this.log.info('lbd stopped');
+    this.log.info(
+      clean
+        ? { left: 'nothing' }
+        : { left: { stateFile: this.stateFile?.path ?? null, guard: this.guard ? `netdev ${this.names.guardTable}` : null, leaseS: HOST_LEASE_S } },
+      'lbd stopped',
+    );
   }
 }

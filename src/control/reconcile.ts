@@ -28,6 +28,7 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['connection_table.size', (c) => c.connection_table.size],
   ['dataplane', (c) => c.dataplane],
   ['admin.socket', (c) => c.admin?.socket],
+  ['state_file', (c) => c.state_file],
 ];
 
 /** Service fields compared for 'service-update' (identity and real servers are handled apart). */

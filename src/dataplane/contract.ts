@@ -152,6 +152,12 @@ export const CONN_STATE_NAMES = [
 export const SLOT_EMPTY = -1;
 export const CONN_F_INACTIVE = 1; // counted in the real server's InActConn, not ActiveConn
 export const CONN_F_PERSIST = 2; // holds a reference on its persistence template (TypeScript only)
+export const CONN_FLAGS_ALL = CONN_F_INACTIVE | CONN_F_PERSIST;
+
+/** destHealth[] values: a real server's health verdict as the region keeps it. */
+export const DEST_HEALTH_UNCHECKED = 0;
+export const DEST_HEALTH_UP = 1;
+export const DEST_HEALTH_DOWN = 2;
 
 /** The slot hash both implementations use. Integer-only so C computes the same bits. */
 export function flowHash(addr: number, port: number): number {
@@ -167,7 +173,7 @@ export function flowHash(addr: number, port: number): number {
  * reordered, so that a region kept from an earlier run (a memory-mapped state file) is never read
  * with another layout.
  */
-export const STATE_LAYOUT_VERSION = 3;
+export const STATE_LAYOUT_VERSION = 4;
 /** The most real servers lbd tracks over its lifetime (indices are never reused while flows may point at them). */
 export const MAX_DESTS = 4096;
 /** The most virtual services at once; the VIP lookup is a linear scan, so keep this small. */
@@ -225,6 +231,14 @@ export interface StateArrays {
   destPackets: Float64Array;
   destBytes: Float64Array;
   downAction: Uint8Array;
+  // Who each real server is, so that another lbd reading this region (a restart adopting a state
+  // file) can tell which of its own servers an entry means: address, port and its service's index
+  // + 1 (0: no server has this index), written when the server is added; its health verdict
+  // (DEST_HEALTH_*), written by the health checks. TypeScript only.
+  destAddr: Uint32Array;
+  destPort: Uint32Array;
+  destSvc: Int32Array;
+  destHealth: Uint8Array;
   // Services: the lookup table (VIP, port << 8 | protocol) by table slot, svcMeta = [count, then
   // the service index in each slot], written by the ServiceTable; svcStats = [packets, bytes]
   // per service index, added to by the path that forwards.
@@ -234,6 +248,12 @@ export interface StateArrays {
   svcStats: Float64Array;
   // conn_reuse_mode per service index (CONN_REUSE_*), written by the control plane.
   svcReuse: Uint8Array;
+  // Who each service index is (VIP, port << 8 | protocol; 0: none) and its persistence (seconds,
+  // netmask), which the templates' keys depend on; written by the ServiceTable. TypeScript only.
+  svcKeyVip: Uint32Array;
+  svcKeyPortProto: Uint32Array;
+  svcPersist: Uint32Array;
+  svcPersistMask: Uint32Array;
   // Counters (Counter, Drop), added to by both paths.
   counters: Float64Array;
   drops: Float64Array;
@@ -283,11 +303,19 @@ export function stateLayout(connSlots: number, templateSlots: number): readonly 
     f('destPackets', 'f64', MAX_DESTS),
     f('destBytes', 'f64', MAX_DESTS),
     f('downAction', 'u8', MAX_DESTS),
+    f('destAddr', 'u32', MAX_DESTS),
+    f('destPort', 'u32', MAX_DESTS),
+    f('destSvc', 'i32', MAX_DESTS),
+    f('destHealth', 'u8', MAX_DESTS),
     f('svcVip', 'u32', MAX_SERVICES),
     f('svcPortProto', 'u32', MAX_SERVICES),
     f('svcMeta', 'i32', MAX_SERVICES + 1),
     f('svcStats', 'f64', SERVICE_INDEXES * 2),
     f('svcReuse', 'u8', SERVICE_INDEXES),
+    f('svcKeyVip', 'u32', SERVICE_INDEXES),
+    f('svcKeyPortProto', 'u32', SERVICE_INDEXES),
+    f('svcPersist', 'u32', SERVICE_INDEXES),
+    f('svcPersistMask', 'u32', SERVICE_INDEXES),
     f('counters', 'f64', COUNTER_COUNT),
     f('drops', 'f64', DROP_REASONS.length),
     f('clock', 'f64', 1),

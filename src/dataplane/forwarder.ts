@@ -70,6 +70,8 @@ export interface ForwarderOptions {
   reply?: FrameSink;
   /** Milliseconds, for the ICMP rate limits (tests); default performance.now(). */
   icmpClock?: () => number;
+  /** The region to lay the state over (a state file's, state-file.ts); default one of its own. */
+  state?: SharedState;
 }
 
 /**
@@ -137,7 +139,7 @@ export class Forwarder {
   private templateCursor = 0;
 
   constructor(opts: ForwarderOptions) {
-    const st = (this.state = new SharedState(opts.connTableSize));
+    const st = (this.state = opts.state ?? new SharedState(opts.connTableSize));
     const a = st.arrays;
     this.conns = new ConnTable(st.connCapacity, a);
     this.templates = new ConnTable(st.templateCapacity, {

@@ -1,11 +1,45 @@
 import { DEST_F_OVERLOAD, type Dest, type Scheduler } from '../scheduler/index';
 import type { Protocol } from '../config/types';
-import { CONN_REUSE_DEFAULT, IPPROTO_TCP, IPPROTO_UDP, MAX_DESTS, MAX_SERVICES, SERVICE_INDEXES, type StateArrays } from './contract';
+import {
+  CONN_REUSE_DEFAULT,
+  DEST_HEALTH_DOWN,
+  DEST_HEALTH_UNCHECKED,
+  DEST_HEALTH_UP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  MAX_DESTS,
+  MAX_SERVICES,
+  SERVICE_INDEXES,
+  type StateArrays,
+} from './contract';
 
 export { MAX_DESTS, MAX_SERVICES } from './contract';
 
-type DestArrays = Pick<StateArrays, 'mac' | 'macKnown' | 'active' | 'inactive' | 'persistent' | 'destConns' | 'destPackets' | 'destBytes' | 'downAction'>;
-type ServiceArrays = Pick<StateArrays, 'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcReuse'>;
+type DestArrays = Pick<
+  StateArrays,
+  | 'mac'
+  | 'macKnown'
+  | 'active'
+  | 'inactive'
+  | 'persistent'
+  | 'destConns'
+  | 'destPackets'
+  | 'destBytes'
+  | 'downAction'
+  | 'destAddr'
+  | 'destPort'
+  | 'destSvc'
+  | 'destHealth'
+>;
+type ServiceArrays = Pick<
+  StateArrays,
+  'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcReuse' | 'svcKeyVip' | 'svcKeyPortProto' | 'svcPersist' | 'svcPersistMask'
+>;
+
+/** Health verdicts by their destHealth[] code (DEST_HEALTH_*). */
+export type Health = 'up' | 'down' | 'unchecked';
+const HEALTH_NAMES: readonly Health[] = ['unchecked', 'up', 'down'];
+const HEALTH_CODES: Record<Health, number> = { unchecked: DEST_HEALTH_UNCHECKED, up: DEST_HEALTH_UP, down: DEST_HEALTH_DOWN };
 
 /**
  * Per-real-server state the data plane reads and writes, as typed arrays indexed by the
@@ -27,6 +61,11 @@ export class DestTable {
    * every server that is up, so the per-frame cost is one typed-array read.
    */
   readonly downAction: Uint8Array;
+  /** Who each server is (address, port, service index + 1) and its health (DEST_HEALTH_*): what a state file's next reader matches by. */
+  readonly addr: Uint32Array;
+  readonly port: Uint32Array;
+  readonly svc: Int32Array;
+  readonly health: Uint8Array;
   readonly views: RealServer[] = [];
 
   constructor(a: DestArrays) {
@@ -39,11 +78,19 @@ export class DestTable {
     this.packets = a.destPackets;
     this.bytes = a.destBytes;
     this.downAction = a.downAction;
+    this.addr = a.destAddr;
+    this.port = a.destPort;
+    this.svc = a.destSvc;
+    this.health = a.destHealth;
   }
 
   add(service: VirtualService, addr: number, port: number, weight: number): RealServer {
     if (this.views.length >= MAX_DESTS) throw new Error(`more than ${MAX_DESTS} real servers`);
     const rs = new RealServer(this, this.views.length, service, addr, port, weight);
+    this.addr[rs.index] = addr;
+    this.port[rs.index] = port;
+    this.svc[rs.index] = service.index + 1;
+    this.health[rs.index] = DEST_HEALTH_UNCHECKED;
     this.views.push(rs);
     return rs;
   }
@@ -66,8 +113,13 @@ export class RealServer implements Dest {
   removed = false;
   /** Removed and drained: no flow points at it any more; kept only so its index is never reused. */
   gone = false;
-  /** Health-check verdict: 'unchecked' when the service has no health_check. */
-  health: 'up' | 'down' | 'unchecked' = 'unchecked';
+  /** Health-check verdict: 'unchecked' when the service has no health_check (kept in the shared state, which a restart adopts). */
+  get health(): Health {
+    return HEALTH_NAMES[this.table.health[this.index]] ?? 'unchecked';
+  }
+  set health(h: Health) {
+    this.table.health[this.index] = HEALTH_CODES[h];
+  }
   /** Why the last health transition happened ('connect refused', 'status 503', …). */
   healthReason = '';
   /** Connection thresholds (ipvsadm -x/-y); 0 = none. The forwarder sets and clears DEST_F_OVERLOAD. */
@@ -179,6 +231,10 @@ export class ServiceTable {
   private readonly meta: Int32Array;
   private readonly stats: Float64Array;
   private readonly reuse: Uint8Array;
+  private readonly keyVip: Uint32Array;
+  private readonly keyPortProto: Uint32Array;
+  private readonly persist: Uint32Array;
+  private readonly persistMask: Uint32Array;
   private readonly slots: VirtualService[] = [];
   count = 0;
   readonly all: VirtualService[] = [];
@@ -189,6 +245,22 @@ export class ServiceTable {
     this.meta = a.svcMeta;
     this.stats = a.svcStats;
     this.reuse = a.svcReuse;
+    this.keyVip = a.svcKeyVip;
+    this.keyPortProto = a.svcKeyPortProto;
+    this.persist = a.svcPersist;
+    this.persistMask = a.svcPersistMask;
+  }
+
+  /**
+   * Writes who the service at its index is and its persistence settings into the shared state:
+   * at add() and whenever its persistence changes, so that a state file's reader keys its
+   * templates the same way.
+   */
+  identify(svc: VirtualService): void {
+    this.keyVip[svc.index] = svc.vip;
+    this.keyPortProto[svc.index] = (svc.port << 8) | svc.proto;
+    this.persist[svc.index] = svc.persistence;
+    this.persistMask[svc.index] = svc.persistenceMask;
   }
 
   add(svc: VirtualService): void {
@@ -207,6 +279,7 @@ export class ServiceTable {
       cell[0] = svc.reuse[0];
       svc.reuse = cell;
     }
+    this.identify(svc);
     this.setSlot(this.count, svc);
     this.count++;
     this.meta[0] = this.count;

@@ -1,10 +1,10 @@
 /**
  * The shared state: every array the TypeScript path and the native fast path read or write (the
- * connection and template tables, the real-server and service tables, the counters, the clock,
- * the timeouts and the MACs), as typed-array views over ONE region laid out by contract.ts's
- * stateLayout(). The Forwarder owns it; its tables work on these views, and the native path's
- * attach() is handed the very same arrays. One region, one layout version: what a memory-mapped
- * state file can back, so that another process can adopt it.
+ * connection and template tables, the real-server and service tables and who they are, the
+ * counters, the clock, the timeouts and the MACs), as typed-array views over ONE region laid out
+ * by contract.ts's stateLayout(). The Forwarder owns it; its tables work on these views, and the
+ * native path's attach() is handed the very same arrays. The region is an ArrayBuffer of its own,
+ * or a part of a memory-mapped state file (state-file.ts) that the next lbd adopts.
  */
 import { STATE_LAYOUT_VERSION, type StateArrays, type StateElement, type StateField, connSlotsFor, stateLayout } from './contract';
 
@@ -23,7 +23,37 @@ export function regionPlan(fields: readonly StateField[]): { offsets: number[]; 
   return { offsets, bytes: (at + 7) & ~7 };
 }
 
-export class SharedState {
+/** The table sizes a region is laid out for. */
+export interface RegionSizes {
+  connCapacity: number;
+  connSlots: number;
+  templateCapacity: number;
+  templateSlots: number;
+}
+
+/** The sizes for a connection table of `connCapacity` entries (and a quarter as many templates, at least 1024). */
+export function regionSizes(connCapacity: number): RegionSizes {
+  // One template per client network at most, and usually far fewer than flows.
+  const templateCapacity = Math.max(1024, connCapacity >>> 2);
+  return { connCapacity, connSlots: connSlotsFor(connCapacity), templateCapacity, templateSlots: connSlotsFor(templateCapacity) };
+}
+
+/** Bytes of a region of these sizes. */
+export function regionBytes(s: RegionSizes): number {
+  return regionPlan(stateLayout(s.connSlots, s.templateSlots)).bytes;
+}
+
+/** Every array of a region of these sizes that starts at `offset` in `buffer` (which must hold regionBytes()). */
+export function regionViews(buffer: ArrayBuffer, offset: number, s: RegionSizes): StateArrays {
+  const fields = stateLayout(s.connSlots, s.templateSlots);
+  const plan = regionPlan(fields);
+  if (offset + plan.bytes > buffer.byteLength) throw new RangeError(`a region of ${plan.bytes} bytes does not fit at ${offset} in ${buffer.byteLength}`);
+  const arrays: Partial<Record<keyof StateArrays, unknown>> = {};
+  fields.forEach((f, i) => (arrays[f.name] = new VIEW[f.type](buffer, offset + plan.offsets[i], f.length)));
+  return arrays as StateArrays;
+}
+
+export class SharedState implements RegionSizes {
   readonly layoutVersion = STATE_LAYOUT_VERSION;
   readonly region: ArrayBuffer;
   readonly arrays: StateArrays;
@@ -32,18 +62,17 @@ export class SharedState {
   readonly templateCapacity: number;
   readonly templateSlots: number;
 
-  /** A zeroed region for a connection table of `connCapacity` entries (and a quarter as many templates, at least 1024). */
-  constructor(connCapacity: number) {
-    this.connCapacity = connCapacity;
-    this.connSlots = connSlotsFor(connCapacity);
-    // One template per client network at most, and usually far fewer than flows.
-    this.templateCapacity = Math.max(1024, connCapacity >>> 2);
-    this.templateSlots = connSlotsFor(this.templateCapacity);
-    const fields = stateLayout(this.connSlots, this.templateSlots);
-    const plan = regionPlan(fields);
-    this.region = new ArrayBuffer(plan.bytes);
-    const arrays: Partial<Record<keyof StateArrays, unknown>> = {};
-    fields.forEach((f, i) => (arrays[f.name] = new VIEW[f.type](this.region, plan.offsets[i], f.length)));
-    this.arrays = arrays as StateArrays;
+  /**
+   * A region for a connection table of `connCapacity` entries: a zeroed ArrayBuffer of its own, or
+   * `backing` (zeroed too: a new state file) from byte `offset` on.
+   */
+  constructor(connCapacity: number, backing?: { buffer: ArrayBuffer; offset: number }) {
+    const s = regionSizes(connCapacity);
+    this.connCapacity = s.connCapacity;
+    this.connSlots = s.connSlots;
+    this.templateCapacity = s.templateCapacity;
+    this.templateSlots = s.templateSlots;
+    this.region = backing?.buffer ?? new ArrayBuffer(regionBytes(s));
+    this.arrays = regionViews(this.region, backing?.offset ?? 0, s);
   }
 }

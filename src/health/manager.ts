@@ -248,7 +248,11 @@ export class HealthManager {
     prober?.setVips([...vips]).catch((e: Error) => this.log.error({ err: e.message }, 'vip check: cannot install the nftables rule for probe replies'));
   }
 
-  private syncSorry(svc: VirtualService, s: ServiceConfig): void {
+  /**
+   * The service's sorry server as the config says (made, changed or let go). Public for the
+   * daemon's adoption of a previous lbd's table: flows on the sorry server go on to it.
+   */
+  syncSorry(svc: VirtualService, s: ServiceConfig): void {
     const want = s.sorry_server;
     const cur = svc.sorry;
     if (cur && (!want || ipToInt(want.address) !== cur.addr)) {
@@ -348,13 +352,13 @@ export class HealthManager {
     return this.entries.get(rs)?.sup;
   }
 
-  /** Stops every check; resolves once the vip probe's nftables table is gone. */
-  async stop(): Promise<void> {
+  /** Stops every check; with `removeTable`, resolves once the vip probe's nftables table is gone (else its lease lapses by itself). */
+  async stop(removeTable = true): Promise<void> {
     for (const e of this.entries.values()) e.sup.stop();
     this.entries.clear();
     const prober = this.prober;
     this.prober = null;
-    await prober?.close();
+    await prober?.close(removeTable);
   }
 
   /** Adds the health metrics to a registry; values are read at scrape time. */

@@ -274,7 +274,8 @@ export class VipProber {
   }
 
   /** Stops probing; resolves once the nftables table is gone. */
-  close(): Promise<void> {
+  /** Resets the probes in flight and stops capturing; with `removeTable` (default), the probe table goes too. */
+  close(removeTable = true): Promise<void> {
     // Probes in flight: reset them before the capture (and the nftables rule) go away.
     for (const [sport, p] of [...this.pending]) {
       this.sendRst(p.dstMac, p.vip, p.vport, sport, (p.seq + 1) >>> 0);
@@ -284,7 +285,7 @@ export class VipProber {
     this.port?.close();
     this.port = null;
     this.vips = new Set();
-    return this.o.table?.remove() ?? Promise.resolve();
+    return (removeTable ? this.o.table?.remove() : undefined) ?? Promise.resolve();
   }
 }
 

@@ -14,6 +14,8 @@ export interface InstanceNames {
   probeTable: string;
   /** The local_access interface (a TAP): `lbd-<capture>`, shortened with a hash past 15 characters. */
   localInterface: string;
+  /** The default state file (config state_file): `/run/lbd/lbd_<capture>.state`. */
+  stateFile: string;
 }
 
 /** nftables identifiers: letters, digits and '_' here (interface names may hold '-', '.' or '@'). */
@@ -30,5 +32,5 @@ export function instanceNames(capture: string): InstanceNames {
   if (local.length > IFNAME_MAX) local = `lbd-${capture.slice(0, IFNAME_MAX - 9)}-${hash}`;
   // A name the slug changed gets the hash too: eth0.100 and eth0_100 must not share a table.
   const base = slug(capture) === capture ? capture : `${slug(capture)}_${hash}`;
-  return { capture, guardTable: `lbd_${base}`, probeTable: `lbd_${base}_probe`, localInterface: local };
+  return { capture, guardTable: `lbd_${base}`, probeTable: `lbd_${base}_probe`, localInterface: local, stateFile: `/run/lbd/lbd_${base}.state` };
 }

@@ -12,7 +12,11 @@ export interface Owner {
   start: number;
 }
 
-/** The start time of a process, or null when there is no such process (in this PID namespace). */
+/**
+ * The start time of a process, or null when there is no such process (in this PID namespace) or
+ * it has ended and only waits for its parent to reap it (a zombie holds no lock, no socket, and
+ * renews no lease: it is gone).
+ */
 export function processStart(pid: number): number | null {
   let stat: string;
   try {
@@ -22,6 +26,7 @@ export function processStart(pid: number): number | null {
   }
   // "pid (comm) state ppid …": comm may hold spaces and parentheses, so count from the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return null;
   const start = Number(fields[19]);
   return Number.isFinite(start) ? start : null;
 }

@@ -25,6 +25,8 @@ export interface MetricsSource {
   hostRestores?: () => ReadonlyMap<string, number>;
   /** The event loop's delay histogram (event-loop.ts). */
   eventLoop?: { register(registry: Registry): void };
+  /** What this start adopted from the previous lbd's state file; absent without a state file. */
+  adoption?: { flows: number; templates: number; rejected: Readonly<Record<string, number>>; restarts: number };
 }
 
 export interface NativeCounters {
@@ -254,6 +256,37 @@ export function createRegistry(src: MetricsSource): Registry {
       collect() {
         this.reset();
         for (const [table, n] of restores()) this.inc({ table }, n);
+      },
+    });
+  }
+  if (src.adoption) {
+    const a = src.adoption;
+    new Gauge({
+      name: 'lbd_state_adopted_entries',
+      help: "Entries of the previous lbd's state file adopted at start (kind: connection, template): flows that went on across the restart.",
+      labelNames: ['kind'],
+      registers: [registry],
+      collect() {
+        this.set({ kind: 'connection' }, a.flows);
+        this.set({ kind: 'template' }, a.templates);
+      },
+    });
+    new Gauge({
+      name: 'lbd_state_rejected_entries',
+      help: "Entries of the previous lbd's state file not adopted at start, by reason (corrupt, misplaced, duplicate, expired, removed, persistence_changed, table_full).",
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        for (const [reason, n] of Object.entries(a.rejected)) this.set({ reason }, n);
+      },
+    });
+    new Counter({
+      name: 'lbd_state_restarts_total',
+      help: 'Restarts this connection table has lived through: lbds before this one that wrote it (from the state file; 0 for a new table).',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(a.restarts);
       },
     });
   }

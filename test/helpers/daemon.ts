@@ -14,7 +14,7 @@ export interface TestDaemon {
 }
 
 /** A whole daemon on in-memory ports: no capture, no nftables, no metrics server. */
-export async function testDaemon(yaml: string, opts: { twoPorts?: boolean } = {}): Promise<TestDaemon> {
+export async function testDaemon(yaml: string, opts: { twoPorts?: boolean; stateFile?: string; fresh?: boolean } = {}): Promise<TestDaemon> {
   const config = parseConfig(yaml, 'test.yaml');
   const capture = new MemoryPort(config.interfaces.capture, macFromString(MAC.balancer));
   const egress = opts.twoPorts ? new MemoryPort(config.interfaces.egress, macFromString('02:00:00:00:0e:01')) : capture;
@@ -25,6 +25,8 @@ export async function testDaemon(yaml: string, opts: { twoPorts?: boolean } = {}
     hostGuard: false,
     metrics: false,
     localAddresses: new Set(['10.0.10.30']),
+    stateFile: opts.stateFile,
+    fresh: opts.fresh,
   });
   await daemon.start();
   return {
@@ -62,4 +64,17 @@ services:
       - address: 10.0.10.111
         weight: ${extra.weights?.[1] ?? 1}
         mac: ${MAC.rs111}
+`;
+
+/** The start of a config with one tcp service "web" on 10.0.10.100:80 (rr): real servers and service keys follow. */
+export const WEB_SERVICE_HEAD = `
+interfaces:
+  capture: veth-test
+log:
+  level: silent
+services:
+  - name: web
+    vip: 10.0.10.100
+    port: 80
+    scheduler: rr
 `;

@@ -7,7 +7,13 @@ import type { NftObject } from '../../src/host/nftables';
 import { ownerAlive, ownerTag, parseOwnerTag, processStart, selfOwner } from '../../src/host/owner';
 
 test('instance names derive from the capture interface: nft-safe table names, interface names of at most 15 characters', () => {
-  assert.deepEqual(instanceNames('eth0'), { capture: 'eth0', guardTable: 'lbd_eth0', probeTable: 'lbd_eth0_probe', localInterface: 'lbd-eth0' });
+  assert.deepEqual(instanceNames('eth0'), {
+    capture: 'eth0',
+    guardTable: 'lbd_eth0',
+    probeTable: 'lbd_eth0_probe',
+    localInterface: 'lbd-eth0',
+    stateFile: '/run/lbd/lbd_eth0.state',
+  });
   const vlan = instanceNames('enp3s0f1.100');
   assert.match(vlan.guardTable, /^lbd_enp3s0f1_100_[0-9a-f]{4}$/);
   assert.notEqual(instanceNames('enp3s0f1_100').guardTable, vlan.guardTable, 'a name the slug changed does not meet the one it looks like');

@@ -16,7 +16,7 @@ import { CliIO, Command, processIO, reportError, UsageError, VERSION_LINE } from
 export { UsageError } from './command';
 
 /** Command files in src/cli/, in `lbd --help` order. Each exports `command: Command`. */
-const COMMAND_FILES = ['run', 'check', 'list', 'server', 'service', 'reload', 'save', 'import-ipvsadm', 'doctor', 'realserver-setup'];
+const COMMAND_FILES = ['run', 'check', 'list', 'server', 'service', 'reload', 'save', 'stop', 'import-ipvsadm', 'doctor', 'realserver-setup'];
 
 /** Loads the commands (lazily, so `lbd list` does not load the data plane). */
 export function loadCommand(name: string): Command | undefined {
@@ -42,8 +42,8 @@ ${cmds.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
 Commands that talk to the daemon use its admin socket: --socket PATH, else admin.socket of
 --config FILE, else /run/lbd/lbd.sock. Exit status: 0 ok, 1 failed, 2 usage error.
-SIGTERM or SIGINT stops the daemon, undoes every change lbd made to the host and exits 0;
-SIGHUP reloads its config file.
+SIGTERM or SIGINT (or lbd stop) stops the daemon and exits 0, leaving the state file and the
+nftables guard for the next lbd; lbd stop --clean removes them. SIGHUP reloads its config file.
 `;
 }
 

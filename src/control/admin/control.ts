@@ -16,7 +16,7 @@ import type { Daemon } from '../daemon';
 import { toIpvsadmRules } from '../ipvsadm';
 import type { Action } from '../reconcile';
 import { applyChange, describeChanges } from './apply';
-import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView } from './protocol';
+import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView, StopResult } from './protocol';
 import { RATE_INTERVAL_MS, RateEstimator } from './rate';
 import { parseRequest } from './schema';
 
@@ -24,6 +24,8 @@ export interface ControlOptions {
   log?: Logger;
   /** Reads the config file on reload (tests may pass their own). */
   load?: (file: string) => Config;
+  /** Stops the daemon the way `lbd stop` asks (lbd run's own stop: the reply is sent first); clean: remove every host change. */
+  stop?: (clean: boolean) => void;
 }
 
 export class Control {
@@ -32,6 +34,8 @@ export class Control {
   readonly rates = new RateEstimator();
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  /** The first `stop` request's clean flag, once one was answered: the daemon is stopping. */
+  private stopping: boolean | null = null;
 
   constructor(
     readonly daemon: Daemon,
@@ -224,6 +228,26 @@ export class Control {
   }
 
   /**
+   * lbd stop: answers first, then stops the daemon through ControlOptions.stop (lbd run's own
+   * stop, like SIGTERM; clean: every host change goes too). Queued behind a reload or runtime
+   * change in flight, like them. The stop starts on a later turn of the event loop than the
+   * answer's write (AdminServer writes it as soon as this resolves), so the answer reaches the
+   * client before the admin socket closes. A second request while stopping is answered with the
+   * first one's flag and stops nothing more.
+   */
+  requestStop(clean: boolean): Promise<StopResult> {
+    return this.serialize(async () => {
+      const stop = this.opts.stop;
+      if (!stop) throw new AdminError('E_ADMIN', 'this daemon cannot be stopped over its admin socket: stop it with SIGTERM');
+      if (this.stopping !== null) return { stopping: true, clean: this.stopping, pid: process.pid };
+      this.stopping = clean;
+      this.log.info({ source: 'lbd stop', clean }, 'stop requested on the admin socket');
+      setImmediate(() => stop(clean));
+      return { stopping: true, clean, pid: process.pid };
+    });
+  }
+
+  /**
    * One request → its result (throws LbdError for an error answer). The value came from the
    * socket, so nothing in it is trusted: parseRequest checks it against the schema first (E_USAGE
    * naming the wrong field) and everything after works on the typed request.
@@ -241,6 +265,8 @@ export class Control {
         return this.save();
       case 'reload':
         return this.reload();
+      case 'stop':
+        return this.requestStop(req.args.clean === true);
       case 'change':
         return this.change(req.args);
     }

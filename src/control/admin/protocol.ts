@@ -1,5 +1,5 @@
 /**
- * The admin socket's wire protocol: what `lbd list/server/service/reload/save` send and what the
+ * The admin socket's wire protocol: what `lbd list/server/service/reload/save/stop` send and what the
  * daemon answers. Types only (and the error class whose codes travel on the wire), so that the
  * CLI can load it without the config loader, reconcile or the data plane.
  *
@@ -133,6 +133,14 @@ export interface ChangeResult {
   /** The config file, for "write it back" hints. */
   file: string;
   runtime_changes: string[];
+}
+/** What `stop` answers before the daemon stops (the stop itself starts once the answer is written). */
+export interface StopResult {
+  stopping: true;
+  /** The daemon removes every change it made to the host (guard, probe table, state file) as it stops. */
+  clean: boolean;
+  /** The daemon's process, to wait for. */
+  pid: number;
 }
 export interface SaveResult {
   yaml: string;

@@ -80,6 +80,8 @@ export const REQUEST_SCHEMA = {
   connections: { limit: { kind: 'integer', min: 0, max: Number.MAX_SAFE_INTEGER, optional: true } },
   save: {},
   reload: {},
+  /** lbd stop: the daemon answers, then stops; clean: it also removes every change it made to the host. */
+  stop: { clean: { kind: 'boolean', optional: true } },
   change: 'change',
 } as const satisfies Record<string, Fields | 'change'>;
 

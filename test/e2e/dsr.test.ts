@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { curl, lbdConfig, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
+import { cleanAfter, curl, lbdConfig, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -109,10 +109,10 @@ test('wlc spreads a wrk load over both real servers with zero errors', async () 
   }
 });
 
-test('the nftables guard exists while lbd runs and SIGTERM removes it, exit 0 within a second', async (t) => {
+test('the nftables guard exists while lbd runs; SIGTERM (exit 0 within a second) leaves it leased for a restart, lbd stop --clean removes it', async (t) => {
   const guard = `lbd_${lab.ifaces.balancerCapture}`;
-  assert.doesNotMatch(nftTables(), /netdev lbd/);
   const lbd = await startLbd(lab, lbdConfig(lab));
+  // Earlier tests ended their lbds with SIGTERM: their guards stayed, leased; this one took it over.
   assert.match(nftTables(), new RegExp(`table netdev ${guard}\\b`));
   const table = lab.exec(lab.ns.balancer, ['nft', 'list', 'table', 'netdev', guard]);
   assert.match(table, /ip daddr \. ip protocol \. th dport @services drop/);
@@ -128,7 +128,10 @@ test('the nftables guard exists while lbd runs and SIGTERM removes it, exit 0 wi
   t.diagnostic(`lbd stopped ${lbdMs} ms after the signal, the process exited ${ms} ms after it`);
   assert.ok(lbdMs < 1000, `lbd stopped ${lbdMs} ms after the signal`);
   assert.ok(ms < 4000, `exited ${ms} ms after SIGTERM`);
-  assert.doesNotMatch(nftTables(), /netdev lbd/);
+  assert.match(nftTables(), new RegExp(`table netdev ${guard}\\b`), 'the guard stays for the next lbd (its lease lapses by itself)');
+  const cleaned = cleanAfter(lab, lbd.configFile);
+  assert.match(cleaned, new RegExp(`removed .*${guard}`), cleaned);
+  assert.doesNotMatch(nftTables(), /netdev lbd/, 'lbd stop --clean removed it');
 });
 
 test('a UDP service: datagrams are balanced per flow and answered by the real servers directly', async () => {
@@ -185,7 +188,7 @@ test('local_access: the VIP is reachable from the balancer itself, and everythin
     assert.deepEqual(fromBalancer, ['server40', 'server111', 'server40', 'server111']);
     assert.equal(curl(lab, `http://${lab.addr.vip}/`), 'server40', 'clients are balanced as before');
   } finally {
-    assert.equal((await lbd.stop()).code, 0);
+    assert.equal((await lbd.stopClean()).code, 0);
   }
   // (the lab's own names start with "lbd" + hex too: match the interface names exactly)
   const tap = `lbd-${lab.ifaces.balancerCapture}`;

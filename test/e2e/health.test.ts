@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
@@ -210,9 +209,13 @@ test('vip check: server111 without the VIP on lo stays up for tcp/http checks bu
     assert.ok(curls(4).bodies.includes('server111'));
   } finally {
     if (removed) lab.exec(ns, ['ip', 'addr', 'add', `${lab.addr.vip}/32`, 'dev', 'lo']);
-    await lbd.stop();
+    await lbd.stopClean();
   }
-  assert.doesNotMatch(lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']), /lbd_probe/, 'probe table removed on stop');
+  assert.doesNotMatch(
+    lab.exec(lab.ns.balancer, ['nft', 'list', 'tables']),
+    new RegExp(`netdev lbd_${lab.ifaces.balancerCapture}_probe`),
+    'probe table removed by lbd stop --clean',
+  );
   // The real server holds no half-open connection from the probes (each SYN-ACK got our RST).
   const synRecv = lab.exec(ns, ['ss', '-Htn', 'state', 'syn-recv']).trim();
   assert.equal(synRecv, '', synRecv);
@@ -303,7 +306,7 @@ test('drain: weight 0 by SIGHUP reload while a long download runs on server111: 
     assert.equal(lbd.metric('lbd_real_server_connections_total', { real: real(1) }), 1, 'the download runs on server111');
     assert.equal(entries(1), 1);
     // Same admin socket as the helper gave it (a changed socket needs a restart).
-    writeFileSync(lbd.configFile, `${config({ svc: TCP_CHECK, weights: [1, 0] })}\nadmin:\n  socket: ${lbd.socket}\n`);
+    lbd.rewrite(config({ svc: TCP_CHECK, weights: [1, 0] }));
     lbd.proc.kill('SIGHUP');
     const deadline = Date.now() + 5000;
     while (lbd.metric('lbd_real_server_weight', { real: real(1) }) !== 0) {

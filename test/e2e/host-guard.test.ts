@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createLab, Lab, run, type Command } from '../../lab/lab';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { netnsArgs, programPath } from '../../src/host/programs';
-import { curl, lbdConfig, sampleValue, startLbd, type LbdProcess } from '../helpers/lbd-process';
+import { cleanAfter, curl, lbdConfig, sampleValue, startLbd, type LbdProcess } from '../helpers/lbd-process';
 
 // One lab for this file: client, balancer and two Apache real servers on one bridge. The VIP is
 // the balancer's own address (the seed's setup), where only the guard keeps the kernel from
@@ -79,7 +79,9 @@ for (const dataplane of ['native', 'ts'] as const) {
     } finally {
       assert.equal((await lbd.stop()).code, 0);
     }
-    assert.equal(listTable(guardTable()), '', 'removed on stop');
+    assert.match(listTable(guardTable()), guardElement(), 'SIGTERM leaves the guard, leased, for the next lbd');
+    cleanAfter(lab, lbd.configFile);
+    assert.equal(listTable(guardTable()), '', 'lbd stop --clean removes it');
   });
 }
 

@@ -5,7 +5,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { createLab, Lab } from '../../lab/lab';
 import { loadNative } from '../../src/dataplane/native';
 import { curl, lbdConfig, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
@@ -140,7 +139,7 @@ test('busy_poll: lbd keeps polling its ring between the frames of a closed-loop 
     };
     assert.equal(lbd.logs().find((l) => l.msg === 'lbd started')?.busyPollUs, 0);
     assert.equal(caughtBySpin(), 0, 'without busy_poll the loop never spins: every frame waits in epoll');
-    writeFileSync(lbd.configFile, lbdConfig(lab, { top: `${top()}busy_poll: 1ms\n`, scheduler: 'rr' }));
+    lbd.rewrite(lbdConfig(lab, { top: `${top()}busy_poll: 1ms\n`, scheduler: 'rr' }));
     lbd.proc.kill('SIGHUP');
     for (const deadline = Date.now() + 5000; !lbd.logs().some((l) => l.change === 'busy_poll → 1000us');) {
       if (Date.now() > deadline)

@@ -61,7 +61,7 @@ function listRow(text: string, address: string): string[] {
 
 /** Writes a new config file for a running lbd (its admin socket kept). */
 function rewrite(lbd: LbdProcess, yaml: string): void {
-  writeFileSync(lbd.configFile, `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${lbd.socket}\n`);
+  lbd.rewrite(yaml);
 }
 
 const oneServer = (weight = 1) =>

@@ -18,12 +18,27 @@ export interface LbdProcess {
   metrics(): string;
   /** The value of one sample, e.g. metric('lbd_service_connections_total', { service: 'web' }). */
   metric(name: string, labels?: Record<string, string>): number;
-  /** SIGTERM; resolves with the exit code and how long it took. */
+  /** SIGTERM (a restart's first half: the state file and the leased guard stay); resolves with the exit code and how long it took. */
   stop(): Promise<{ code: number | null; ms: number }>;
+  /** `lbd stop --clean` on its admin socket: lbd removes every change it made to the host, then exits. */
+  stopClean(): Promise<{ code: number | null; ms: number }>;
+  /** The state file it runs with (the test's, or one of its own in the lab's directory). */
+  stateFile: string;
+  /** Writes `yaml` as its config file, with its admin socket and state file kept unless `yaml` sets them (a reload must not change them). */
+  rewrite(yaml: string): void;
+}
+
+/** `lbd stop --clean --config FILE` for an lbd that is gone: removes what it left (guard, probe table, state file). */
+export function cleanAfter(lab: Lab, configFile: string): string {
+  return lab.exec(lab.ns.balancer, ['node', LBD_BIN, 'stop', '--clean', '--config', configFile]);
 }
 
 /** Starts `lbd --config` in the lab's balancer namespace and waits for its startup line. */
-export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<LbdProcess> {
+export async function startLbd(
+  lab: Lab,
+  yaml: string,
+  opts: { args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv; /** another build's bin/lbd (an upgrade) */ bin?: string } = {},
+): Promise<LbdProcess> {
   const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
   // Each lbd gets its own admin socket in the lab's directory (unless the test sets one), so
   // that parallel runs never meet on the default /run/lbd/lbd.sock.
@@ -31,8 +46,12 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
     ? (/^\s+socket:\s*(\S+)/m.exec(yaml.slice(yaml.search(/^admin:/m)))?.[1] ?? '/run/lbd/lbd.sock')
     : path.join(lab.dir, `lbd-${process.pid}-${seq}.sock`);
   if (!/^admin:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${socket}\n`;
+  // And its own state file (the default /run/lbd/lbd_<capture>.state is shared by every namespace),
+  // unless the test sets one: a restart test gives the same one to both lbds.
+  const stateFile = /^state_file:\s*(\S+)/m.exec(yaml)?.[1] ?? path.join(lab.dir, `lbd-${process.pid}-${seq}.state`);
+  if (!/^state_file:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}state_file: ${stateFile}\n`;
   writeFileSync(configFile, yaml);
-  const proc = lab.spawn(lab.ns.balancer, ['node', LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
+  const proc = lab.spawn(lab.ns.balancer, ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ref: true,
     env: opts.env,
@@ -75,6 +94,20 @@ export async function startLbd(lab: Lab, yaml: string, opts: { args?: string[]; 
     logs: () => lines,
     metrics,
     metric: (name, labels = {}) => sampleValue(metrics(), name, labels),
+    stateFile,
+    rewrite(next: string) {
+      let y = next.replace(/\n*$/, '\n');
+      if (!/^admin:/m.test(y)) y += `admin:\n  socket: ${socket}\n`;
+      if (!/^state_file:/m.test(y)) y += `state_file: ${stateFile}\n`;
+      writeFileSync(configFile, y);
+    },
+    async stopClean() {
+      const t0 = Date.now();
+      if (proc.exitCode === null && proc.signalCode === null) lab.exec(lab.ns.balancer, ['node', LBD_BIN, 'stop', '--clean', '--socket', socket]);
+      const code = proc.exitCode !== null || proc.signalCode !== null ? proc.exitCode : await exited;
+      await drained();
+      return { code, ms: Date.now() - t0 };
+    },
     async stop() {
       const t0 = Date.now();
       if (proc.exitCode !== null || proc.signalCode !== null) {

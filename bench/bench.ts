@@ -29,6 +29,7 @@ import { svgChart } from './chart';
 import { mdReport, summarize, textReport, type HttpRun, type Machine, type PacketRun, type PacketTest, type Results } from './report';
 import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavailable, type Scenario } from './scenarios';
 import { runBulk, startSinks, type BulkRun, type Sinks } from './bulk';
+import { runRestartBench } from './restart';
 
 interface Options {
   quick: boolean;
@@ -57,10 +58,12 @@ function usage(): never {
   process.stderr.write(
     `usage: npm run bench -- [--quick] [--reps N] [--wrk-seconds S] [--gen-seconds S] [--rate PPS]
                         [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--no-bulk]
-                        [--bulk-mb N] [--bulk-only] [--out DIR]
+                        [--bulk-mb N] [--bulk-only] [--restart-only] [--out DIR]
   --quick         smoke run (~2 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
   --bulk-mb N     size of the bulk upload (default 256 MiB); --no-bulk skips it
   --bulk-only     only the bulk upload, for direct, lbd-native, lbd-ts and nftables (unless --only)
+  --restart-only  only the restart gap: lbd ended (SIGTERM, SIGKILL) and started again under a
+                  1000/s UDP stream, both paths, --reps rounds (bench/restart.ts)
   --reps N        rounds (default 3); medians over rounds are reported
   --rate PPS      the paced packet rate (default 80000)
 `,
@@ -136,6 +139,7 @@ function parseArgs(argv: string[]): Options {
         o.bulkMB = Math.max(1, Math.floor(num()));
         break;
       case '--bulk-only':
+      case '--restart-only':
         explicit.add(a);
         break;
       case '--out':
@@ -315,6 +319,10 @@ async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     log('needs root (network namespaces, AF_PACKET)');
     return 2;
+  }
+  if (process.argv.includes('--restart-only')) {
+    await runRestartBench(o.reps, o.outDir, log);
+    return 0;
   }
   const started = Date.now();
   // the hard limit: whatever happens, the process ends (the lab's exit handler tears it down)

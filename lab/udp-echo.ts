@@ -12,6 +12,12 @@
  *       each reply as `<reply text>\t<reply source addr>:<port>` on its own line. Exits 1 on a
  *       timeout.
  *
+ *   node dist/lab/udp-echo.js stream --host 10.0.10.100 --port 5353 [--rate 1000] [--seconds 5]
+ *       Sends one numbered datagram every 1/rate s for the given time (bounded: at most 60 s),
+ *       waits 500 ms for late replies, then prints one JSON line {"sentAt":[ms…],"answeredAt":[ms|null…]}
+ *       (epoch milliseconds, sub-millisecond): which datagrams came back and when. The restart
+ *       benchmark measures lbd's forwarding gap with it.
+ *
  * Runs inside a lab namespace via `ip netns exec`; it knows nothing about namespaces itself.
  */
 import * as dgram from 'node:dgram';
@@ -46,7 +52,11 @@ function serve(opts: Map<string, string>): void {
   const bind = req(opts, 'bind');
   const p = port(opts.get('port') ?? '5353');
   const prefix = Buffer.from(`${req(opts, 'name')}:`);
-  const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  // A receive buffer as large as the host allows: a burst of frames from the balancer (one that
+  // sat in lbd's ring while its event loop was busy) arrives within microseconds, and frames sent
+  // from an AF_PACKET socket reach a veth peer with their sender's buffer size charged to this
+  // socket, so the default buffer (208 KiB) held only a few of them and the rest were lost here.
+  const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true, recvBufferSize: 4 * 1024 * 1024 });
   sock.on('error', (e) => {
     process.stderr.write(`udp-echo: ${e.message}\n`);
     process.exit(1);
@@ -96,12 +106,53 @@ function send(opts: Map<string, string>): void {
   else fire();
 }
 
+function stream(opts: Map<string, string>): void {
+  const host = req(opts, 'host');
+  const p = port(opts.get('port') ?? '5353');
+  const rate = Math.min(10000, Math.max(1, Number(opts.get('rate') ?? '1000')));
+  const seconds = Math.min(60, Math.max(0.1, Number(opts.get('seconds') ?? '5')));
+  const total = Math.round(rate * seconds);
+  const now = () => performance.timeOrigin + performance.now();
+  const sentAt: number[] = [];
+  const answeredAt: (number | null)[] = new Array<number | null>(total).fill(null);
+  const sock = dgram.createSocket('udp4');
+  sock.on('error', (e) => {
+    process.stderr.write(`udp-echo: ${e.message}\n`);
+    process.exit(1);
+  });
+  sock.on('message', (msg) => {
+    // `<name>:` then the 4-byte sequence number sent.
+    const at = msg.indexOf(0x3a);
+    if (at < 0 || msg.length < at + 5) return;
+    const seq = msg.readUInt32BE(at + 1);
+    if (seq < total && answeredAt[seq] === null) answeredAt[seq] = now();
+  });
+  const t0 = now();
+  const tick = (): void => {
+    // Catch up on the schedule (timers are coarse): every datagram due by now goes out.
+    while (sentAt.length < total && now() - t0 >= (sentAt.length * 1000) / rate) {
+      const payload = Buffer.alloc(4); // its own: send() may still hold the last one
+      payload.writeUInt32BE(sentAt.length, 0);
+      sentAt.push(now());
+      sock.send(payload, p, host);
+    }
+    if (sentAt.length < total) setTimeout(tick, 1);
+    else
+      setTimeout(() => {
+        process.stdout.write(`${JSON.stringify({ sentAt, answeredAt })}\n`);
+        sock.close();
+      }, 500);
+  };
+  tick();
+}
+
 function main(): void {
   try {
     const { mode, opts } = parseArgs(process.argv.slice(2));
     if (mode === 'serve') serve(opts);
     else if (mode === 'send') send(opts);
-    else throw new Error('usage: udp-echo.js serve|send --option value …');
+    else if (mode === 'stream') stream(opts);
+    else throw new Error('usage: udp-echo.js serve|send|stream --option value …');
   } catch (e) {
     process.stderr.write(`udp-echo: ${(e as Error).message}\n`);
     process.exit(2);

@@ -12,7 +12,8 @@
  *   start how long the new lbd took from spawn to its "lbd started" line
  *
  * Run by `npm run bench -- --restart-only`; results go to bench/results/restart-latest.json and the
- * README's table. Bounded: each round streams 5 s; rounds × 2 paths × 2 signals.
+ * README's table. Bounded: each round streams 5 s; rounds × 2 paths × 3 ways (SIGTERM, SIGKILL,
+ * and a hand-over: lbd --take-over started while the old one runs).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -27,9 +28,12 @@ const UDP_ECHO = path.resolve(__dirname, '../lab/udp-echo.js');
 
 export interface RestartRun {
   dataplane: 'native' | 'ts';
-  signal: 'SIGTERM' | 'SIGKILL';
+  /** How the old lbd ends: SIGTERM or SIGKILL then a new start, or a hand-over (lbd --take-over while it runs). */
+  signal: 'SIGTERM' | 'SIGKILL' | 'handover';
   gapMs: number;
   darkMs: number;
+  /** The longest a datagram that came back took (a hand-over holds frames in the new lbd's ring: they arrive late, not never). */
+  maxDelayMs: number;
   lost: number;
   /** Runs of lost datagrams: [first sent, first sent after], ms after the signal. */
   lossWindows: [number, number][];
@@ -45,7 +49,8 @@ const median = (xs: number[]) => {
 };
 
 async function round(lab: Lab, dataplane: RestartRun['dataplane'], signal: RestartRun['signal'], stateFile: string): Promise<RestartRun> {
-  const yaml = `${lbdConfig(lab, { top: `dataplane: ${dataplane}`, extraServices: udpEchoService(lab) })}\nstate_file: ${stateFile}\n`;
+  // One admin socket for both lbds: the one taking over asks the running one there.
+  const yaml = `${lbdConfig(lab, { top: `dataplane: ${dataplane}`, extraServices: udpEchoService(lab) })}\nstate_file: ${stateFile}\nadmin:\n  socket: ${stateFile}.sock\n`;
   const first = await startLbd(lab, yaml);
   let second: LbdProcess | undefined;
   let out = '';
@@ -62,15 +67,25 @@ async function round(lab: Lab, dataplane: RestartRun['dataplane'], signal: Resta
   try {
     await sleep(SIGNAL_AT_MS);
     const signalAt = performance.timeOrigin + performance.now();
-    if (signal === 'SIGTERM') await first.stop();
-    else {
+    let startMs: number;
+    if (signal === 'handover') {
+      // The new lbd starts while the old one runs, and takes over (the "signal" is its spawn).
       const gone = new Promise<void>((resolve) => first.proc.once('exit', () => resolve()));
-      first.proc.kill('SIGKILL');
+      const t = Date.now();
+      second = await startLbd(lab, yaml, { args: ['--take-over'] });
+      startMs = Date.now() - t;
       await gone;
+    } else {
+      if (signal === 'SIGTERM') await first.stop();
+      else {
+        const gone = new Promise<void>((resolve) => first.proc.once('exit', () => resolve()));
+        first.proc.kill('SIGKILL');
+        await gone;
+      }
+      const t = Date.now();
+      second = await startLbd(lab, yaml);
+      startMs = Date.now() - t;
     }
-    const t = Date.now();
-    second = await startLbd(lab, yaml);
-    const startMs = Date.now() - t;
     await Promise.race([probeDone, sleep((STREAM_S + 5) * 1000)]);
     const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { sentAt: number[]; answeredAt: (number | null)[] };
     if (!r.sentAt) throw new Error(`the stream printed nothing: ${out}`);
@@ -83,8 +98,18 @@ async function round(lab: Lab, dataplane: RestartRun['dataplane'], signal: Resta
     }
     let firstAfter = lastLost + 1;
     while (firstAfter < r.sentAt.length && r.answeredAt[firstAfter] === null) firstAfter++;
-    if (lastLost < 0 || firstAfter >= r.sentAt.length) throw new Error(`no gap seen, or nothing forwarded after it (lost ${firstLost}..${lastLost})`);
+    if (firstAfter >= r.sentAt.length) throw new Error(`nothing forwarded after the gap (lost ${firstLost}..${lastLost})`);
+    // No datagram lost (a hand-over): no gap; the first sent after the signal came back.
+    if (lastLost < 0) {
+      firstAfter = r.sentAt.findIndex((t) => t >= signalAt);
+      if (firstAfter < 0) throw new Error('the stream ended before the signal');
+      firstLost = firstAfter;
+    }
     const lost = r.answeredAt.filter((a) => a === null).length;
+    let maxDelayMs = 0;
+    r.answeredAt.forEach((a, i) => {
+      if (a !== null) maxDelayMs = Math.max(maxDelayMs, a - r.sentAt[i]);
+    });
     const lossWindows: [number, number][] = [];
     for (let i = 0; i < r.sentAt.length; i++) {
       if (r.answeredAt[i] !== null || (i > 0 && r.answeredAt[i - 1] === null)) continue;
@@ -99,6 +124,7 @@ async function round(lab: Lab, dataplane: RestartRun['dataplane'], signal: Resta
       gapMs: r.sentAt[firstAfter] - signalAt,
       darkMs: r.sentAt[firstAfter] - r.sentAt[firstLost],
       lost,
+      maxDelayMs,
       lossWindows,
       startMs,
       adopted: line?.flows ?? 0,
@@ -121,10 +147,10 @@ export async function runRestartBench(reps: number, outDir: string, log: (s: str
   try {
     for (let rep = 0; rep < reps; rep++) {
       for (const dataplane of ['native', 'ts'] as const) {
-        for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+        for (const signal of ['SIGTERM', 'SIGKILL', 'handover'] as const) {
           const r = await round(lab, dataplane, signal, path.join(lab.dir, `restart-${dataplane}-${signal}-${rep}.state`));
           log(
-            `restart ${rep + 1}/${reps} ${dataplane} ${signal}: gap ${r.gapMs.toFixed(0)} ms (dark ${r.darkMs.toFixed(0)} ms), ${r.lost} datagrams lost in ${JSON.stringify(r.lossWindows)}, start ${r.startMs} ms, ${r.adopted} flows adopted; new lbd's drops: ${r.newLbdDrops.join(', ') || 'none'}`,
+            `restart ${rep + 1}/${reps} ${dataplane} ${signal}: gap ${r.gapMs.toFixed(0)} ms (dark ${r.darkMs.toFixed(0)} ms), ${r.lost} datagrams lost (longest delay ${r.maxDelayMs.toFixed(0)} ms) in ${JSON.stringify(r.lossWindows)}, start ${r.startMs} ms, ${r.adopted} flows adopted; new lbd's drops: ${r.newLbdDrops.join(', ') || 'none'}`,
           );
           runs.push(r);
         }
@@ -135,14 +161,16 @@ export async function runRestartBench(reps: number, outDir: string, log: (s: str
   }
   // Medians over the rounds.
   const rows = [
-    '| path | signal | signal → first forwarded (ms) | nothing forwarded (ms) | lost at 1000/s | new lbd "started" (ms) |',
-    '|---|---|---|---|---|---|',
+    '| path | how | signal → first forwarded (ms) | nothing forwarded (ms) | lost at 1000/s | longest delay (ms) | new lbd "started" (ms) |',
+    '|---|---|---|---|---|---|---|',
   ];
   for (const dataplane of ['native', 'ts'] as const) {
-    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    for (const signal of ['SIGTERM', 'SIGKILL', 'handover'] as const) {
       const rs = runs.filter((r) => r.dataplane === dataplane && r.signal === signal);
       const m = (f: (r: RestartRun) => number) => median(rs.map(f)).toFixed(0);
-      rows.push(`| lbd-${dataplane} | ${signal} | ${m((r) => r.gapMs)} | ${m((r) => r.darkMs)} | ${m((r) => r.lost)} | ${m((r) => r.startMs)} |`);
+      rows.push(
+        `| lbd-${dataplane} | ${signal} | ${m((r) => r.gapMs)} | ${m((r) => r.darkMs)} | ${m((r) => r.lost)} | ${m((r) => r.maxDelayMs)} | ${m((r) => r.startMs)} |`,
+      );
     }
   }
   log(`\n${rows.join('\n')}\n`);

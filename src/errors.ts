@@ -15,7 +15,8 @@ export const ERROR_CODES = [
   'E_NATIVE', // the native fast path cannot run (dataplane: native) or refused an operation
   'E_HOST', // a host change lbd needs failed: the nftables guard, local access (its TAP interface, routes), a program it runs for them
   'E_INSTANCE', // another running lbd already balances the capture interface (it owns the host guard there) or holds the state file
-  'E_STATE_FILE', // the state file (the connection table kept for the next lbd) cannot be made, mapped or put in place
+  'E_STATE_FILE',
+  'E_HANDOVER', // lbd --take-over: the running lbd cannot hand over to this one (another state file, capture interface or table layout) // the state file (the connection table kept for the next lbd) cannot be made, mapped or put in place
   'E_METRICS', // the metrics address cannot be served
   // Programs lbd, its lab, tests and benchmark run (src/host/programs.ts).
   'E_PROGRAM_UNDECLARED', // a program src/host/programs.json does not declare

@@ -138,6 +138,8 @@ export interface ParsedArgs {
   logLevel?: LogLevel;
   /** run --fresh: start with an empty connection table, not the state file's. */
   fresh?: boolean;
+  /** run --take-over: take over from the running lbd without a gap (it hands over its table and guard). */
+  takeOver?: boolean;
 }
 
 /**
@@ -175,8 +177,10 @@ export function parseArgs(argv: string[]): ParsedArgs {
         out.config = value();
         break;
       case '--fresh':
+      case '--take-over':
         if (out.command !== 'run' || inline !== undefined) throw new UsageError(`unknown option "${a}"`);
-        out.fresh = true;
+        if (flag === '--fresh') out.fresh = true;
+        else out.takeOver = true;
         break;
       case '-l':
       case '--log-level': {
@@ -195,6 +199,7 @@ export function parseArgs(argv: string[]): ParsedArgs {
     }
   }
   if (!out.config) throw new UsageError('--config FILE is required');
+  if (out.fresh && out.takeOver) throw new UsageError('--fresh and --take-over together: a hand-over that starts with an empty table would cut every flow');
   return out;
 }
 

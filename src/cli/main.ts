@@ -32,7 +32,8 @@ export function usage(): string {
   return `lbd ${VERSION} — userspace L4 Direct Routing load balancer
 
 Usage:
-  lbd [run] --config FILE [--log-level LEVEL]   run the daemon in the foreground (logs: JSON on stdout)
+  lbd [run] --config FILE [--log-level LEVEL] [--fresh | --take-over]
+                                                run the daemon in the foreground (logs: JSON on stdout)
   lbd COMMAND [OPTIONS]                         talk to a running daemon, check or convert configs
   lbd COMMAND --help                            the options of one command
   lbd --help | --version
@@ -44,6 +45,7 @@ Commands that talk to the daemon use its admin socket: --socket PATH, else admin
 --config FILE, else /run/lbd/lbd.sock. Exit status: 0 ok, 1 failed, 2 usage error.
 SIGTERM or SIGINT (or lbd stop) stops the daemon and exits 0, leaving the state file and the
 nftables guard for the next lbd; lbd stop --clean removes them. SIGHUP reloads its config file.
+lbd --config FILE --take-over replaces a running lbd without a gap (an upgrade).
 `;
 }
 

@@ -11,8 +11,14 @@ import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
 import { answerHelpOrVersion, Command, parseArgs } from './command';
 import { HOST_LEASE_S } from '../host/leased-table';
+import { type Owner, selfOwner, waitGone } from '../host/owner';
+import { adminRequest, NoDaemonError } from '../control/admin/client';
+import { STATE_LAYOUT_VERSION } from '../dataplane/contract';
+import { instanceNames } from '../host/instance';
+import type { HandoverResult } from '../control/admin/protocol';
+import type { Logger } from 'pino';
 
-export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL] [--fresh]
+export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL] [--fresh | --take-over]
 
 Runs the daemon in the foreground (logs: JSON on stdout). It listens on the admin socket
 (admin.socket, default /run/lbd/lbd.sock) for lbd list/server/service/reload/save/stop.
@@ -26,8 +32,13 @@ Options:
   -c, --config FILE      the lb.yaml to use
   -l, --log-level LEVEL  trace debug info warn error fatal silent (overrides log.level)
       --fresh            start with an empty connection table (the state file is replaced)
+      --take-over        take over without a gap (an upgrade) from the lbd on this config's
+                         admin.socket, which must run with the same state_file and capture
+                         interface: this one opens its capture, then the running one stops
+                         forwarding, hands over its table and guard, and exits 0
 
-Signals: SIGHUP reloads FILE (like lbd reload); SIGTERM or SIGINT stops capturing, removes the
+Signals: SIGHUP reloads FILE (like lbd reload); SIGUSR2 hands over to an lbd --take-over that
+asked for it (ignored otherwise); SIGTERM or SIGINT stops capturing, removes the
 admin socket and exits 0, leaving the state file and the nftables guard for the next lbd (the
 guard's lease lapses by itself ${HOST_LEASE_S} s later). \`lbd stop --clean\` removes every change lbd
 made to the host. A link going down and up is ridden out; if the capture or egress interface
@@ -52,13 +63,47 @@ export const command: Command = {
       }
       throw e;
     }
-    return runDaemon(config, args.logLevel ?? config.log.level, { fresh: args.fresh === true });
+    return runDaemon(config, args.logLevel ?? config.log.level, { fresh: args.fresh === true, takeOver: args.takeOver === true });
   },
 };
 
 type StopMode = Parameters<Daemon['stop']>[0];
 
-export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?: boolean } = {}): Promise<number> {
+/** How long the new lbd waits for the old one's process to end before it listens on the admin socket. */
+const HANDOVER_GONE_MS = 3000;
+
+/**
+ * lbd --take-over: asks the lbd on the admin socket to hand over. Its owner (PID and start), or
+ * undefined when none answers: then this lbd starts as any other would.
+ */
+async function askHandover(config: Config, log: Logger): Promise<Owner | undefined> {
+  let r: HandoverResult;
+  try {
+    r = await adminRequest<HandoverResult>(config.admin.socket, 'handover', undefined, 3000);
+  } catch (e) {
+    // Nobody listens: start as usual. Anything else (it refused, it is busy) is the answer.
+    if (!(e instanceof NoDaemonError)) throw new LbdError('E_HANDOVER', `the running lbd does not hand over: ${(e as Error).message}`);
+    log.warn({ socket: config.admin.socket }, '--take-over: no lbd runs on the admin socket: starting as usual');
+    return undefined;
+  }
+  // Refused before anything happens to the running lbd: a hand-over that would lose the table.
+  const stateFile = config.state_file ?? instanceNames(config.interfaces.capture).stateFile;
+  const differs = [
+    r.stateFile !== stateFile ? `state_file ${r.stateFile} there, ${stateFile} here` : '',
+    r.capture !== config.interfaces.capture ? `capture interface ${r.capture} there, ${config.interfaces.capture} here` : '',
+    r.layoutVersion !== STATE_LAYOUT_VERSION
+      ? `table layout ${r.layoutVersion} there, ${STATE_LAYOUT_VERSION} here (stop it and start this one: the table cannot be carried over)`
+      : '',
+  ].filter(Boolean);
+  if (differs.length) throw new LbdError('E_HANDOVER', `the running lbd (pid ${r.pid}) cannot hand over to this one: ${differs.join('; ')}`);
+  log.info({ from: r.pid, socket: config.admin.socket }, 'taking over from the running lbd');
+  return { pid: r.pid, start: r.start };
+}
+
+/** How long a running lbd, asked to hand over, waits for the new lbd's SIGUSR2. */
+const HANDOVER_ARMED_MS = 10_000;
+
+export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?: boolean; takeOver?: boolean } = {}): Promise<number> {
   const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
   let daemon: Daemon | undefined;
   let admin: AdminServer | undefined;
@@ -80,6 +125,15 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
   process.on('SIGTERM', sigterm);
   process.on('SIGINT', sigint);
   process.on('SIGHUP', sighup);
+  // SIGUSR2 hands over to an lbd --take-over, which asked first on the admin socket (a stray
+  // SIGUSR2 must not stop a balancer).
+  let handoverUntil = 0;
+  // A hand-over is offered only once this lbd has started (never half-way through its own start).
+  let started = false;
+  process.on('SIGUSR2', () => {
+    if (performance.now() < handoverUntil) onStop('SIGUSR2', 0, 'handover');
+    else log.warn({ signal: 'SIGUSR2' }, 'SIGUSR2 ignored: no lbd --take-over asked to take over');
+  });
   // A bug stops lbd as a crash would, but tidily: the state file and the guard's lease stay for
   // the restart (systemd's Restart=on-failure) to adopt; the socket goes. Then exit 1.
   process.on('uncaughtException', (e) => {
@@ -88,13 +142,39 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
     setTimeout(() => process.exit(1), 900).unref();
   });
   try {
+    const handoverFrom = opts.takeOver ? await askHandover(config, log) : undefined;
     // The daemon cannot go on (an interface gone, already logged): stop as on SIGTERM, exit 1.
-    daemon = new Daemon({ config, log, fresh: opts.fresh, onFatal: () => onStop('fatal', 1, 'interface-gone') });
-    control = new Control(daemon, { log, stop: (clean) => onStop('lbd stop', 0, clean ? 'clean' : 'keep') });
+    daemon = new Daemon({ config, log, fresh: opts.fresh, handoverFrom, onFatal: () => onStop('fatal', 1, 'interface-gone') });
+    const d0 = daemon;
+    control = new Control(daemon, {
+      log,
+      stop: (clean) => onStop('lbd stop', 0, clean ? 'clean' : 'keep'),
+      handover: () => {
+        if (!started) throw new LbdError('E_ADMIN', 'still starting: cannot hand over yet');
+        handoverUntil = performance.now() + HANDOVER_ARMED_MS;
+        return {
+          pid: process.pid,
+          start: selfOwner().start,
+          armedMs: HANDOVER_ARMED_MS,
+          stateFile: d0.stateFile?.path ?? null,
+          capture: config.interfaces.capture,
+          layoutVersion: STATE_LAYOUT_VERSION,
+        };
+      },
+    });
     admin = new AdminServer(control, config.admin.socket, log);
-    await admin.listen();
-    await daemon.start();
+    if (handoverFrom) {
+      // The old lbd still has the socket until it is gone; forwarding comes first.
+      await daemon.start();
+      await waitGone(handoverFrom, HANDOVER_GONE_MS);
+      await admin.listen();
+      log.info({ from: handoverFrom.pid }, 'took over from the previous lbd');
+    } else {
+      await admin.listen();
+      await daemon.start();
+    }
     log.info({ socket: config.admin.socket }, 'admin socket listening');
+    started = true;
   } catch (e) {
     log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'lbd could not start');
     await admin?.close().catch(() => {});

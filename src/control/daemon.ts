@@ -19,7 +19,7 @@ import { instanceNames, type InstanceNames } from '../host/instance';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
 import { HOST_LEASE_S, LeasedTable } from '../host/leased-table';
 import { LocalAccess } from '../host/local-access';
-import { selfOwner } from '../host/owner';
+import { type Owner, ownerAlive, selfOwner, waitGone } from '../host/owner';
 import { probeTableSpec } from '../health/vip';
 import { EventLoopDelay } from '../metrics/event-loop';
 import type { Port } from '../dataplane/io';
@@ -41,6 +41,9 @@ import { type PreviousState, type Previous, StateFile, type StateFileIo, monoton
 import { requireBinding } from '../dataplane/binding';
 import { effectiveCheck } from '../health/manager';
 import { DEST_HEALTH_DOWN, DEST_HEALTH_UP } from '../dataplane/contract';
+
+/** How long an lbd taking over waits for the old one to let go of the state file. */
+const HANDOVER_WAIT_MS = 5000;
 
 /** The addon's state-file calls. */
 function addonStateIo(): StateFileIo {
@@ -73,6 +76,12 @@ export interface DaemonOptions {
   fresh?: boolean;
   /** Maps and locks the state file (default: the native addon's). */
   stateIo?: StateFileIo;
+  /**
+   * lbd --take-over: the running lbd that hands over (it answered the admin `handover` request):
+   * this one opens its capture first, then signals it (SIGUSR2) and takes over its state file and
+   * its guard while it ends.
+   */
+  handoverFrom?: Owner;
 }
 
 /** What a start found of the previous lbd's table and made of it (metrics, the start log line). */
@@ -195,7 +204,10 @@ export class Daemon {
     // The state file's lock first: a second lbd with this state file stops here, before it opens
     // anything (E_INSTANCE).
     const statePath = opts.stateFile !== undefined ? opts.stateFile : opts.openPort ? null : (cfg.state_file ?? this.names.stateFile);
-    this.stateFile = statePath ? StateFile.open(statePath, opts.stateIo ?? addonStateIo()) : null;
+    const handover = opts.handoverFrom;
+    // A hand-over takes the lock later: once this lbd's capture is open, the old one is told to let go.
+    let stateFile = statePath && !handover ? StateFile.open(statePath, opts.stateIo ?? addonStateIo()) : null;
+    this.stateFile = stateFile;
     try {
       this.links = new LinkMonitor({
         log: opts.log,
@@ -232,8 +244,12 @@ export class Daemon {
         this.capture.close();
         throw e;
       }
-      const previous: Previous = this.stateFile?.previous(opts.fresh === true) ?? { kind: 'none' };
-      const restarts = previous.kind === 'adoptable' ? previous.state.header.restarts + 1 : 0;
+      // A hand-over makes its new table (and everything over it) while the old lbd still
+      // forwards, and takes the lock only then: frames wait in this lbd's ring for the adoption alone.
+      if (statePath && handover) {
+        stateFile = StateFile.unlocked(statePath, opts.stateIo ?? addonStateIo());
+        this.stateFile = stateFile;
+      }
       this.forwarder = new Forwarder({
         connTableSize: cfg.connection_table.size,
         timeouts: cfg.timeouts,
@@ -241,7 +257,7 @@ export class Daemon {
         egressMac: this.egress.mac,
         egress: this.egress,
         reply: this.capture,
-        state: this.stateFile?.create(cfg.connection_table.size, restarts),
+        state: stateFile?.create(cfg.connection_table.size),
       });
       // Expiry times are on the monotonic clock, which every lbd of this boot shares: an adopted
       // entry keeps its time to live.
@@ -273,6 +289,20 @@ export class Daemon {
         ...opts.health,
       });
       for (const s of cfg.services) this.addService(s);
+      if (stateFile && handover) {
+        // Hand-over (lbd --take-over): from here on this lbd's capture holds every frame for the
+        // VIPs while the old lbd still forwards them. The old one, told by SIGUSR2, stops
+        // forwarding and lets go of the state file's lock; this one takes it, adopts the table as
+        // the old one left it, and forwards what its ring held meanwhile: no frame is lost while
+        // the ring holds them (a frame both saw is forwarded twice), and only one process writes
+        // the table at any moment. Still the process that answered (a PID reused since, or one of
+        // another PID namespace, is not signalled: a gone lbd's table is simply adopted).
+        if (ownerAlive(handover)) process.kill(handover.pid, 'SIGUSR2');
+        stateFile.lock(HANDOVER_WAIT_MS, 1);
+      }
+      const previous: Previous = stateFile?.previous(opts.fresh === true) ?? { kind: 'none' };
+      const restarts = previous.kind === 'adoptable' ? previous.state.header.restarts + 1 : 0;
+      stateFile?.setRestarts(restarts);
       const adoption: Adoption = { previous: previous.kind, flows: 0, templates: 0, rejected: this.noRejects(), restarts };
       if (previous.kind === 'set-aside') adoption.reason = previous.reason;
       if (previous.kind === 'adoptable') {
@@ -455,22 +485,34 @@ export class Daemon {
 
   async start(): Promise<void> {
     const { config: cfg, log } = this.opts;
+    const handover = this.opts.handoverFrom !== undefined;
+    if (handover) {
+      // The frames that waited in the ring since the old lbd stopped go first: the guard it left
+      // (leased) keeps the kernel out meanwhile, and is taken over next.
+      this.health.sync(this.running, this.services);
+      this.startCapture(this.capture);
+    }
     // Before any change to the host: is this interface another live lbd's? (E_INSTANCE, nothing touched)
     if (this.guard) {
-      const takeOver = await this.guard.claim();
+      const takeOver = await this.guard.claim(this.opts.handoverFrom);
       this.guardTakenOver = takeOver;
-      if (takeOver) log.warn({ table: `netdev ${this.names.guardTable}` }, 'found the guard of an lbd that is gone: taking it over');
+      if (takeOver && this.opts.handoverFrom) log.info({ table: `netdev ${this.names.guardTable}` }, 'the guard handed over: taking it over');
+      else if (takeOver) log.warn({ table: `netdev ${this.names.guardTable}` }, 'found the guard of an lbd that is gone: taking it over');
       await this.guard.install(this.liveServices(), takeOver);
     }
-    // Health verdicts (adopted ones among them) in the data plane before the first frame.
-    this.health.sync(this.running, this.services);
-    this.startCapture(this.capture);
+    if (!handover) {
+      // Health verdicts (adopted ones among them) in the data plane before the first frame.
+      this.health.sync(this.running, this.services);
+      this.startCapture(this.capture);
+    }
     this.logAdoption();
     // Services adopted only to drain (the config no longer has them): the capture filter was
     // made from the config; capture their frames too.
     if (this.liveServices().length !== cfg.services.length) await this.refreshHost();
     if (cfg.busy_poll > 0 && this.dataplanePath !== 'native')
       log.warn({ busy_poll: cfg.busy_poll }, 'busy_poll applies to the native data plane only: ignored');
+    // The local-access TAP has one name: the lbd handing over holds it until its process ends.
+    if (this.opts.handoverFrom && this.running.local_access) await waitGone(this.opts.handoverFrom, HANDOVER_WAIT_MS);
     await this.setupLocalAccess();
     this.keeper?.start();
     if (this.egress !== this.capture) this.egress.start((buf, len) => this.arp.handle(buf, len, this.egress));
@@ -484,6 +526,8 @@ export class Daemon {
         'real server MAC not resolved yet: its flows are dropped until it answers ARP',
       );
     }
+    // The lbd handing over lets go of the metrics port as it stops (first thing): wait for that.
+    if (this.opts.handoverFrom) await waitGone(this.opts.handoverFrom, HANDOVER_WAIT_MS);
     if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
     this.timers.push(setInterval(() => this.tick(), TICK_MS));
     // A second announcement a moment later covers a neighbour that missed the first.
@@ -751,6 +795,8 @@ export class Daemon {
     }
     this.running = desired;
     if (servicesChanged) await this.refreshHost();
+    // Stopped meanwhile (a hand-over, a signal): the host is the next lbd's now.
+    if (this.stopped) return actions;
     // Health: restarts only the checks whose effective config changed, applies policy changes.
     this.health.sync(desired, this.services);
     return actions;
@@ -911,6 +957,14 @@ export class Daemon {
     this.retiredNative.busyPollCatches += s.busyPollCatches;
   }
 
+  private closeMetrics(): Promise<void> {
+    const srv = this.metricsServer;
+    if (!srv) return Promise.resolve();
+    this.metricsServer = null;
+    srv.closeAllConnections?.();
+    return new Promise<void>((r) => srv.close(() => r()));
+  }
+
   /**
    * Lets go of the state file's lock, which the end of the process does anyway: for a daemon
    * stopped in a process that goes on (tests) before another one starts on the same file.
@@ -937,15 +991,18 @@ export class Daemon {
    *    state file;
    *  - 'failed-start': start() threw: what this start made goes (the probe table, a guard it
    *    created), the state file stays (it may hold adopted flows);
-   *  - 'interface-gone' (fatal): the tables go (their interface is gone), the state file stays.
+   *  - 'interface-gone' (fatal): the tables go (their interface is gone), the state file stays;
+   *  - 'handover' (SIGUSR2 from an lbd --take-over): as 'keep', but the state file's lock is let
+   *    go at once, for the new lbd that waits for it.
    * The local-access TAP goes either way (it lives as long as the process's descriptor).
    * Safe to call twice.
    */
-  async stop(mode: 'keep' | 'clean' | 'failed-start' | 'interface-gone' = 'keep'): Promise<void> {
+  async stop(mode: 'keep' | 'clean' | 'failed-start' | 'interface-gone' | 'handover' = 'keep'): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     const clean = mode === 'clean';
     this.keeper?.stop();
+    if (!clean) this.guard?.abandon();
     this.eventLoop.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
@@ -954,21 +1011,20 @@ export class Daemon {
     this.localPort?.close();
     this.localAccess.teardown();
     // Nothing writes the table any more: it is left as it is now. The lock stays until the
-    // process ends, so that the next lbd (which waits for it) never meets this one's guard alive.
+    // process ends, so that the next lbd (which waits for it) never meets this one's guard alive;
+    // but a hand-over's new lbd waits for it now, and knows this one hands over.
     if (clean) this.stateFile?.remove();
     else this.stateFile?.markStopped();
+    if (mode === 'handover') this.stateFile?.release();
     // A start that failed takes back what it made (a guard taken over from a dead lbd stays, leased).
     const removeGuard = clean || mode === 'interface-gone' || (mode === 'failed-start' && !this.guardTakenOver);
+    // The metrics port first: a new lbd (a hand-over) binds the same one as soon as it can.
+    const metricsClosed = this.closeMetrics();
     await Promise.all([
-      this.health.stop(mode !== 'keep').catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the vip probe table')),
+      this.health.stop(mode !== 'keep' && mode !== 'handover').catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the vip probe table')),
       removeGuard ? this.guard?.remove().catch((e: Error) => this.log.error({ err: e.message }, 'could not remove the nftables guard')) : undefined,
     ]);
-    if (this.metricsServer) {
-      const srv = this.metricsServer;
-      this.metricsServer = null;
-      srv.closeAllConnections?.();
-      await new Promise<void>((r) => srv.close(() => r()));
-    }
+    await metricsClosed;
     this.log.info(
       clean
         ? { left: 'nothing' }

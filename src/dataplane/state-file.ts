@@ -204,30 +204,47 @@ export class StateFile {
   ) {}
 
   /**
-   * Takes `<path>.lock`; InstanceConflictError when another process holds it for longer than
-   * `waitMs` (an lbd still stopping lets go within a moment: a restart waits for it). The
-   * directory is made (0700) when missing. Startup only: it sleeps synchronously between tries.
+   * Takes `<path>.lock` (see lock()). The directory is made (0700) when missing.
    */
-  static open(path: string, io: StateFileIo, waitMs = LOCK_WAIT_MS): StateFile {
-    const f = new StateFile(path, io);
+  static open(path: string, io: StateFileIo, waitMs = LOCK_WAIT_MS, pollMs = 20): StateFile {
+    const f = StateFile.unlocked(path, io);
+    f.lock(waitMs, pollMs);
+    return f;
+  }
+
+  /**
+   * The state file without its lock yet: a hand-over makes its new file (create()) while the old
+   * lbd still runs, and takes the lock (lock()) once it has told that one to let go.
+   */
+  static unlocked(path: string, io: StateFileIo): StateFile {
     const dir = path.slice(0, path.lastIndexOf('/')) || '/';
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (e) {
       throw new StateFileError(`cannot create ${dir} for the state file: ${(e as Error).message}`);
     }
+    return new StateFile(path, io);
+  }
+
+  /**
+   * Takes `<path>.lock`; InstanceConflictError when another process holds it for longer than
+   * `waitMs` (an lbd still stopping lets go within a moment: a restart waits for it). Startup
+   * only: it sleeps synchronously between tries, `pollMs` apart.
+   */
+  lock(waitMs = LOCK_WAIT_MS, pollMs = 20): void {
+    const path = this.path;
     const deadline = Date.now() + waitMs;
     for (;;) {
       try {
-        f.lockFd = io.lock(`${path}.lock`);
-        return f;
+        this.lockFd = this.io.lock(`${path}.lock`);
+        return;
       } catch (e) {
         if ((e as { code?: string }).code !== 'EWOULDBLOCK') throw new StateFileError((e as Error).message);
         if (Date.now() >= deadline)
           throw new InstanceConflictError(
             `another lbd runs with the state file ${path} (it holds ${path}.lock): stop it first, or give this one another state_file`,
           );
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pollMs);
       }
     }
   }
@@ -266,7 +283,7 @@ export class StateFile {
   }
 
   /** A new state file (at `<path>.new` until commit()) for `connCapacity` entries, its region for the Forwarder. */
-  create(connCapacity: number, restarts: number, boot: string = bootId()): SharedState {
+  create(connCapacity: number, restarts = 0, boot: string = bootId()): SharedState {
     const sizes = regionSizes(connCapacity);
     let buffer: ArrayBuffer;
     try {
@@ -277,6 +294,11 @@ export class StateFile {
     this.header = new Uint8Array(buffer, 0, HEADER_BYTES);
     writeHeader(this.header, sizes, boot, restarts);
     return new SharedState(connCapacity, { buffer, offset: HEADER_BYTES });
+  }
+
+  /** The header's count of restarts this table lived through (known once the previous file was read). */
+  setRestarts(restarts: number): void {
+    if (this.header) new DataView(this.header.buffer, this.header.byteOffset, HEADER_BYTES).setUint32(OFF_RESTARTS, restarts, true);
   }
 
   /** The new file takes the old one's name: from now on it is what the next lbd adopts. */

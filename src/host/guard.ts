@@ -42,13 +42,18 @@ export class HostGuard {
     return `${s.vip} . ${s.protocol} . ${s.port}`;
   }
 
-  /** Refuses (InstanceConflictError) when another live lbd guards this interface; true when a dead one's guard was found. */
-  async claim(): Promise<boolean> {
-    return (await this.table.claim()) !== null;
+  /** True when a gone lbd's guard (or `handingOver`'s) is there to be taken over; E_INSTANCE when a live lbd owns it. */
+  async claim(handingOver?: Owner): Promise<boolean> {
+    return (await this.table.claim(handingOver)) !== null;
   }
 
   install(services: GuardedService[], takeOver: boolean): Promise<void> {
     return this.table.install(services.map(HostGuard.element), takeOver);
+  }
+
+  /** Leaves the guard to the next lbd: nothing this lbd has queued touches it any more. */
+  abandon(): void {
+    this.table.abandon();
   }
 
   update(services: GuardedService[]): Promise<void> {

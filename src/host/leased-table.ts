@@ -120,13 +120,15 @@ export class LeasedTable {
 
   /**
    * Before any change: a table of this name whose owner still runs belongs to another lbd
-   * (InstanceConflictError naming it); one whose owner is gone is returned, to be taken over.
+   * (InstanceConflictError naming it); one whose owner is gone is returned, to be taken over, and
+   * so is one of `handingOver`, the lbd that hands over to this one (lbd --take-over) and ends.
    */
-  async claim(): Promise<Owner | null> {
+  async claim(handingOver?: Owner): Promise<Owner | null> {
     const state = await this.read();
     if (state === null) return null;
     const prev = state.owner;
     if (prev && sameOwner(prev, this.owner)) return null;
+    if (prev && handingOver && sameOwner(prev, handingOver)) return prev;
     if (prev === null)
       throw new InstanceConflictError(
         `nftables table netdev ${this.spec.name} exists and was not made by lbd: delete it (nft delete table netdev ${this.spec.name})`,
@@ -163,7 +165,7 @@ export class LeasedTable {
 
   /** Renews the lease of every element. */
   refresh(): Promise<void> {
-    return this.serial(() => nftApply(this.refreshScript()));
+    return this.serial(() => (this.installed ? nftApply(this.refreshScript()) : Promise.resolve()));
   }
 
   /** What is wrong with the kernel's copy, in a few words; null when it is as lbd wants it. */
@@ -197,6 +199,14 @@ export class LeasedTable {
       await nftApply(this.script(state === null ? 'create' : 'replace'));
       return wrong;
     });
+  }
+
+  /**
+   * Leaves the table as it is, for the next lbd (a stop that keeps it): no renewal, update or
+   * restore queued or to come touches it any more.
+   */
+  abandon(): void {
+    this.installed = false;
   }
 
   /**

@@ -53,6 +53,16 @@ export function sameOwner(a: Owner, b: Owner): boolean {
   return a.pid === b.pid && a.start === b.start;
 }
 
+/** Resolves once the owner's process is gone, or after `ms` (false: still there). */
+export async function waitGone(o: Owner, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (ownerAlive(o)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
 /** Whether the owner still runs: its PID exists and started when the tag says. */
 export function ownerAlive(o: Owner): boolean {
   const start = processStart(o.pid);

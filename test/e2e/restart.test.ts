@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
 import type { ChildProcess } from '../../src/host/programs';
-import { LBD_BIN, lbdConfig, LbdProcess, parseWrk, startLbd } from '../helpers/lbd-process';
+import { LBD_BIN, lbdConfig, LbdProcess, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
 
 // The fault: "a 48 MiB download through the VIP, and in the middle of it lbd is restarted with the
 // same config, once by SIGTERM and once by SIGKILL: both downloads die: the new lbd has an empty
@@ -42,6 +42,7 @@ before(() => {
 after(() => lab?.teardown());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const UDP_ECHO = path.resolve(LBD_BIN, '../../dist/lab/udp-echo.js');
 let seq = 0;
 
 /** A config with its own state file, the same for every lbd a test starts. */
@@ -226,4 +227,59 @@ function headerOfVersion(version: number): Buffer {
   b.write('LBDSTATE', 0, 'latin1');
   b.writeUInt32LE(version, 8);
   return b;
+}
+
+for (const dataplane of ['native', 'ts'] as const) {
+  test(`${dataplane}: two hand-overs (lbd --take-over started while lbd runs): wrk through the VIP reports no error and a 1000/s UDP stream loses no datagram`, async () => {
+    const stateFile = path.join(lab.dir, `handover-${dataplane}.state`);
+    // One admin socket for all: the new lbd asks the running one there to hand over.
+    const yaml = `${lbdConfig(lab, { top: `dataplane: ${dataplane}`, extraServices: udpEchoService(lab) })}\nstate_file: ${stateFile}\nadmin:\n  socket: ${path.join(lab.dir, `handover-${dataplane}.sock`)}\n`;
+    let lbd = await startLbd(lab, yaml);
+    const started: LbdProcess[] = [lbd];
+    const outs = { wrk: '', udp: '' };
+    const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d6s', '--timeout', '5s', `http://${lab.addr.vip}/`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ref: true,
+    });
+    wrk.stdout!.on('data', (d: Buffer) => (outs.wrk += d.toString()));
+    const udp = lab.spawn(
+      lab.ns.client,
+      ['node', UDP_ECHO, 'stream', '--host', lab.addr.vip, '--port', String(lab.ports.udp), '--rate', '1000', '--seconds', '6'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ref: true,
+      },
+    );
+    udp.stdout!.on('data', (d: Buffer) => (outs.udp += d.toString()));
+    const done = Promise.all([wrk, udp].map((p) => new Promise<void>((resolve) => p.once('exit', () => resolve()))));
+    try {
+      for (let i = 0; i < 2; i++) {
+        await sleep(1500);
+        const old = lbd;
+        const gone = new Promise<number | null>((resolve) => old.proc.once('exit', (code) => resolve(code)));
+        lbd = await startLbd(lab, yaml, { args: ['--take-over'] });
+        started.push(lbd);
+        assert.equal(await gone, 0, `the old lbd handed over and exited 0:\n${logText(old)}`);
+        // Logged once the old process is gone and the admin socket is this one's.
+        for (const deadline = Date.now() + 5000; !lbd.logs().some((l) => l.msg === 'took over from the previous lbd');) {
+          assert.ok(Date.now() < deadline, `took over:\n${logText(lbd)}`);
+          await sleep(20);
+        }
+        assert.ok(adoptionLine(lbd).flows >= 9, 'the wrk connections and the UDP flow adopted');
+      }
+      await Promise.race([done, sleep(30000)]);
+      const w = parseWrk(outs.wrk);
+      assert.ok(w.requests > 100, `wrk ran: ${outs.wrk}`);
+      assert.equal(w.socketErrors, 0, `no connect, read, write or timeout error:\n${outs.wrk}`);
+      assert.equal(w.non2xx, 0, outs.wrk);
+      const r = JSON.parse(outs.udp.trim().split('\n').pop() ?? '{}') as { sentAt: number[]; answeredAt: (number | null)[] };
+      assert.equal(r.sentAt?.length, 6000, `the stream ran: ${outs.udp.slice(0, 200)}`);
+      const lost = r.answeredAt.filter((a) => a === null).length;
+      assert.equal(lost, 0, `no datagram lost across the hand-overs (${lost} were)`);
+      assert.equal(lbd.metric('lbd_state_restarts_total'), 2);
+    } finally {
+      for (const p of [wrk, udp]) if (p.exitCode === null) lab.kill(p);
+      for (const p of started.reverse()) await p.stop();
+    }
+  });
 }

@@ -16,7 +16,7 @@ import type { Daemon } from '../daemon';
 import { toIpvsadmRules } from '../ipvsadm';
 import type { Action } from '../reconcile';
 import { applyChange, describeChanges } from './apply';
-import { AdminError, Change, ChangeResult, ConnEntry, ListResult, PingResult, RealView, SaveResult, ServiceView, StopResult } from './protocol';
+import { AdminError, Change, ChangeResult, ConnEntry, HandoverResult, ListResult, PingResult, RealView, SaveResult, ServiceView, StopResult } from './protocol';
 import { RATE_INTERVAL_MS, RateEstimator } from './rate';
 import { parseRequest } from './schema';
 
@@ -24,6 +24,8 @@ export interface ControlOptions {
   log?: Logger;
   /** Reads the config file on reload (tests may pass their own). */
   load?: (file: string) => Config;
+  /** Arms a hand-over (lbd --take-over): the owner answers who this process is; undefined: not offered. */
+  handover?: () => HandoverResult;
   /** Stops the daemon the way `lbd stop` asks (lbd run's own stop: the reply is sent first); clean: remove every host change. */
   stop?: (clean: boolean) => void;
 }
@@ -247,6 +249,17 @@ export class Control {
     });
   }
 
+  /** lbd --take-over asks: this daemon hands over at the new lbd's SIGUSR2 (run.ts) while armed. */
+  requestHandover(): Promise<HandoverResult> {
+    return this.serialize(async () => {
+      const handover = this.opts.handover;
+      if (!handover || this.stopping !== null) throw new AdminError('E_ADMIN', 'this daemon cannot hand over (it is stopping, or was not started by lbd run)');
+      const r = handover();
+      this.log.info({ source: 'lbd --take-over', pid: r.pid, armedMs: r.armedMs }, 'hand-over asked for: waiting for the new lbd');
+      return r;
+    });
+  }
+
   /**
    * One request → its result (throws LbdError for an error answer). The value came from the
    * socket, so nothing in it is trusted: parseRequest checks it against the schema first (E_USAGE
@@ -267,6 +280,8 @@ export class Control {
         return this.reload();
       case 'stop':
         return this.requestStop(req.args.clean === true);
+      case 'handover':
+        return this.requestHandover();
       case 'change':
         return this.change(req.args);
     }

@@ -142,6 +142,18 @@ export interface StopResult {
   /** The daemon's process, to wait for. */
   pid: number;
 }
+/** What `handover` answers: the process the new lbd signals (SIGUSR2) once its capture is open. */
+export interface HandoverResult {
+  pid: number;
+  /** Its start time (owner.ts), to tell it from a process that got its PID later. */
+  start: number;
+  /** How long (ms) it waits for the SIGUSR2 before it forgets the hand-over. */
+  armedMs: number;
+  /** What the new lbd must share with it to take its table over: the state file, the capture interface, the table layout. */
+  stateFile: string | null;
+  capture: string;
+  layoutVersion: number;
+}
 export interface SaveResult {
   yaml: string;
   ipvsadm: string;

@@ -82,6 +82,8 @@ export const REQUEST_SCHEMA = {
   reload: {},
   /** lbd stop: the daemon answers, then stops; clean: it also removes every change it made to the host. */
   stop: { clean: { kind: 'boolean', optional: true } },
+  /** lbd --take-over: the daemon answers who it is and, for a moment, hands over at the new lbd's SIGUSR2. */
+  handover: {},
   change: 'change',
 } as const satisfies Record<string, Fields | 'change'>;
 

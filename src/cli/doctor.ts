@@ -8,8 +8,9 @@ export const DOCTOR_USAGE = `Usage: lbd doctor --config FILE [--json] [--no-prob
 
 Checks this host (run it in lbd's network namespace, with lbd's privileges) before and while
 lbd runs: interfaces, privileges, ip_forward and the nftables guard, rp_filter, offloads,
-the native binding and libpcap, who answers ARP for each VIP, each real server's MAC and whether it accepts traffic
-for the VIP (a SYN to VIP:port sent to its MAC). Every finding comes with the fix.
+the native binding and libpcap, the state file (room for it, what the next start would adopt,
+one set aside), who answers ARP for each VIP, each real server's MAC and whether it accepts
+traffic for the VIP (a SYN to VIP:port sent to its MAC). Every finding comes with the fix.
 
   -c, --config FILE  the lb.yaml to check against
       --json         machine-readable report

@@ -9,7 +9,9 @@ import { ipToInt } from '../dataplane/packet';
 import { HostGuard } from '../host/guard';
 import { instanceNames } from '../host/instance';
 import { HOST_LEASE_S } from '../host/leased-table';
+import type { StateHeader } from '../dataplane/state-file';
 import type { ArpAnswer, VipProbeResult } from './probe';
+import { checkStateFile } from './state';
 
 export type Severity = 'ok' | 'skip' | 'warn' | 'error';
 
@@ -56,7 +58,31 @@ export interface HostView {
   arp(iface: string, targets: string[], sourceIp: string, opts?: { waitAll?: boolean }): Promise<Map<string, ArpAnswer[]>>;
   /** SYN to vip:port in a frame to rsMac, from sourceIp, on iface. */
   probeVip(iface: string, rsMac: string, vip: string, port: number, sourceIp: string): Promise<VipProbeResult>;
+  /** The file system a file at `path` would be on (its nearest existing directory); null when none can be looked at. */
+  fileSystem(path: string): FileSystemInfo | null;
+  /** The state file at `path`: its size and header (or why the next lbd sets it aside); null when there is none. */
+  stateFile(path: string): StateFileView | null;
+  /** Size and modification time of a file; null when absent (or it cannot be looked at). */
+  fileStat(path: string): { bytes: number; mtimeMs: number } | null;
+  /** Whether `pid` runs and is the process that wrote a state file header at `startedMs` (not a later one with its PID). */
+  processAlive(pid: number, startedMs: number): boolean;
 }
+
+export interface FileSystemInfo {
+  /** tmpfs (or ramfs): in memory, gone at reboot. */
+  tmpfs: boolean;
+  /** Bytes an unprivileged writer may still allocate (f_bavail × f_bsize). */
+  freeBytes: number;
+  /** Its size (f_blocks × f_bsize), when known. */
+  totalBytes?: number;
+  /** Its type: "tmpfs", "ext4", … (or the statfs magic in hex). */
+  type: string;
+  /** Where it is mounted, when known. */
+  mount?: string;
+}
+
+/** A state file as `lbd doctor` sees it: its size and header (readHeader's reason when it is not sound), or why it could not be read. */
+export type StateFileView = { bytes: number; header: StateHeader | string } | { error: string };
 
 export interface DoctorOptions {
   /** Skip the wire probes (ARP, SYN); default false. */
@@ -547,6 +573,7 @@ export async function runDoctor(cfg: Config, h: HostView, opts: DoctorOptions = 
     ...checkPrivileges(h),
     ...checkBinding(h),
     ...checkForwarding(cfg, h, running),
+    ...checkStateFile(cfg, h, running),
     ...checkRpFilter(cfg, h),
     ...checkOffloads(cfg, h),
     ...checkDrops(metrics),

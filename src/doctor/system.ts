@@ -1,10 +1,13 @@
 /** The real HostView: reads /proc, /sys, ethtool, nft, and probes the wire through the native binding. */
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, realpathSync, statSync, statfsSync } from 'node:fs';
 import http from 'node:http';
+import { dirname } from 'node:path';
 import { ipv4Addresses } from '../host/interfaces';
+import { processStart } from '../host/owner';
 import { ProgramNotFoundError, runSyncOk } from '../host/programs';
 import { loadNative } from '../dataplane/binding';
-import type { HostView, InterfaceInfo } from './checks';
+import { HEADER_BYTES, bootId, readHeader } from '../dataplane/state-file';
+import type { FileSystemInfo, HostView, InterfaceInfo, StateFileView } from './checks';
 import { arpAsk, probeVip } from './probe';
 
 function read(path: string): string | null {
@@ -43,6 +46,26 @@ const LIBPCAP_DIRS = [
   '/lib',
   '/usr/local/lib',
 ];
+
+/** statfs f_type of the file systems that live in memory. */
+const TMPFS_MAGIC = 0x01021994;
+const RAMFS_MAGIC = 0x858458f6;
+/** USER_HZ: the unit of /proc/PID/stat's start time (100 on every Linux architecture lbd runs on). */
+const CLK_TCK = 100;
+
+/** The mount point holding `path` (an absolute, resolved path) and its type, from /proc/self/mountinfo text. */
+export function mountOf(mountinfo: string, path: string): { mount: string; type: string } | null {
+  let best: { mount: string; type: string } | null = null;
+  for (const line of mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!right) continue;
+    const mount = (left.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const inside = mount === '/' || path === mount || path.startsWith(`${mount}/`);
+    // The last mount on a point is the one that is visible, hence >= (mountinfo lists in mount order).
+    if (mount && inside && (!best || mount.length >= best.mount.length)) best = { mount, type: right.split(' ')[0] };
+  }
+  return best;
+}
 
 export class SystemHost implements HostView {
   capEff(): bigint | null {
@@ -125,5 +148,74 @@ export class SystemHost implements HostView {
 
   probeVip(iface: string, rsMac: string, vip: string, port: number, sourceIp: string) {
     return probeVip(iface, rsMac, vip, port, sourceIp);
+  }
+
+  fileSystem(path: string): FileSystemInfo | null {
+    // The state file's directory may not exist yet (lbd makes it): the nearest one that does.
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      try {
+        const s = statfsSync(dir);
+        let m: { mount: string; type: string } | null = null;
+        try {
+          m = mountOf(readFileSync('/proc/self/mountinfo', 'utf8'), realpathSync(dir));
+        } catch {
+          // No mountinfo: the magic number says enough.
+        }
+        const tmpfs = s.type === TMPFS_MAGIC || s.type === RAMFS_MAGIC;
+        return {
+          tmpfs,
+          freeBytes: s.bavail * s.bsize,
+          totalBytes: s.blocks * s.bsize,
+          type: m?.type ?? (tmpfs ? 'tmpfs' : `0x${s.type.toString(16)}`),
+          ...(m ? { mount: m.mount } : {}),
+        };
+      } catch {
+        if (dir === '/' || dir === '.') return null;
+      }
+    }
+  }
+
+  stateFile(path: string): StateFileView | null {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return code === 'ENOENT' || code === 'ENOTDIR' ? null : { error: code ?? (e as Error).message };
+    }
+    try {
+      const bytes = fstatSync(fd).size;
+      // readHeader() looks at the header page and the length: a buffer of the file's length (its
+      // pages untouched, never really allocated) with only the header read in says what a whole read would.
+      let buf: Uint8Array;
+      try {
+        buf = new Uint8Array(bytes);
+      } catch {
+        return { bytes, header: `${bytes} bytes, larger than any state file` };
+      }
+      readSync(fd, buf, 0, Math.min(bytes, HEADER_BYTES), 0);
+      return { bytes, header: readHeader(buf, bootId()) };
+    } catch (e) {
+      return { error: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  fileStat(path: string): { bytes: number; mtimeMs: number } | null {
+    try {
+      const s = statSync(path);
+      return { bytes: s.size, mtimeMs: s.mtimeMs };
+    } catch {
+      return null;
+    }
+  }
+
+  processAlive(pid: number, startedMs: number): boolean {
+    const start = processStart(pid);
+    if (start === null) return false;
+    // A process that started after the header was written is another one that got the PID.
+    const btime = /^btime (\d+)$/m.exec(read('/proc/stat') ?? '');
+    return !btime || Number(btime[1]) * 1000 + (start / CLK_TCK) * 1000 <= startedMs + 2000;
   }
 }

@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { createLab, Lab, type Command } from '../../lab/lab';
 import { lbdConfig as baseConfig, startLbd } from '../helpers/lbd-process';
@@ -8,8 +8,12 @@ import type { DoctorReport, Finding } from '../../src/doctor/checks';
 
 const LBD_BIN = path.resolve(__dirname, '../../../bin/lbd');
 
-// Our own admin socket: /run/lbd is shared by every namespace (and every test file running).
-const lbdConfig = (l: Lab, o: Parameters<typeof baseConfig>[1] = {}) => `${baseConfig(l, o)}\nadmin:\n  socket: ${path.join(l.dir, 'lbd.sock')}\n`;
+// Our own admin socket and state file: /run/lbd is shared by every namespace (and every test
+// file running). The state file on a tmpfs, as lbd's default /run is on a Debian host (on a
+// machine whose /run is on disk, doctor rightly warns): /dev/shm, removed after the file.
+const stateFile = (l: Lab) => `/dev/shm/lbd-${l.prefix}.state`;
+const lbdConfig = (l: Lab, o: Parameters<typeof baseConfig>[1] = {}) =>
+  `${baseConfig(l, o)}\nadmin:\n  socket: ${path.join(l.dir, 'lbd.sock')}\nstate_file: ${stateFile(l)}\n`;
 
 // One lab for this file, offloads at their defaults (GRO on on the balancer's capture interface).
 let lab: Lab;
@@ -19,7 +23,10 @@ before(() => {
   configFile = path.join(lab.dir, 'doctor.yaml');
   writeFileSync(configFile, lbdConfig(lab));
 });
-after(() => lab?.teardown());
+after(() => {
+  if (lab) for (const suffix of ['', '.new', '.lock', '.rejected']) rmSync(`${stateFile(lab)}${suffix}`, { force: true });
+  lab?.teardown();
+});
 
 function doctor(): { status: number | null; report: DoctorReport; text: string } {
   const r = lab.tryExec(lab.ns.balancer, ['node', LBD_BIN, 'doctor', '--config', configFile, '--json'], { timeoutMs: 30000 });

@@ -111,6 +111,19 @@ class FakeHost implements HostView {
     this.probeCalls.push({ iface, mac, vip, port, source });
     return this.probes[mac] ?? 'syn-ack';
   }
+  // The state file (checked in doctor-state.test.ts): none yet, on a tmpfs with room.
+  fileSystem() {
+    return { tmpfs: true, freeBytes: 1 << 30, totalBytes: 1 << 30, type: 'tmpfs', mount: '/run' };
+  }
+  stateFile() {
+    return null;
+  }
+  fileStat() {
+    return null;
+  }
+  processAlive() {
+    return false;
+  }
 }
 
 const cfg = (yaml = ONE_NIC) => parseConfig(yaml, 'lb.yaml');

@@ -31,6 +31,7 @@
 import fs from 'node:fs';
 import { InstanceConflictError, LbdError } from '../errors';
 import { MAX_DESTS, MAX_SERVICES, SERVICE_INDEXES, STATE_LAYOUT_VERSION, type StateArrays, connSlotsFor } from './contract';
+import { CONN_TABLE_MAX } from '../config/values';
 import { type RegionSizes, SharedState, regionBytes, regionSizes, regionViews } from './state';
 
 export const HEADER_BYTES = 4096;
@@ -49,8 +50,8 @@ const OFF_STARTED = 136;
 const OFF_STOPPED = 144;
 /** How long a starting lbd waits for the lock of an lbd that is still stopping. */
 const LOCK_WAIT_MS = 2000;
-/** The most connection-table entries a header may claim (config's connection_table.size maximum, with room). */
-const CAPACITY_MAX = 1 << 26;
+/** The most connection-table entries a header may claim: config's connection_table.size maximum. */
+const CAPACITY_MAX = CONN_TABLE_MAX;
 
 /** What mapping and locking take (the addon's mapStateFile, lockFile, unlockFile; tests give their own). */
 export interface StateFileIo {

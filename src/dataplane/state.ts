@@ -16,11 +16,11 @@ export function regionPlan(fields: readonly StateField[]): { offsets: number[]; 
   const offsets: number[] = [];
   let at = 0;
   for (const f of fields) {
-    at = (at + 7) & ~7; // every field 8-byte aligned, whatever came before it
+    at = Math.ceil(at / 8) * 8; // every field 8-byte aligned (not with & ~7: a region may pass 2 GiB)
     offsets.push(at);
     at += f.length * BYTES[f.type];
   }
-  return { offsets, bytes: (at + 7) & ~7 };
+  return { offsets, bytes: Math.ceil(at / 8) * 8 };
 }
 
 /** The table sizes a region is laid out for. */

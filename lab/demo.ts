@@ -4,6 +4,7 @@
  * examples/lb.yaml, curls the VIP ten times from the client, shows a few metrics, and tears
  * everything down, also on Ctrl-C.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from '../src/host/programs';
 import { createLab, Lab } from './lab';
@@ -31,7 +32,14 @@ async function main(): Promise<number> {
   try {
     say(`demo: lab ${lab.prefix} is up; VIP ${lab.addr.vip} lives on the real servers' lo (arp_ignore=1, arp_announce=2)`);
     say('demo: starting lbd --config examples/lb.yaml in the balancer namespace');
-    lbd = lab.spawn(lab.ns.balancer, ['node', path.join(ROOT, 'bin/lbd'), '--config', path.join(ROOT, 'examples/lb.yaml')], {
+    // Its state file in the lab's directory, not the host's /run/lbd (where an lbd of the host
+    // may keep its own): the teardown removes it with the lab.
+    const config = path.join(lab.dir, 'lb.yaml');
+    fs.writeFileSync(
+      config,
+      `${fs.readFileSync(path.join(ROOT, 'examples/lb.yaml'), 'utf8').replace(/\n*$/, '\n')}state_file: ${path.join(lab.dir, 'lbd.state')}\n`,
+    );
+    lbd = lab.spawn(lab.ns.balancer, ['node', path.join(ROOT, 'bin/lbd'), '--config', config], {
       stdio: ['ignore', 'pipe', 'inherit'],
       ref: true,
     });

@@ -131,38 +131,40 @@ for (const dataplane of ['native', 'ts'] as const) {
   }
 }
 
-test('native: wrk through the VIP across three restarts (SIGTERM, SIGKILL, SIGTERM): no request fails', async () => {
-  const stateFile = path.join(lab.dir, 'restart-wrk.state');
-  const yaml = config('native', stateFile);
-  let lbd = await startLbd(lab, yaml);
-  const started: LbdProcess[] = [lbd];
-  const out = { text: '' };
-  const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d8s', '--timeout', '5s', `http://${lab.addr.vip}/`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ref: true,
-  });
-  wrk.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
-  const wrkDone = new Promise<void>((resolve) => wrk.once('exit', () => resolve()));
-  try {
-    for (const signal of ['SIGTERM', 'SIGKILL', 'SIGTERM'] as const) {
-      await sleep(1500);
-      await end(lbd, signal);
-      lbd = await startLbd(lab, yaml);
-      started.push(lbd);
+for (const dataplane of ['native', 'ts'] as const) {
+  test(`${dataplane}: wrk through the VIP across three restarts (SIGTERM, SIGKILL, SIGTERM): no request fails`, async () => {
+    const stateFile = path.join(lab.dir, `restart-wrk-${dataplane}.state`);
+    const yaml = config(dataplane, stateFile);
+    let lbd = await startLbd(lab, yaml);
+    const started: LbdProcess[] = [lbd];
+    const out = { text: '' };
+    const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d8s', '--timeout', '5s', `http://${lab.addr.vip}/`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ref: true,
+    });
+    wrk.stdout!.on('data', (d: Buffer) => (out.text += d.toString()));
+    const wrkDone = new Promise<void>((resolve) => wrk.once('exit', () => resolve()));
+    try {
+      for (const signal of ['SIGTERM', 'SIGKILL', 'SIGTERM'] as const) {
+        await sleep(1500);
+        await end(lbd, signal);
+        lbd = await startLbd(lab, yaml);
+        started.push(lbd);
+      }
+      await Promise.race([wrkDone, sleep(30000)]);
+      const w = parseWrk(out.text);
+      assert.ok(w.requests > 100, `wrk ran: ${out.text}`);
+      // wrk keeps its 8 connections open: every one was opened before the first restart and must
+      // outlive all three; none was opened during a gap.
+      assert.equal(w.socketErrors, 0, `no connect, read, write or timeout error:\n${out.text}`);
+      assert.equal(w.non2xx, 0, out.text);
+      assert.equal(lbd.metric('lbd_state_restarts_total'), 3);
+    } finally {
+      if (wrk.exitCode === null) lab.kill(wrk);
+      for (const p of started.reverse()) await p.stop();
     }
-    await Promise.race([wrkDone, sleep(30000)]);
-    const w = parseWrk(out.text);
-    assert.ok(w.requests > 100, `wrk ran: ${out.text}`);
-    // wrk keeps its 8 connections open: every one was opened before the first restart and must
-    // outlive all three; none was opened during a gap.
-    assert.equal(w.socketErrors, 0, `no connect, read, write or timeout error:\n${out.text}`);
-    assert.equal(w.non2xx, 0, out.text);
-    assert.equal(lbd.metric('lbd_state_restarts_total'), 3);
-  } finally {
-    if (wrk.exitCode === null) lab.kill(wrk);
-    for (const p of started.reverse()) await p.stop();
-  }
-});
+  });
+}
 
 test('an upgrade: lbd from a build in another directory adopts the flows of this one, and this one adopts them back', async () => {
   // The other build: lbd's runtime files copied elsewhere, as an installed package would be.

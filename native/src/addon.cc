@@ -349,7 +349,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("contract", exportContract(env));
   initTap(env, exports);
   initStateFile(env, exports);
-  exports.Set("abiVersion", 6);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 7);  // binding.ts ABI_VERSION
   return exports;
 }
 

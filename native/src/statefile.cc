@@ -41,6 +41,21 @@ void unmap(napi_env /*env*/, void* data, size_t* bytes) {
   delete bytes;
 }
 
+/** An ArrayBuffer over a mapping, unmapped when collected; nothing stays mapped when it cannot be made. */
+Napi::Value wrapMapping(Napi::Env env, void* p, size_t bytes) {
+  size_t* hint = new size_t(bytes);
+  napi_value ab = nullptr;
+  const auto finalize = [](napi_env, void* data, void* h) { unmap(nullptr, data, static_cast<size_t*>(h)); };
+  if (napi_create_external_arraybuffer(env, p, bytes, finalize, hint, &ab) != napi_ok) {
+    // External buffers refused (a runtime with the V8 sandbox).
+    munmap(p, bytes);
+    delete hint;
+    return fail(env, "this Node.js does not allow external ArrayBuffers: the state file cannot be mapped",
+                "E_STATE_FILE");
+  }
+  return Napi::Value(env, ab);
+}
+
 /**
  * mapStateFile(path, bytes): a new file `path` (mode 0600; an existing one is truncated) of
  * `bytes` zero bytes, mapped shared: an ArrayBuffer whose writes are the file's. Unmapped when the
@@ -80,18 +95,34 @@ Napi::Value MapStateFile(const Napi::CallbackInfo& info) {
   const int e = errno;
   close(fd);  // the mapping holds the file
   if (p == MAP_FAILED) return fail(env, "cannot map " + path + ": " + strerror(e), "E_STATE_FILE");
-  size_t* hint = new size_t(bytes);
-  napi_value ab = nullptr;
-  if (napi_create_external_arraybuffer(
-          env, p, bytes, [](napi_env, void* data, void* h) { unmap(nullptr, data, static_cast<size_t*>(h)); }, hint,
-          &ab) != napi_ok) {
-    // External buffers refused (a runtime with the V8 sandbox): nothing may stay mapped.
-    munmap(p, bytes);
-    delete hint;
-    return fail(env, "this Node.js does not allow external ArrayBuffers: the state file cannot be mapped",
-                "E_STATE_FILE");
+  return wrapMapping(env, p, bytes);
+}
+
+/**
+ * mapExistingFile(path): an existing file mapped private (copy-on-write: a write stays in this
+ * process), as an ArrayBuffer of the file's size: the previous lbd's state file, read in place
+ * instead of copied (a 1M-entry table is 56 MiB). Throws ENOENT when there is none.
+ */
+Napi::Value MapExistingFile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return fail(env, "mapExistingFile(path): a path", "EINVAL");
+  const std::string path = info[0].As<Napi::String>();
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    const int e = errno;
+    return fail(env, "cannot open " + path + ": " + strerror(e), e == ENOENT ? "ENOENT" : "E_STATE_FILE");
   }
-  return Napi::Value(env, ab);
+  struct stat st {};
+  if (statFd(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0) {
+    close(fd);
+    return fail(env, path + " is not a regular file with content", "E_STATE_FILE");
+  }
+  const size_t bytes = size_t(st.st_size);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+  const int e = errno;
+  close(fd);
+  if (p == MAP_FAILED) return fail(env, "cannot map " + path + ": " + strerror(e), "E_STATE_FILE");
+  return wrapMapping(env, p, bytes);
 }
 
 /**
@@ -139,6 +170,7 @@ Napi::Value UnlockFile(const Napi::CallbackInfo& info) {
 
 void initStateFile(Napi::Env env, Napi::Object exports) {
   exports.Set("mapStateFile", Napi::Function::New(env, MapStateFile, "mapStateFile"));
+  exports.Set("mapExistingFile", Napi::Function::New(env, MapExistingFile, "mapExistingFile"));
   exports.Set("lockFile", Napi::Function::New(env, LockFile, "lockFile"));
   exports.Set("unlockFile", Napi::Function::New(env, UnlockFile, "unlockFile"));
 }

@@ -48,7 +48,12 @@ const HANDOVER_WAIT_MS = 5000;
 /** The addon's state-file calls. */
 function addonStateIo(): StateFileIo {
   const b = requireBinding();
-  return { map: (p, n) => b.mapStateFile(p, n), lock: (p) => b.lockFile(p), unlock: (fd) => b.unlockFile(fd) };
+  return {
+    map: (p, n) => b.mapStateFile(p, n),
+    mapExisting: (p) => b.mapExistingFile(p),
+    lock: (p) => b.lockFile(p),
+    unlock: (fd) => b.unlockFile(fd),
+  };
 }
 
 export interface DaemonOptions {

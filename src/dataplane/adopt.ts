@@ -94,6 +94,10 @@ export class PreviousTables {
   private readonly maxTimeout: number;
   /** Slots holding the nearer copy of a key that is there twice, per table. */
   private readonly torn: Record<Table, Set<number>> = { conn: new Set(), template: new Set() };
+  /** The sound entries' slots, per table, in slot order (one pass over each table finds them). */
+  private readonly sound: Record<Table, number[]> = { conn: [], template: [] };
+  /** Entries found unsound in that pass, by reason. */
+  private readonly unsound = Object.fromEntries(ADOPT_REJECTS.map((r) => [r, 0])) as Record<AdoptReject, number>;
 
   constructor(
     prev: PreviousState,
@@ -104,7 +108,7 @@ export class PreviousTables {
     for (let i = 0; i < TIMEOUTS_LEN; i++) max = Math.max(max, this.a.timeouts[i]);
     this.maxTimeout = max;
     for (const t of ['template', 'conn'] as const) this.findTorn(t);
-    for (const t of ['template', 'conn'] as const) this.each(t, () => {});
+    for (const t of ['template', 'conn'] as const) this.scan(t);
   }
 
   /** Marks every slot whose key appears again further along the same probe path. */
@@ -120,13 +124,16 @@ export class PreviousTables {
     }
   }
 
-  /** Calls visit(slot, problem) for every entry of `t`; problem is null for a sound one (whose service and server are then known). */
-  each(t: Table, visit: (slot: number, problem: AdoptReject | null) => void): void {
+  /** Checks every entry of `t`: a sound one's slot is kept (its service and server noted), an unsound one counted. */
+  private scan(t: Table): void {
     const tab = tableOf(this.a, t);
     const mask = tab.dest.length - 1;
+    const sound = this.sound[t];
     for (let i = 0; i <= mask; i++) {
       if (tab.dest[i] === SLOT_EMPTY) continue;
-      visit(i, this.check(t, tab, mask, i));
+      const problem = this.check(t, tab, mask, i);
+      if (problem === null) sound.push(i);
+      else this.unsound[problem]++;
     }
   }
 
@@ -182,7 +189,7 @@ export class PreviousTables {
    * from the entries (ActiveConn, InActConn, PersistConn, template references, overload).
    */
   adoptInto(fw: Forwarder, map: AdoptMap): Adopted {
-    const rejected = Object.fromEntries(ADOPT_REJECTS.map((r) => [r, 0])) as Record<AdoptReject, number>;
+    const rejected = { ...this.unsound };
     const services = new Map<number, VirtualService | null | undefined>();
     const dests = new Map<number, RealServer | null | undefined>();
     const serviceFor = (old: OldService) => {
@@ -206,43 +213,50 @@ export class PreviousTables {
     let templates = 0;
     let flows = 0;
     const tpl = tableOf(this.a, 'template');
-    this.each('template', (i, problem) => {
-      if (problem) return void rejected[problem]++;
+    const adoptTemplate = (i: number): AdoptReject | null => {
       const r = resolve(tpl, i);
-      if (typeof r === 'string') return void rejected[r]++;
+      if (typeof r === 'string') return r;
       const [svc, rs] = r;
       const old = this.services.get(tpl.keyPort[i] >>> 16)!;
-      if (svc.persistence === 0 || svc.persistence !== old.persistence || svc.persistenceMask !== old.persistenceMask)
-        return void rejected.persistence_changed++;
+      if (svc.persistence === 0 || svc.persistence !== old.persistence || svc.persistenceMask !== old.persistenceMask) return 'persistence_changed';
       const key = connPort(svc.index, 0);
-      if (fw.templates.find(tpl.keyAddr[i], key) >= 0) return void rejected.duplicate++;
+      if (fw.templates.find(tpl.keyAddr[i], key) >= 0) return 'duplicate';
       // Past its time (connections hold it): another period; never further than one period away.
       const expires = tpl.expires[i] <= this.now ? this.now + svc.persistence : Math.min(tpl.expires[i], this.now + svc.persistence + 1);
-      if (fw.templates.insert(tpl.keyAddr[i], key, rs.index, ConnState.Template, 0, expires) < 0) return void rejected.table_full++;
+      if (fw.templates.insert(tpl.keyAddr[i], key, rs.index, ConnState.Template, 0, expires) < 0) return 'table_full';
       fw.dests.persistent[rs.index]++;
       touched.add(rs);
       templates++;
-    });
+      return null;
+    };
     const conn = tableOf(this.a, 'conn');
-    this.each('conn', (i, problem) => {
-      if (problem) return void rejected[problem]++;
+    const adoptConn = (i: number): AdoptReject | null => {
       const r = resolve(conn, i);
-      if (typeof r === 'string') return void rejected[r]++;
+      if (typeof r === 'string') return r;
       const [svc, rs] = r;
       const key = connPort(svc.index, conn.keyPort[i] & 0xffff);
-      if (fw.conns.find(conn.keyAddr[i], key) >= 0) return void rejected.duplicate++;
+      if (fw.conns.find(conn.keyAddr[i], key) >= 0) return 'duplicate';
       let flags = conn.flags[i];
       const t =
         (flags & CONN_F_PERSIST) !== 0 && svc.persistence > 0 ? fw.templates.find((conn.keyAddr[i] & svc.persistenceMask) >>> 0, connPort(svc.index, 0)) : -1;
       if (t < 0) flags &= ~CONN_F_PERSIST;
       const expires = Math.min(conn.expires[i], this.now + this.maxTimeout);
-      if (fw.conns.insert(conn.keyAddr[i], key, rs.index, conn.state[i], flags, expires) < 0) return void rejected.table_full++;
+      if (fw.conns.insert(conn.keyAddr[i], key, rs.index, conn.state[i], flags, expires) < 0) return 'table_full';
       if (t >= 0) fw.templates.refs[t]++;
       if ((flags & CONN_F_INACTIVE) !== 0) fw.dests.inactive[rs.index]++;
       else fw.dests.active[rs.index]++;
       touched.add(rs);
       flows++;
-    });
+      return null;
+    };
+    for (const i of this.sound.template) {
+      const r = adoptTemplate(i);
+      if (r !== null) rejected[r]++;
+    }
+    for (const i of this.sound.conn) {
+      const r = adoptConn(i);
+      if (r !== null) rejected[r]++;
+    }
     // ip_vs_bind_dest's overload, for the counts just rebuilt.
     for (const rs of touched) {
       if (rs.uThreshold !== 0 && fw.dests.active[rs.index] + fw.dests.inactive[rs.index] >= rs.uThreshold) rs.flags |= DEST_F_OVERLOAD;

@@ -16,8 +16,8 @@ import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
 import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(). */
-const ABI_VERSION = 6;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(). */
+const ABI_VERSION = 7;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
 export const VNET_HDR_LEN = 10;
@@ -163,6 +163,8 @@ export interface NativeAddon {
   closeTap(fd: number): void;
   /** A new file of `bytes` zero bytes mapped shared (statefile.cc): the shared state that outlives the process. */
   mapStateFile(path: string, bytes: number): ArrayBuffer;
+  /** An existing file mapped copy-on-write (the previous lbd's state file, read in place); throws code ENOENT when there is none. */
+  mapExistingFile(path: string): ArrayBuffer;
   /** An exclusive flock on `path`, held by the returned descriptor; throws code EWOULDBLOCK when another process holds it. */
   lockFile(path: string): number;
   /** Closes lockFile's descriptor, releasing the lock. */
@@ -277,7 +279,8 @@ export function contractMismatch(addon: NativeAddon): string | null {
     typeof addon.Capture !== 'function' ||
     typeof addon.Dataplane !== 'function' ||
     typeof addon.openTap !== 'function' ||
-    typeof addon.mapStateFile !== 'function'
+    typeof addon.mapStateFile !== 'function' ||
+    typeof addon.mapExistingFile !== 'function'
   )
     return 'exports';
   if (c.verdict.forward !== 0 || c.verdict.drop !== 1 || c.verdict.arp !== 2) return 'verdicts';

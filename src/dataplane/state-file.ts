@@ -56,6 +56,8 @@ const CAPACITY_MAX = CONN_TABLE_MAX;
 /** What mapping and locking take (the addon's mapStateFile, lockFile, unlockFile; tests give their own). */
 export interface StateFileIo {
   map(path: string, bytes: number): ArrayBuffer;
+  /** The previous file read in place (mapped copy-on-write), code ENOENT when there is none; absent: read into memory. */
+  mapExisting?(path: string): ArrayBuffer;
   lock(path: string): number;
   unlock(fd: number): void;
 }
@@ -256,8 +258,10 @@ export class StateFile {
     if (fresh) return { kind: 'fresh' };
     let bytes: Buffer;
     try {
-      bytes = fs.readFileSync(this.path);
+      // In place when the addon can map it: a copy of a 1M-entry table (56 MiB) took a quarter of a second.
+      bytes = this.io.mapExisting ? Buffer.from(this.io.mapExisting(this.path)) : fs.readFileSync(this.path);
     } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return { kind: 'none' };
       return this.setAside(`unreadable: ${(e as Error).message}`);
     }
     // The views need 8-byte alignment (f64 fields): a pooled Buffer may not start on it.

@@ -115,7 +115,9 @@ function stream(opts: Map<string, string>): void {
   const now = () => performance.timeOrigin + performance.now();
   const sentAt: number[] = [];
   const answeredAt: (number | null)[] = new Array<number | null>(total).fill(null);
-  const sock = dgram.createSocket('udp4');
+  // A large receive buffer, as the echo servers have: on a busy machine this process reads late,
+  // and its own socket must not be where replies are lost.
+  const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 * 1024 * 1024 });
   sock.on('error', (e) => {
     process.stderr.write(`udp-echo: ${e.message}\n`);
     process.exit(1);

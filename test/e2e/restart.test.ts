@@ -91,6 +91,14 @@ async function end(lbd: LbdProcess, signal: 'SIGTERM' | 'SIGKILL'): Promise<void
   await gone;
 }
 
+/** Udp RcvbufErrors of a namespace (/proc/net/snmp, read from inside it): datagrams its sockets had no room for. */
+function udpRcvbufErrors(l: Lab, ns: string): string {
+  const snmp = l.tryExec(ns, ['node', '-e', "process.stdout.write(require('fs').readFileSync('/proc/net/snmp', 'utf8'))"]).stdout;
+  const [names, values] = snmp.split('\n').filter((line) => line.startsWith('Udp: '));
+  const i = names?.split(' ').indexOf('RcvbufErrors') ?? -1;
+  return i >= 0 ? (values?.split(' ')[i] ?? '?') : '?';
+}
+
 /** The adoption line of lbd's start. */
 function adoptionLine(lbd: LbdProcess): any {
   const line = lbd.logs().find((l) => typeof l.msg === 'string' && l.msg.startsWith('adopted the connection table'));
@@ -238,6 +246,8 @@ for (const dataplane of ['native', 'ts'] as const) {
     const yaml = `${lbdConfig(lab, { top: `dataplane: ${dataplane}`, extraServices: udpEchoService(lab) })}\nstate_file: ${stateFile}\nadmin:\n  socket: ${path.join(lab.dir, `handover-${dataplane}.sock`)}\n`;
     let lbd = await startLbd(lab, yaml);
     const started: LbdProcess[] = [lbd];
+    const ringDrops: number[] = [];
+    const takenAt: number[] = [];
     const outs = { wrk: '', udp: '' };
     const wrk = lab.spawn(lab.ns.client, ['wrk', '-t1', '-c8', '-d6s', '--timeout', '5s', `http://${lab.addr.vip}/`], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -257,9 +267,11 @@ for (const dataplane of ['native', 'ts'] as const) {
     try {
       for (let i = 0; i < 2; i++) {
         await sleep(1500);
+        if (dataplane === 'native') ringDrops.push(lbd.metric('lbd_native_capture_dropped_packets_total'));
         const old = lbd;
         const gone = new Promise<number | null>((resolve) => old.proc.once('exit', (code) => resolve(code)));
         lbd = await startLbd(lab, yaml, { args: ['--take-over'] });
+        takenAt.push(performance.timeOrigin + performance.now());
         started.push(lbd);
         assert.equal(await gone, 0, `the old lbd handed over and exited 0:\n${logText(old)}`);
         // Logged once the old process is gone and the admin socket is this one's.
@@ -277,7 +289,20 @@ for (const dataplane of ['native', 'ts'] as const) {
       const r = JSON.parse(outs.udp.trim().split('\n').pop() ?? '{}') as { sentAt: number[]; answeredAt: (number | null)[] };
       assert.equal(r.sentAt?.length, 6000, `the stream ran: ${outs.udp.slice(0, 200)}`);
       const lost = r.answeredAt.filter((a) => a === null).length;
-      assert.equal(lost, 0, `no datagram lost across the hand-overs (${lost} were)`);
+      if (dataplane === 'native') ringDrops.push(lbd.metric('lbd_native_capture_dropped_packets_total'));
+      const rsUdp = lab.ns.rs.map((ns) => udpRcvbufErrors(lab, ns));
+      const windows: string[] = [];
+      for (let i = 0; i < r.answeredAt.length; i++) {
+        if (r.answeredAt[i] !== null || (i > 0 && r.answeredAt[i - 1] === null)) continue;
+        let j = i;
+        while (j < r.answeredAt.length && r.answeredAt[j] === null) j++;
+        windows.push(`${Math.round(r.sentAt[i] - r.sentAt[0])}-${Math.round(r.sentAt[j - 1] - r.sentAt[0])} ms`);
+      }
+      assert.equal(
+        lost,
+        0,
+        `no datagram lost across the hand-overs (${lost} were, sent at ${windows.join(', ')} into the stream; new lbds up at ${takenAt.map((t) => Math.round(t - r.sentAt[0])).join(', ')} ms; ring drops of each lbd ${ringDrops.join(' ')}; real servers' and the client's UDP receive-buffer drops ${rsUdp.join(' ')} ${udpRcvbufErrors(lab, lab.ns.client)})`,
+      );
       assert.equal(lbd.metric('lbd_state_restarts_total'), 2);
     } finally {
       for (const p of [wrk, udp]) if (p.exitCode === null) lab.kill(p);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { WEB_SERVICE_HEAD } from '../helpers/daemon';
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load';
 import { ARP_RESULTS } from '../../src/control/arp-agent';
@@ -90,17 +91,9 @@ class Wire extends MemoryPort {
   }
 }
 
-const CONFIG = (healthCheck: boolean) => `
-interfaces:
-  capture: veth-test
-log:
-  level: silent
-services:
-  - name: web
-    vip: 10.0.10.100
-    port: 80
-    scheduler: rr
-${healthCheck ? '    health_check:\n      type: tcp\n      interval: 1s\n      timeout: 500ms\n      rise: 2\n      fall: 3\n' : ''}    real_servers:
+const CONFIG = (
+  healthCheck: boolean,
+) => `${WEB_SERVICE_HEAD}${healthCheck ? '    health_check:\n      type: tcp\n      interval: 1s\n      timeout: 500ms\n      rise: 2\n      fall: 3\n' : ''}    real_servers:
       - address: ${RS40}
       - address: ${RS111}
   - name: static

@@ -14,7 +14,7 @@ import { HOST_LEASE_S } from '../host/leased-table';
 import { type Owner, selfOwner, waitGone } from '../host/owner';
 import { adminRequest, NoDaemonError } from '../control/admin/client';
 import { STATE_LAYOUT_VERSION } from '../dataplane/contract';
-import { instanceNames } from '../host/instance';
+import { stateFilePath } from '../host/instance';
 import type { HandoverResult } from '../control/admin/protocol';
 import type { Logger } from 'pino';
 
@@ -87,7 +87,7 @@ async function askHandover(config: Config, log: Logger): Promise<Owner | undefin
     return undefined;
   }
   // Refused before anything happens to the running lbd: a hand-over that would lose the table.
-  const stateFile = config.state_file ?? instanceNames(config.interfaces.capture).stateFile;
+  const stateFile = stateFilePath(config);
   const differs = [
     r.stateFile !== stateFile ? `state_file ${r.stateFile} there, ${stateFile} here` : '',
     r.capture !== config.interfaces.capture ? `capture interface ${r.capture} there, ${config.interfaces.capture} here` : '',

@@ -11,7 +11,7 @@ import { isListening } from '../control/admin/server';
 import { loadConfig } from '../config/load';
 import type { Config } from '../config/types';
 import { ConfigError, InstanceConflictError, LbdError } from '../errors';
-import { instanceNames } from '../host/instance';
+import { instanceNames, stateFilePath } from '../host/instance';
 import { HOST_LEASE_S } from '../host/leased-table';
 import { nftApply, nftListTable, type NftObject } from '../host/nftables';
 import { ownerAlive, parseOwnerTag, processStart, type Owner } from '../host/owner';
@@ -274,7 +274,7 @@ async function cleanOffline(sock: string, file: string | undefined, io: CliIO, d
   const names = instanceNames(cfg.interfaces.capture);
   let report: CleanupReport;
   try {
-    report = await cleanStopped({ socket: sock, stateFile: cfg.state_file ?? names.stateFile, tables: [names.guardTable, names.probeTable] }, d.host);
+    report = await cleanStopped({ socket: sock, stateFile: stateFilePath(cfg), tables: [names.guardTable, names.probeTable] }, d.host);
   } catch (e) {
     return reportError(e, io); // an lbd holds the state file (E_INSTANCE), or its lock cannot be taken
   }

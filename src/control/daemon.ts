@@ -15,7 +15,7 @@ import { Forwarder } from '../dataplane/forwarder';
 import { CONN_REUSE_DEFAULT } from '../dataplane/contract';
 import { HostGuard } from '../host/guard';
 import { HostKeeper } from '../host/host-keeper';
-import { instanceNames, type InstanceNames } from '../host/instance';
+import { instanceNames, stateFilePath, type InstanceNames } from '../host/instance';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
 import { HOST_LEASE_S, LeasedTable } from '../host/leased-table';
 import { LocalAccess } from '../host/local-access';
@@ -208,7 +208,7 @@ export class Daemon {
     this.names = instanceNames(cfg.interfaces.capture);
     // The state file's lock first: a second lbd with this state file stops here, before it opens
     // anything (E_INSTANCE).
-    const statePath = opts.stateFile !== undefined ? opts.stateFile : opts.openPort ? null : (cfg.state_file ?? this.names.stateFile);
+    const statePath = opts.stateFile !== undefined ? opts.stateFile : opts.openPort ? null : stateFilePath(cfg);
     const handover = opts.handoverFrom;
     // A hand-over takes the lock later: once this lbd's capture is open, the old one is told to let go.
     let stateFile = statePath && !handover ? StateFile.open(statePath, opts.stateIo ?? addonStateIo()) : null;

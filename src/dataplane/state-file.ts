@@ -48,6 +48,8 @@ const OFF_RESTARTS = 128;
 const OFF_PID = 132;
 const OFF_STARTED = 136;
 const OFF_STOPPED = 144;
+/** A cell nobody writes: Atomics.wait on it is a synchronous sleep (startup only). */
+const SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
 /** How long a starting lbd waits for the lock of an lbd that is still stopping. */
 const LOCK_WAIT_MS = 2000;
 /** The most connection-table entries a header may claim: config's connection_table.size maximum. */
@@ -247,7 +249,7 @@ export class StateFile {
           throw new InstanceConflictError(
             `another lbd runs with the state file ${path} (it holds ${path}.lock): stop it first, or give this one another state_file`,
           );
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, pollMs);
+        Atomics.wait(SLEEP_CELL, 0, 0, pollMs);
       }
     }
   }

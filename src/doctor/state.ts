@@ -11,7 +11,7 @@
 import type { Config } from '../config/types';
 import { HEADER_BYTES } from '../dataplane/state-file';
 import { regionBytes, regionSizes } from '../dataplane/state';
-import { instanceNames } from '../host/instance';
+import { stateFilePath } from '../host/instance';
 import type { Finding, HostView, StateFileView } from './checks';
 
 const MiB = 1024 * 1024;
@@ -22,10 +22,7 @@ export function mib(bytes: number): string {
   return `${m < 100 ? m.toFixed(1) : Math.round(m)} MiB`;
 }
 
-/** The state file this config's lbd uses. */
-export function stateFilePath(cfg: Config): string {
-  return cfg.state_file ?? instanceNames(cfg.interfaces.capture).stateFile;
-}
+export { stateFilePath };
 
 /** Bytes of the state file for a table of `size` entries, header included (what lbd allocates at start). */
 export function stateFileBytes(size: number): number {

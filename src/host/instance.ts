@@ -34,3 +34,8 @@ export function instanceNames(capture: string): InstanceNames {
   const base = slug(capture) === capture ? capture : `${slug(capture)}_${hash}`;
   return { capture, guardTable: `lbd_${base}`, probeTable: `lbd_${base}_probe`, localInterface: local, stateFile: `/run/lbd/lbd_${base}.state` };
 }
+
+/** The state file an lbd with this config uses: config state_file, else the instance's default. */
+export function stateFilePath(cfg: { state_file?: string; interfaces: { capture: string } }): string {
+  return cfg.state_file ?? instanceNames(cfg.interfaces.capture).stateFile;
+}

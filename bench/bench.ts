@@ -30,6 +30,7 @@ import { mdReport, summarize, textReport, type HttpRun, type Machine, type Packe
 import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavailable, type Scenario } from './scenarios';
 import { runBulk, startSinks, type BulkRun, type Sinks } from './bulk';
 import { runRestartBench } from './restart';
+import { runMhBench } from './mh';
 
 interface Options {
   quick: boolean;
@@ -58,12 +59,14 @@ function usage(): never {
   process.stderr.write(
     `usage: npm run bench -- [--quick] [--reps N] [--wrk-seconds S] [--gen-seconds S] [--rate PPS]
                         [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--no-bulk]
-                        [--bulk-mb N] [--bulk-only] [--restart-only] [--out DIR]
+                        [--bulk-mb N] [--bulk-only] [--restart-only] [--mh-only] [--out DIR]
   --quick         smoke run (~2 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
   --bulk-mb N     size of the bulk upload (default 256 MiB); --no-bulk skips it
   --bulk-only     only the bulk upload, for direct, lbd-native, lbd-ts and nftables (unless --only)
   --restart-only  only the restart gap: lbd ended (SIGTERM, SIGKILL) and started again under a
                   1000/s UDP stream, both paths, --reps rounds (bench/restart.ts)
+  --mh-only       only the mh scheduler's costs, in-process (no lab, no root): ns per new flow
+                  beside sh and wlc, table build time (bench/mh.ts)
   --reps N        rounds (default 3); medians over rounds are reported
   --rate PPS      the paced packet rate (default 80000)
 `,
@@ -140,6 +143,7 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--bulk-only':
       case '--restart-only':
+      case '--mh-only':
         explicit.add(a);
         break;
       case '--out':
@@ -316,6 +320,10 @@ async function packetRun(lab: Lab, sc: Scenario, t: PacketTest, rep: number, o: 
 
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
+  if (process.argv.includes('--mh-only')) {
+    runMhBench(o.outDir, log);
+    return 0;
+  }
   if (process.getuid?.() !== 0) {
     log('needs root (network namespaces, AF_PACKET)');
     return 2;

@@ -317,6 +317,16 @@ Napi::Object exportContract(Napi::Env env) {
     reuse.Set(m, bits);
   }
   c.Set("reuseStates", reuse);
+  // opensOnMiss(): for svcFlags 0 and SVC_F_ON_MISS_HASH, bit f set when TCP flags f (0..31) open an entry.
+  Napi::Array miss = Napi::Array::New(env, 2);
+  for (uint32_t i = 0; i < 2; i++) {
+    uint32_t bits = 0;
+    for (uint32_t f = 0; f < 32; f++)
+      if (opensOnMiss(i == 0 ? 0 : SVC_F_ON_MISS_HASH, static_cast<uint8_t>(f))) bits |= 1u << f;
+    miss.Set(i, bits);
+  }
+  c.Set("missOpens", miss);
+  c.Set("svcFReuseMask", int(SVC_F_REUSE_MASK));
   c.Set("tcpNextStates", kTcpNextStates);
   c.Set("tcpNextFlags", kTcpNextFlags);
   c.Set("undefinedState", int(kUndefinedState));
@@ -349,7 +359,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("contract", exportContract(env));
   initTap(env, exports);
   initStateFile(env, exports);
-  exports.Set("abiVersion", 7);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 8);  // binding.ts ABI_VERSION
   return exports;
 }
 

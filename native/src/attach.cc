@@ -87,9 +87,9 @@ Napi::Value Dataplane::Attach(const Napi::CallbackInfo& info) {
   ARR("svcPortProto", napi_uint32_array, svcSlots, svcPortProto, uint32_t, n);
   ARR("svcMeta", napi_int32_array, svcSlots + 1, svcMeta, int32_t, n);
   ARR("svcStats", napi_float64_array, 2, svcStats, double, statsLen);
-  size_t reuseLen;
-  ARR("svcReuse", napi_uint8_array, 1, svcReuse, uint8_t, reuseLen);
-  t.svcReuseCount = static_cast<uint32_t>(reuseLen);
+  size_t svcFlagsLen;
+  ARR("svcFlags", napi_uint8_array, 1, svcFlags, uint8_t, svcFlagsLen);
+  t.svcFlagsCount = static_cast<uint32_t>(svcFlagsLen);
   t.svcSlots = static_cast<uint32_t>(svcSlots);
   t.svcStatsCount = static_cast<uint32_t>(statsLen / 2);
   // Counters and parameters.

@@ -102,6 +102,15 @@ inline bool reuseReschedules(uint8_t mode, uint8_t st) {
   return st == state::TimeWait || st == state::Close || ((mode & 2) != 0 && st == state::FinWait);
 }
 
+// ---- svcFlags bits (contract.ts SVC_F_*, opensOnMiss()) ----
+constexpr uint8_t SVC_F_REUSE_MASK = 3;
+constexpr uint8_t SVC_F_ON_MISS_HASH = 4;
+/** A TCP segment without an entry may open one: a SYN, or under on_miss: hash one with ACK and neither SYN nor RST. */
+inline bool opensOnMiss(uint8_t svcFlags, uint8_t tcpFlags) {
+  const uint8_t f = tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST);
+  return f == TCP_SYN || ((svcFlags & SVC_F_ON_MISS_HASH) != 0 && f == TCP_ACK);
+}
+
 constexpr int32_t SLOT_EMPTY = -1;
 constexpr uint8_t CONN_F_INACTIVE = 1;
 // CONN_F_PERSIST = 2 is set and read by TypeScript only (persistence templates); C++ keeps it.

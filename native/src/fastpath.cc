@@ -221,15 +221,16 @@ int FastPath::process(uint8_t* p, uint32_t len, uint32_t status, const uint8_t* 
   int32_t slot = find(srcAddr, connPort);
   bool upcall = false;
   bool reuse = false;
+  const uint8_t svcFlags = static_cast<uint32_t>(svc) < t.svcFlagsCount ? t.svcFlags[svc] : 0;
   if (slot < 0) {
-    if (proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) != TCP_SYN) {
-      return dropFrame(drop::NoConnection);
-    }
+    // Only a SYN opens a connection, or under on_miss: hash a segment with ACK and neither SYN
+    // nor RST (TypeScript schedules it by the hash: Forwarder.schedule).
+    if (proto == IPPROTO_TCP_ && !opensOnMiss(svcFlags, tcpFlags)) return dropFrame(drop::NoConnection);
     upcall = true;
   } else {
     // A new connection on the port of a finished one (conn_reuse_mode): TypeScript expires the
     // entry and schedules the SYN (Forwarder.reuse), checked before the down server as there.
-    const uint8_t mode = static_cast<uint32_t>(svc) < t.svcReuseCount ? t.svcReuse[svc] : 0;
+    const uint8_t mode = svcFlags & SVC_F_REUSE_MASK;
     reuse = proto == IPPROTO_TCP_ && (tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) == TCP_SYN &&
             reuseReschedules(mode, t.state[slot]);
     // The flow's real server failed its health check (on_down reschedule | drop): TypeScript

@@ -86,8 +86,8 @@ struct Tables {
   int32_t* svcMeta = nullptr;
   double* svcStats = nullptr;
   uint32_t svcStatsCount = 0;
-  uint8_t* svcReuse = nullptr;  // conn_reuse_mode per service index
-  uint32_t svcReuseCount = 0;
+  uint8_t* svcFlags = nullptr;  // SVC_F_* per service index: conn_reuse_mode, on_miss
+  uint32_t svcFlagsCount = 0;
   // Counters.
   double* counters = nullptr;
   double* drops = nullptr;

@@ -7,7 +7,7 @@
  *
  * The descriptions are meant for a generated JSON Schema and for documentation.
  */
-import { SCHEDULER_NAMES } from '../scheduler/index';
+import { MH_TABLE_SIZES, MH_TABLE_SIZE_DEFAULT, SCHEDULER_NAMES } from '../scheduler/index';
 import {
   buildConfig,
   buildHealthCheck,
@@ -19,6 +19,7 @@ import {
   healthCheckRules,
   realServerRules,
   realServerShorthand,
+  schedulerRules,
   sorryServerRules,
   sorryServerShorthand,
   thresholdRule,
@@ -33,6 +34,7 @@ import {
   INITIAL_STATES,
   LOG_LEVELS,
   ON_DOWN_ACTIONS,
+  ON_MISS_ACTIONS,
   ON_REMOVE_ACTIONS,
   PROTOCOLS,
 } from './types';
@@ -348,6 +350,36 @@ export const SERVICE: Section = {
       derived: 'the top-level conn_reuse_mode',
       description: "this service's conn_reuse_mode (0, 1 or 2, IPVS's meanings); overrides the top-level one",
     },
+    {
+      key: 'mh_table_size',
+      type: 'int',
+      min: MH_TABLE_SIZES[0],
+      max: MH_TABLE_SIZES[MH_TABLE_SIZES.length - 1],
+      implied: MH_TABLE_SIZE_DEFAULT,
+      description: `mh: entries of the Maglev lookup table, a prime: ${MH_TABLE_SIZES.join(', ')} (IPVS's sizes and the paper's 65537)`,
+    },
+    {
+      key: 'mh_fallback',
+      type: 'bool',
+      implied: false,
+      description: 'mh: a flow whose server cannot take it goes to the next one the hash picks (ipvsadm -b mh-fallback)',
+    },
+    { key: 'mh_port', type: 'bool', implied: false, description: "mh: hash the client's source port with its address (ipvsadm -b mh-port)" },
+    {
+      key: 'sh_fallback',
+      type: 'bool',
+      implied: false,
+      description: 'sh: a flow whose server cannot take it goes to the next bucket with one that can (ipvsadm -b sh-fallback)',
+    },
+    { key: 'sh_port', type: 'bool', implied: false, description: "sh: hash the client's source port with its address (ipvsadm -b sh-port)" },
+    {
+      key: 'on_miss',
+      type: 'enum',
+      choices: ON_MISS_ACTIONS,
+      noun: 'on_miss action',
+      implied: 'drop',
+      description: 'a TCP segment without SYN and without a connection entry: drop it, or (mh, sh) schedule it by the hash, as another balancer did',
+    },
   ],
   // The service's health_check before the real servers, whose overrides build on it.
   order: [
@@ -356,6 +388,12 @@ export const SERVICE: Section = {
     'port',
     'protocol',
     'scheduler',
+    'mh_table_size',
+    'mh_fallback',
+    'mh_port',
+    'sh_fallback',
+    'sh_port',
+    'on_miss',
     'persistence',
     'persistence_netmask',
     'health_check',
@@ -368,6 +406,7 @@ export const SERVICE: Section = {
     'conn_reuse_mode',
     'real_servers',
   ],
+  rules: [schedulerRules],
   build: buildService,
 };
 

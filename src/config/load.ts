@@ -68,6 +68,9 @@ export function loadConfig(file: string): Config {
 }
 
 /** The health-check keys a service has written, in their normalized form: absent keys stay absent, so a config without health checks prints as it was. */
+/** The scheduler's options and on_miss, written only when set (as the config had them). */
+const SCHEDULER_KEYS = ['mh_table_size', 'mh_fallback', 'mh_port', 'sh_fallback', 'sh_port', 'on_miss'] as const satisfies readonly (keyof ServiceConfig)[];
+
 function healthKeys(s: ServiceConfig): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'sorry_server', 'initial_state'] as const) {
@@ -97,6 +100,7 @@ export function formatConfig(cfg: Config): string {
       port: s.port,
       protocol: s.protocol,
       scheduler: s.scheduler,
+      ...Object.fromEntries(SCHEDULER_KEYS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])),
       persistence: s.persistence,
       persistence_netmask: s.persistence_netmask,
       real_servers: s.real_servers.map((r) => {

@@ -12,6 +12,7 @@ import type { ItemRule } from './fields';
 import { ipv4 } from './readers';
 import { serviceKey, type Config, type HealthCheckConfig, type RealServerConfig, type ServiceConfig } from './types';
 import type { SectionResult, Validator, YNode } from './validate';
+import { CONSISTENT_SCHEDULERS, MH_TABLE_SIZES } from '../scheduler/options';
 import { PORT_MAX, PORT_MIN, ipv4ToString, notUnicast, parseIPv4, parseListen } from './values';
 
 type Values = Record<string, unknown>;
@@ -81,6 +82,39 @@ export function uniqueServices(): ItemRule {
   };
 }
 
+/**
+ * Scheduler options belong to their scheduler (mh_* to mh, sh_* to sh, as ipvsadm's -b flags
+ * do), the Maglev table's size is one of the primes, and on_miss: hash needs a scheduler whose
+ * choice every balancer with the same config repeats.
+ */
+export function schedulerRules(v: Validator, r: SectionResult): void {
+  if (r.invalid.has('scheduler')) return;
+  const scheduler = r.get('scheduler') as string;
+  for (const [prefix, owner] of [
+    ['mh_', 'mh'],
+    ['sh_', 'sh'],
+  ] as const) {
+    for (const key of r.entries.keys()) {
+      if (!key.startsWith(prefix) || scheduler === owner) continue;
+      v.report(r.entries.get(key)!.key, `${r.path}.${key}`, `"${key}" applies to scheduler ${owner} only (this service's scheduler is ${scheduler})`);
+      r.ok = false;
+    }
+  }
+  const size = r.values.mh_table_size as number | undefined;
+  if (size !== undefined && !(MH_TABLE_SIZES as readonly number[]).includes(size)) {
+    v.report(r.at('mh_table_size'), `${r.path}.mh_table_size`, `mh_table_size must be one of the primes ${MH_TABLE_SIZES.join(', ')}, got ${size}`);
+    r.ok = false;
+  }
+  if (r.values.on_miss === 'hash' && !(CONSISTENT_SCHEDULERS as readonly string[]).includes(scheduler)) {
+    v.report(
+      r.at('on_miss'),
+      `${r.path}.on_miss`,
+      `on_miss: hash needs a consistent scheduler (${CONSISTENT_SCHEDULERS.join(' or ')}), so that every balancer picks the same real server for a flow; this service's scheduler is ${scheduler}`,
+    );
+    r.ok = false;
+  }
+}
+
 export function buildService(_v: Validator, r: SectionResult): ServiceConfig | undefined {
   const { name, vip, port } = r.values as { name?: string; vip?: string; port?: number };
   const protocol = r.get('protocol') as ServiceConfig['protocol'] | undefined;
@@ -96,7 +130,22 @@ export function buildService(_v: Validator, r: SectionResult): ServiceConfig | u
     real_servers: r.values.real_servers as RealServerConfig[],
   };
   // The keys without a default: present only when written.
-  for (const k of ['health_check', 'on_down', 'inhibit_on_failure', 'quorum', 'initial_state', 'sorry_server', 'on_remove', 'conn_reuse_mode'] as const) {
+  for (const k of [
+    'health_check',
+    'on_down',
+    'inhibit_on_failure',
+    'quorum',
+    'initial_state',
+    'sorry_server',
+    'on_remove',
+    'conn_reuse_mode',
+    'mh_table_size',
+    'mh_fallback',
+    'mh_port',
+    'sh_fallback',
+    'sh_port',
+    'on_miss',
+  ] as const) {
     if (r.values[k] !== undefined) (s as unknown as Values)[k] = r.values[k];
   }
   return s;

@@ -53,6 +53,9 @@ export interface HealthCheckConfig {
 }
 export const ON_DOWN_ACTIONS = ['reschedule', 'drop', 'keep'] as const;
 export type OnDown = (typeof ON_DOWN_ACTIONS)[number];
+/** A TCP segment without SYN and without an entry: drop (IPVS's sloppy_tcp=0), or hash (sloppy_tcp=1, consistent schedulers only). */
+export const ON_MISS_ACTIONS = ['drop', 'hash'] as const;
+export type OnMiss = (typeof ON_MISS_ACTIONS)[number];
 export const INITIAL_STATES = ['up', 'down'] as const;
 export type InitialState = (typeof INITIAL_STATES)[number];
 
@@ -82,6 +85,15 @@ export interface ServiceConfig {
   on_remove?: OnRemove;
   /** conn_reuse_mode of this service (0, 1, 2); absent = Config.conn_reuse_mode. */
   conn_reuse_mode?: number;
+  // --- Scheduler options (IPVS's -b flags), each valid with its scheduler only; absent = off. ---
+  /** mh: the Maglev lookup table's size (MH_TABLE_SIZES); absent = 65537. */
+  mh_table_size?: number;
+  mh_fallback?: boolean;
+  mh_port?: boolean;
+  sh_fallback?: boolean;
+  sh_port?: boolean;
+  /** A TCP segment without SYN and without an entry (absent = drop); hash only with mh or sh. */
+  on_miss?: OnMiss;
 }
 
 /**

@@ -28,7 +28,7 @@ import { selectDataplane } from './dataplane-select';
 import { intToIp, ipToInt, macFromString } from '../dataplane/packet';
 import { MAX_DESTS, MAX_SERVICES, RealServer, VirtualService, protoNumber, protocolName } from '../dataplane/services';
 import { parseListen } from '../config/values';
-import { createScheduler } from '../scheduler/index';
+import { createScheduler, sameSchedulerOptions, schedulerOptions } from '../scheduler/index';
 import { NativeCounters, createRegistry, serveMetrics } from '../metrics/metrics';
 import { ArpAgent } from './arp-agent';
 import { LinkMonitor } from './link-watch';
@@ -424,11 +424,12 @@ export class Daemon {
       ipToInt(s.vip),
       s.port,
       protoNumber(s.protocol),
-      createScheduler(s.scheduler),
+      createScheduler(s.scheduler, schedulerOptions(s)),
       Math.ceil(s.persistence),
       ipToInt(s.persistence_netmask),
     );
     svc.connReuseMode = this.connReuseMode(s, cfg);
+    svc.onMissHash = s.on_miss === 'hash';
     for (const r of s.real_servers) this.addReal(svc, r);
     svc.changed();
     this.forwarder.services.add(svc);
@@ -832,7 +833,13 @@ export class Daemon {
   private updateService(svc: VirtualService, s: ServiceConfig, cfg: Config): void {
     svc.name = s.name;
     svc.connReuseMode = this.connReuseMode(s, cfg);
-    if (svc.scheduler.name !== s.scheduler) svc.scheduler = createScheduler(s.scheduler);
+    svc.onMissHash = s.on_miss === 'hash';
+    // A new scheduler only when its name or options changed: an mh table rebuilt for nothing
+    // costs milliseconds, and a new wrr or rr would restart its cycle.
+    const options = schedulerOptions(s);
+    if (svc.scheduler.name !== s.scheduler || !sameSchedulerOptions(svc.scheduler.options, options)) {
+      svc.scheduler = createScheduler(s.scheduler, options);
+    }
     const persistence = Math.ceil(s.persistence);
     const mask = ipToInt(s.persistence_netmask);
     if (persistence !== svc.persistence || mask !== svc.persistenceMask) {

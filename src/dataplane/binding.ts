@@ -14,10 +14,23 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BindingError } from '../errors';
 import { PACKAGE_ROOT } from '../package-root';
-import { COUNTER_COUNT, CONN_F_INACTIVE, CONN_REUSE_MODES, ConnState, DROP_REASONS, SLOT_EMPTY, TIMEOUTS_LEN, flowHash, reuseReschedules } from './contract';
+import {
+  COUNTER_COUNT,
+  CONN_F_INACTIVE,
+  CONN_REUSE_MODES,
+  ConnState,
+  DROP_REASONS,
+  SLOT_EMPTY,
+  SVC_F_ON_MISS_HASH,
+  SVC_F_REUSE_MASK,
+  TIMEOUTS_LEN,
+  flowHash,
+  opensOnMiss,
+  reuseReschedules,
+} from './contract';
 
 /** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(). */
-const ABI_VERSION = 7;
+const ABI_VERSION = 8;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
 export const VNET_HDR_LEN = 10;
@@ -180,6 +193,9 @@ export interface NativeAddon {
     stateUdp: number;
     /** Per conn_reuse_mode 0..2: bit s set when an entry in state s is rescheduled. */
     reuseStates: number[];
+    /** opensOnMiss() for svcFlags 0 and SVC_F_ON_MISS_HASH: bit f set when TCP flags f (0..31) open an entry. */
+    missOpens: number[];
+    svcFReuseMask: number;
     tcpNextStates: number;
     tcpNextFlags: number;
     undefinedState: number;
@@ -271,6 +287,13 @@ function reuseStateBits(mode: number): number {
   return bits >>> 0;
 }
 
+/** opensOnMiss() for svcFlags `flags`, as a bit per TCP flags value 0..31. */
+function missOpenBits(flags: number): number {
+  let bits = 0;
+  for (let f = 0; f < 32; f++) if (opensOnMiss(flags, f)) bits |= 1 << f;
+  return bits >>> 0;
+}
+
 /** Compares the numbers the addon was compiled with against contract.ts; null when they agree. */
 export function contractMismatch(addon: NativeAddon): string | null {
   const c = addon.contract;
@@ -289,6 +312,13 @@ export function contractMismatch(addon: NativeAddon): string | null {
   if (c.slotEmpty !== SLOT_EMPTY || c.connFInactive !== CONN_F_INACTIVE) return 'connection entry';
   if (c.stateNone !== ConnState.None || c.stateEstablished !== ConnState.Established || c.stateUdp !== ConnState.Udp) return 'states';
   if (!Array.isArray(c.reuseStates) || CONN_REUSE_MODES.some((m) => c.reuseStates[m] !== reuseStateBits(m))) return 'conn_reuse_mode states';
+  if (
+    !Array.isArray(c.missOpens) ||
+    [0, SVC_F_ON_MISS_HASH].some((flags, i) => c.missOpens[i] !== missOpenBits(flags)) ||
+    c.svcFReuseMask !== SVC_F_REUSE_MASK
+  ) {
+    return 'on_miss and service flags';
+  }
   if (c.tcpNextStates !== 256 || c.tcpNextFlags !== 16 || c.undefinedState !== 0xffff) return 'state table layout';
   if (c.timeoutsLen !== TIMEOUTS_LEN || c.upcallArgs !== UPCALL_ARGS) return 'shared array layout';
   const samples = [flowHash(0, 0), flowHash(0x0a000a32, (3 << 16) | 40000), flowHash(0xffffffff, 0xffffffff)];

@@ -185,7 +185,7 @@ export const TIMEOUTS_LEN = 14;
 export const TIMEOUT_UDP = 13;
 
 /**
- * conn_reuse_mode (IPVS's sysctl of that name), per service index in svcReuse[]: what a TCP SYN
+ * conn_reuse_mode (IPVS's sysctl of that name), per service index in the low bits of svcFlags[]: what a TCP SYN
  * (without ACK or RST) that finds its client's entry still in the table does. 0: the entry is
  * reused (the old server, not counted as a connection); bit 1: an entry in TIME_WAIT or CLOSE is
  * expired and the SYN scheduled afresh; bit 2: so is one in FIN_WAIT (IPVS: with
@@ -193,6 +193,23 @@ export const TIMEOUT_UDP = 13;
  */
 export const CONN_REUSE_MODES = [0, 1, 2] as const;
 export const CONN_REUSE_DEFAULT = 2;
+
+/**
+ * svcFlags[] bits, per service index, written by the control plane (IPVS keeps such bits in
+ * svc->flags): the low two are the service's conn_reuse_mode (0..2); SVC_F_ON_MISS_HASH is
+ * on_miss: hash, under which a TCP segment of a connection under way (ACK, neither SYN nor RST)
+ * that finds no entry is scheduled like a new flow instead of dropped as no_connection (IPVS's
+ * sloppy_tcp, narrower: a client's every segment after its SYN carries ACK, so SYN|ACK
+ * backscatter, bare FINs and flagless junk open nothing, as without on_miss).
+ */
+export const SVC_F_REUSE_MASK = 3;
+export const SVC_F_ON_MISS_HASH = 4;
+
+/** May a TCP segment with these flags and without an entry open one, for a service with these svcFlags? */
+export function opensOnMiss(svcFlags: number, tcpFlags: number): boolean {
+  const f = tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST);
+  return f === TCP_SYN || ((svcFlags & SVC_F_ON_MISS_HASH) !== 0 && f === TCP_ACK);
+}
 
 /** is_new_conn_expected() of IPVS for a TCP entry in `state` under `mode`. */
 export function reuseReschedules(mode: number, state: number): boolean {
@@ -246,8 +263,8 @@ export interface StateArrays {
   svcPortProto: Uint32Array;
   svcMeta: Int32Array;
   svcStats: Float64Array;
-  // conn_reuse_mode per service index (CONN_REUSE_*), written by the control plane.
-  svcReuse: Uint8Array;
+  // SVC_F_* bits per service index (conn_reuse_mode, on_miss), written by the control plane.
+  svcFlags: Uint8Array;
   // Who each service index is (VIP, port << 8 | protocol; 0: none) and its persistence (seconds,
   // netmask), which the templates' keys depend on; written by the ServiceTable. TypeScript only.
   svcKeyVip: Uint32Array;
@@ -311,7 +328,7 @@ export function stateLayout(connSlots: number, templateSlots: number): readonly 
     f('svcPortProto', 'u32', MAX_SERVICES),
     f('svcMeta', 'i32', MAX_SERVICES + 1),
     f('svcStats', 'f64', SERVICE_INDEXES * 2),
-    f('svcReuse', 'u8', SERVICE_INDEXES),
+    f('svcFlags', 'u8', SERVICE_INDEXES),
     f('svcKeyVip', 'u32', SERVICE_INDEXES),
     f('svcKeyPortProto', 'u32', SERVICE_INDEXES),
     f('svcPersist', 'u32', SERVICE_INDEXES),

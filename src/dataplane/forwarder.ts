@@ -16,6 +16,7 @@ import {
   TCP_SYN,
   TIMEOUT_UDP,
   Verdict,
+  opensOnMiss,
   reuseReschedules,
 } from './contract';
 import { ConnTable, connPort } from './conntable';
@@ -134,7 +135,7 @@ export class Forwarder {
   private readonly icmpSendBucket: TokenBucket;
   private readonly icmpSendHosts: HostBuckets;
   private readonly icmpOut = Buffer.alloc(ETH_HLEN + ICMP_ERROR_MAX);
-  private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0 };
+  private readonly flow: FlowInfo = { srcAddr: 0, srcPort: 0, continuing: false };
   private sweepCursor = 0;
   private templateCursor = 0;
 
@@ -387,6 +388,7 @@ export class Forwarder {
     }
     this.flow.srcAddr = f.srcAddr;
     this.flow.srcPort = f.srcPort;
+    this.flow.continuing = false;
     const dest = svc.sorryActive && svc.sorry !== null ? svc.sorry : (svc.scheduler.schedule(svc.dests, this.flow) as RealServer | null);
     if (dest === null) return ~Drop.NoRealServer;
     if ((conns.flags[slot] & CONN_F_INACTIVE) !== 0) {
@@ -436,16 +438,19 @@ export class Forwarder {
   }
 
   /**
-   * A table miss: only a TCP SYN (no ACK, no RST) or a UDP datagram may open a connection
-   * (IPVS with sloppy_tcp=0). Returns the new slot, or ~reason when the frame is dropped.
+   * A table miss: a TCP SYN (no ACK, no RST) or a UDP datagram may open a connection (IPVS with
+   * sloppy_tcp=0); under on_miss: hash, so may a segment with ACK and neither SYN nor RST
+   * (contract.ts opensOnMiss): a connection another balancer started, whose server the
+   * consistent hash finds again. Such a continuing flow may go to a quiesced or overloaded
+   * server (types.ts canTake). Returns the new slot, or ~reason when the frame is dropped.
    */
   private schedule(svc: VirtualService, f: ParsedFrame): number {
-    if (f.proto === IPPROTO_TCP && (f.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN) {
-      return ~Drop.NoConnection;
-    }
+    const continuing = f.proto === IPPROTO_TCP && (f.tcpFlags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN;
+    if (continuing && !opensOnMiss(svc.flags[0], f.tcpFlags)) return ~Drop.NoConnection;
     if (svc.removed) return ~Drop.NoRealServer;
     this.flow.srcAddr = f.srcAddr;
     this.flow.srcPort = f.srcPort;
+    this.flow.continuing = continuing;
     let template = -1;
     let dest: RealServer | null;
     if (svc.sorryActive && svc.sorry !== null) {
@@ -470,17 +475,22 @@ export class Forwarder {
     d.conns[dest.index]++;
     this.bound(dest.index);
     svc.conns++;
+    if (continuing) svc.missScheduled++;
     this.counters[Counter.NewConns]++;
     return slot;
   }
 
   /**
    * Persistence: the client's network keeps its real server while its template lives, as long
-   * as that server is still in the service and up. Returns the template slot or ~reason.
+   * as that server is still in the service and up. The scheduler is asked for the network, not
+   * the one client (its address masked, no port), so that a consistent scheduler (sh, mh) gives
+   * the whole network the same server on every balancer. Returns the template slot or ~reason.
    */
   private persistentDest(svc: VirtualService, srcAddr: number): number {
     const t = this.templates;
     const client = (srcAddr & svc.persistenceMask) >>> 0;
+    this.flow.srcAddr = client;
+    this.flow.srcPort = 0;
     const key = connPort(svc.index, 0);
     let slot = t.find(client, key);
     if (slot >= 0) {

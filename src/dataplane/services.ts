@@ -10,6 +10,8 @@ import {
   MAX_DESTS,
   MAX_SERVICES,
   SERVICE_INDEXES,
+  SVC_F_ON_MISS_HASH,
+  SVC_F_REUSE_MASK,
   type StateArrays,
 } from './contract';
 
@@ -33,7 +35,7 @@ type DestArrays = Pick<
 >;
 type ServiceArrays = Pick<
   StateArrays,
-  'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcReuse' | 'svcKeyVip' | 'svcKeyPortProto' | 'svcPersist' | 'svcPersistMask'
+  'svcVip' | 'svcPortProto' | 'svcMeta' | 'svcStats' | 'svcFlags' | 'svcKeyVip' | 'svcKeyPortProto' | 'svcPersist' | 'svcPersistMask'
 >;
 
 /** Health verdicts by their destHealth[] code (DEST_HEALTH_*). */
@@ -131,8 +133,22 @@ export class RealServer implements Dest {
     readonly service: VirtualService,
     readonly addr: number,
     readonly port: number,
-    public weight: number,
-  ) {}
+    weight: number,
+  ) {
+    this.w = weight;
+    this.lastWeight = weight > 0 ? weight : 0;
+  }
+  private w: number;
+  /** The last positive weight (IPVS's last_weight): what mh builds its table from. */
+  lastWeight: number;
+  /** Configured weight (0 = quiesced); the health manager sets 0 for inhibit_on_failure. */
+  get weight(): number {
+    return this.w;
+  }
+  set weight(w: number) {
+    this.w = w;
+    if (w > 0) this.lastWeight = w;
+  }
   get activeConns(): number {
     return this.table.active[this.index];
   }
@@ -184,10 +200,12 @@ export class VirtualService {
    */
   stats: Float64Array = new Float64Array(2);
   /**
-   * [conn_reuse_mode]: the service table's cell for this service's index once it is added (both
-   * paths read it per frame), a cell of its own before.
+   * [SVC_F_* bits: conn_reuse_mode, on_miss]: the service table's cell for this service's index
+   * once it is added (both paths read it per frame), a cell of its own before.
    */
-  reuse: Uint8Array = Uint8Array.of(CONN_REUSE_DEFAULT);
+  flags: Uint8Array = Uint8Array.of(CONN_REUSE_DEFAULT);
+  /** TCP segments without SYN that found no entry and were scheduled by the hash (on_miss: hash). */
+  missScheduled = 0;
   constructor(
     readonly index: number,
     public name: string,
@@ -207,10 +225,17 @@ export class VirtualService {
   }
   /** conn_reuse_mode (0, 1 or 2): what a SYN that finds its client port's entry still in the table does. */
   get connReuseMode(): number {
-    return this.reuse[0];
+    return this.flags[0] & SVC_F_REUSE_MASK;
   }
   set connReuseMode(mode: number) {
-    this.reuse[0] = mode;
+    this.flags[0] = (this.flags[0] & ~SVC_F_REUSE_MASK) | (mode & SVC_F_REUSE_MASK);
+  }
+  /** on_miss: hash — a TCP segment without SYN and without an entry is scheduled by the (consistent) hash. */
+  get onMissHash(): boolean {
+    return (this.flags[0] & SVC_F_ON_MISS_HASH) !== 0;
+  }
+  set onMissHash(on: boolean) {
+    this.flags[0] = on ? this.flags[0] | SVC_F_ON_MISS_HASH : this.flags[0] & ~SVC_F_ON_MISS_HASH;
   }
 
   /** Tells the scheduler that the list, a weight or a flag changed. */
@@ -230,7 +255,7 @@ export class ServiceTable {
   private readonly portProto: Uint32Array;
   private readonly meta: Int32Array;
   private readonly stats: Float64Array;
-  private readonly reuse: Uint8Array;
+  private readonly flags: Uint8Array;
   private readonly keyVip: Uint32Array;
   private readonly keyPortProto: Uint32Array;
   private readonly persist: Uint32Array;
@@ -244,7 +269,7 @@ export class ServiceTable {
     this.portProto = a.svcPortProto;
     this.meta = a.svcMeta;
     this.stats = a.svcStats;
-    this.reuse = a.svcReuse;
+    this.flags = a.svcFlags;
     this.keyVip = a.svcKeyVip;
     this.keyPortProto = a.svcKeyPortProto;
     this.persist = a.svcPersist;
@@ -274,10 +299,10 @@ export class ServiceTable {
       cells.set(svc.stats);
       svc.stats = cells;
     }
-    if (svc.reuse.buffer !== this.reuse.buffer || svc.reuse.byteOffset !== this.reuse.byteOffset + svc.index) {
-      const cell = this.reuse.subarray(svc.index, svc.index + 1);
-      cell[0] = svc.reuse[0];
-      svc.reuse = cell;
+    if (svc.flags.buffer !== this.flags.buffer || svc.flags.byteOffset !== this.flags.byteOffset + svc.index) {
+      const cell = this.flags.subarray(svc.index, svc.index + 1);
+      cell[0] = svc.flags[0];
+      svc.flags = cell;
     }
     this.identify(svc);
     this.setSlot(this.count, svc);

@@ -105,7 +105,7 @@ export function createRegistry(src: MetricsSource): Registry {
   );
   perReal(gauge, 'lbd_real_server_mac_resolved', "1 when the real server's MAC address is known.", (fw, i) => fw.dests.macKnown[i]);
 
-  const perService = (name: string, help: string, read: (s: { conns: number; packets: number; bytes: number }) => number) =>
+  const perService = (name: string, help: string, read: (s: { conns: number; packets: number; bytes: number; missScheduled: number }) => number) =>
     new Counter({
       name,
       help,
@@ -123,6 +123,11 @@ export function createRegistry(src: MetricsSource): Registry {
   perService('lbd_service_connections_total', 'Connections scheduled for the virtual service.', (s) => s.conns);
   perService('lbd_service_packets_total', 'Frames forwarded for the virtual service.', (s) => s.packets);
   perService('lbd_service_bytes_total', 'Bytes forwarded for the virtual service.', (s) => s.bytes);
+  perService(
+    'lbd_service_on_miss_scheduled_total',
+    'TCP connections picked up mid-stream (on_miss: hash): a segment without SYN found no entry and the hash chose its real server, as another balancer did. Also counted in lbd_service_connections_total.',
+    (s) => s.missScheduled,
+  );
 
   new Counter({
     name: 'lbd_dropped_packets_total',

@@ -5,16 +5,7 @@
  * max weight to 1 before starting again. Weights 4:3:2 thus give a a b a b c a b c: per
  * cycle each dest is picked weight/gcd times, spread out instead of in bursts.
  */
-import { isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
-
-function gcd(a: number, b: number): number {
-  while (b !== 0) {
-    const t = a % b;
-    a = b;
-    b = t;
-  }
-  return a;
-}
+import { gcd, isAvailable, type Dest, type FlowInfo, type Scheduler, type SchedulerInfo } from './types';
 
 class WeightedRoundRobin implements Scheduler {
   readonly name = 'wrr';

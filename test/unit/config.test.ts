@@ -240,7 +240,7 @@ test('formatConfig prints the normalized config, which parses back to the same C
 
 test('misspelt scheduler: value position, suggestion and the list of schedulers', () => {
   assert.deepEqual(errorsOf(fixture('bad-scheduler.yaml')), [
-    'lb.yaml:13:16 services[0].scheduler: unknown scheduler "wl"; did you mean "wlc"? (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf)',
+    'lb.yaml:13:16 services[0].scheduler: unknown scheduler "wl"; did you mean "wlc"? (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf, mh)',
   ]);
   const [issue] = issuesOf(fixture('bad-scheduler.yaml'));
   assert.deepEqual(issue, {
@@ -248,17 +248,17 @@ test('misspelt scheduler: value position, suggestion and the list of schedulers'
     line: 13,
     col: 16,
     path: 'services[0].scheduler',
-    message: 'unknown scheduler "wl"; did you mean "wlc"? (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf)',
+    message: 'unknown scheduler "wl"; did you mean "wlc"? (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf, mh)',
   });
   assert.deepEqual(errorsOf(withService(['scheduler: banana'])), [
-    'lb.yaml:7:16 services[0].scheduler: unknown scheduler "banana" (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf)',
+    'lb.yaml:7:16 services[0].scheduler: unknown scheduler "banana" (rr, wrr, lc, wlc, sed, nq, sh, fo, ovf, mh)',
   ]);
 });
 
 test('unknown keys, with a suggestion or the list of valid keys, located at the key', () => {
   assert.deepEqual(errorsOf(withService(['shceduler: rr'])), ['lb.yaml:7:5 services[0].shceduler: unknown key "shceduler"; did you mean "scheduler"?']);
   assert.deepEqual(errorsOf(withService(['colour: blue'])), [
-    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode)',
+    'lb.yaml:7:5 services[0].colour: unknown key "colour" (valid: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode, mh_table_size, mh_fallback, mh_port, sh_fallback, sh_port, on_miss)',
   ]);
   assert.deepEqual(errorsOf('interface:\n  capture: eth0\n' + withService().split('\n').slice(2).join('\n')), [
     'lb.yaml:1:1 interface: unknown key "interface"; did you mean "interfaces"?',
@@ -462,7 +462,7 @@ test('anchors and aliases resolve; an unknown alias is reported', () => {
   assert.deepEqual(cfg.services[1].real_servers, cfg.services[0].real_servers);
   assert.ok(errorsOf(withService([], ['      - *nope'])).includes('lb.yaml:8:9: invalid YAML: unknown alias "*nope" (no anchor "&nope" before it)'));
   assert.deepEqual(errorsOf('interfaces: { capture: eth0 }\nservices:\n  - null\n'), [
-    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode), got nothing',
+    'lb.yaml:3:5 services[0]: expected a service mapping (keys: name, vip, port, protocol, scheduler, persistence, persistence_netmask, real_servers, health_check, on_down, inhibit_on_failure, quorum, sorry_server, initial_state, on_remove, conn_reuse_mode, mh_table_size, mh_fallback, mh_port, sh_fallback, sh_port, on_miss), got nothing',
   ]);
 });
 

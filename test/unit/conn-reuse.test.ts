@@ -112,7 +112,7 @@ test('conn_reuse_mode: top level (default 2), per service overrides, written to 
     const fw = t.daemon.forwarder;
     const svc = fw.services.all[0];
     assert.equal(svc.connReuseMode, 0);
-    assert.equal(fw.state.arrays.svcReuse[svc.index], 0, 'the native path reads it from the region');
+    assert.equal(fw.state.arrays.svcFlags[svc.index] & 3, 0, 'the native path reads it from the region');
     const running = parseConfig(withMode(undefined, 0), 'test.yaml');
     assert.equal(running.conn_reuse_mode, 2);
     // The service's own removed: the top level's 1 applies.
@@ -120,7 +120,7 @@ test('conn_reuse_mode: top level (default 2), per service overrides, written to 
     const actions = await t.daemon.apply(next);
     assert.deepEqual(actions.map((a) => a.kind).sort(), ['conn-reuse-mode', 'service-update']);
     assert.equal(svc.connReuseMode, 1);
-    assert.equal(fw.state.arrays.svcReuse[svc.index], 1);
+    assert.equal(fw.state.arrays.svcFlags[svc.index] & 3, 1);
     // Top level only.
     await t.daemon.apply(parseConfig(withMode(2), 'test.yaml'));
     assert.equal(svc.connReuseMode, 2);

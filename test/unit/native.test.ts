@@ -24,7 +24,7 @@ import { RingPort } from '../../src/dataplane/io';
 import { ipToInt, macFromString } from '../../src/dataplane/packet';
 import { DOWN_DROP, DOWN_KEEP, DOWN_RESCHEDULE, VirtualService } from '../../src/dataplane/services';
 import { arpRequest } from '../../src/dataplane/arp';
-import { createScheduler, DEST_F_DOWN, DEST_F_OVERLOAD } from '../../src/scheduler/index';
+import { createScheduler, DEST_F_DOWN, DEST_F_OVERLOAD, type SchedulerOptions } from '../../src/scheduler/index';
 import { parseConfig } from '../../src/config/load';
 import { ACK, FIN, MAC, PSH, RST, SYN, checksum, frame } from '../helpers/frames';
 import { readPcap } from '../helpers/pcap';
@@ -53,6 +53,10 @@ interface SvcSpec {
   scheduler: string;
   persistence?: number;
   mask?: string;
+  /** Scheduler options (flags, mh table size). */
+  options?: SchedulerOptions;
+  /** on_miss: hash (default drop). */
+  onMissHash?: boolean;
   reals: RealSpec[];
 }
 
@@ -99,10 +103,11 @@ function addService(fw: Forwarder, index: number, s: SvcSpec): VirtualService {
     ipToInt(s.vip),
     s.port,
     s.proto === 'udp' ? 17 : 6,
-    createScheduler(s.scheduler),
+    createScheduler(s.scheduler, s.options),
     s.persistence ?? 0,
     ipToInt(s.mask ?? '255.255.255.255'),
   );
+  svc.onMissHash = s.onMissHash === true;
   for (const r of s.reals) {
     const rs = fw.dests.add(svc, ipToInt(r.addr), s.port, r.weight);
     if (r.mac !== null)
@@ -198,7 +203,7 @@ class Pair {
       a.fw.dests.views.map((v) => v.flags),
       `${where}: dest flags (down, overload)`,
     );
-    const svcs = (fw: Forwarder) => fw.services.all.map((s) => s && { conns: s.conns, packets: s.packets, bytes: s.bytes });
+    const svcs = (fw: Forwarder) => fw.services.all.map((s) => s && { conns: s.conns, packets: s.packets, bytes: s.bytes, missScheduled: s.missScheduled });
     assert.deepEqual(svcs(b.fw), svcs(a.fw), `${where}: per-service counters`);
   }
 }
@@ -460,6 +465,57 @@ test('differential: SYNs on the client ports of finished flows, in every conn_re
   }
   assert.ok(p.ts.fw.reuseRescheduled > 50, `${p.ts.fw.reuseRescheduled} SYNs rescheduled`);
   assert.ok(p.ts.fw.downFlowsRescheduled > 0, 'down flows were moved too');
+});
+
+test('differential: on_miss: hash picks up flows whose SYN this balancer never saw, on both paths alike', (t) => {
+  if (!native(t)) return;
+  const r = rng(0x5107);
+  const reals = [
+    { addr: '10.0.10.40', weight: 1 },
+    { addr: '10.0.10.111', weight: 2 },
+    { addr: '10.0.10.112', weight: 1 },
+  ];
+  const specs: SvcSpec[] = [
+    {
+      name: 'mh',
+      vip: '10.0.10.100',
+      port: 80,
+      proto: 'tcp',
+      scheduler: 'mh',
+      options: { port: true, fallback: true, tableSize: 4093 },
+      onMissHash: true,
+      reals,
+    },
+    { name: 'sh', vip: '10.0.10.100', port: 443, proto: 'tcp', scheduler: 'sh', options: { fallback: false }, onMissHash: true, reals },
+    { name: 'mh-persist', vip: '10.0.10.101', port: 80, proto: 'tcp', scheduler: 'mh', persistence: 60, mask: '255.255.255.0', onMissHash: true, reals },
+    { name: 'wlc-drop', vip: '10.0.10.102', port: 8080, proto: 'tcp', scheduler: 'wlc', reals },
+  ];
+  const p = new Pair(specs, 4000);
+  // Another balancer saw the SYNs of most flows: here they are missing.
+  const tcpFlags = (f: Buffer) => (f.length > 47 && f.readUInt16BE(12) === 0x0800 && f[23] === 6 ? f[14 + (f[14] & 15) * 4 + 13] : -1);
+  const frames = traffic(r, 3000, specs).filter((f) => tcpFlags(f) !== SYN || r() < 0.3);
+  let now = 1;
+  for (let at = 0, round = 0; at < frames.length; round++) {
+    const n = 1 + Math.floor(r() * 500);
+    p.run(frames.slice(at, at + n));
+    at += n;
+    now += r() < 0.1 ? 30 : Math.floor(r() * 3);
+    p.both((fw) => {
+      fw.now = now;
+      fw.sweep(Math.floor(fw.conns.slots / 4));
+    });
+    // A quiesced server still takes the flows under way that hash to it, a down one does not;
+    // on_miss switched off and on by a reload.
+    if (round === 2) p.both((fw) => ((fw.dests.views[1].weight = 0), fw.services.all[0].changed()));
+    if (round === 4) p.both((fw) => ((fw.dests.views[2].flags |= DEST_F_DOWN), fw.services.all[0].changed()));
+    if (round === 6) p.both((fw) => (fw.services.all[1].onMissHash = false));
+    if (round === 8) p.both((fw) => ((fw.services.all[1].onMissHash = true), (fw.dests.views[2].flags &= ~DEST_F_DOWN), fw.services.all[0].changed()));
+    p.assertSame(`on_miss round ${round} (${at} frames)`);
+  }
+  const picked = p.ts.fw.services.all.map((s) => s.missScheduled);
+  assert.ok(picked[0] > 100 && picked[1] > 100 && picked[2] > 100, `flows picked up mid-stream by mh, sh and mh with persistence: ${picked.join(', ')}`);
+  assert.equal(picked[3], 0, 'none under on_miss: drop');
+  assert.ok(p.ts.fw.drops[DROP_REASONS.indexOf('no_connection')] > 100, 'on_miss: drop still drops them as no_connection');
 });
 
 /** Whether any real server of the TypeScript side is overloaded (u_threshold). */

@@ -22,6 +22,7 @@ import { SH_TAB_SIZE, shBucket } from '../../src/scheduler/sh';
 interface FakeDest extends Dest {
   name: string;
   addr: number;
+  port: number;
   weight: number;
   flags: number;
   activeConns: number;
@@ -31,7 +32,7 @@ interface FakeDest extends Dest {
 function dest(name: string, weight: number, activeConns = 0, inactConns = 0, flags = 0): FakeDest {
   // Distinct addresses 10.0.0.x; only sh reads the *source* address, never these.
   const addr = (0x0a000000 + name.charCodeAt(0)) >>> 0;
-  return { name, addr, weight, flags, activeConns, inactConns };
+  return { name, addr, port: 80, weight, lastWeight: weight, flags, activeConns, inactConns };
 }
 
 /** A new connection entry on d: counted inactive until established. */
@@ -50,11 +51,12 @@ function closeAndExpire(d: FakeDest): void {
   d.inactConns--;
 }
 
-const flow: FlowInfo = { srcAddr: 0x0a000001, srcPort: 40000 };
+const flow: FlowInfo = { srcAddr: 0x0a000001, srcPort: 40000, continuing: false };
 
 function pick(s: Scheduler, dests: FakeDest[], srcAddr = 0xc0a80001): FakeDest | null {
   flow.srcAddr = srcAddr;
   flow.srcPort = 40000;
+  flow.continuing = false;
   return s.schedule(dests, flow) as FakeDest | null;
 }
 
@@ -550,6 +552,139 @@ test('sh: the table is rebuilt for a new list, even without update()', () => {
   assert.equal(pick(s, [a, b], rep[2])?.name, 'a');
   assert.equal(pick(s, [a, b, c], rep[2])?.name, 'c');
   assert.equal(pick(s, [], rep[2]), null);
+});
+
+// ---------------------------------------------------------------- sh flags
+
+/** ip_vs_sh_hashkey in exact 64-bit arithmetic: (offset + hash_32(port + addr, 8)) & 255. */
+function shHashkeyRef(addr: number, port: number, offset: number): number {
+  return (offset + hash32Ref(Number((BigInt(addr >>> 0) + BigInt(port)) & 0xffffffffn))) & 0xff;
+}
+
+/** ip_vs_sh_get_fallback over a table given as bucket → dest (the reference for sh-fallback). */
+function shFallbackRef(table: (FakeDest | null)[], addr: number, port: number, ok: (d: FakeDest) => boolean): FakeDest | null {
+  const ihash = shHashkeyRef(addr, port, 0);
+  const d = table[ihash];
+  if (d === null) return null;
+  if (ok(d)) return d;
+  for (let offset = 0; offset < SH_TAB_SIZE; offset++) {
+    const e = table[shHashkeyRef(addr, port, (offset + ihash) % SH_TAB_SIZE)];
+    if (e === null) return null;
+    if (ok(e)) return e;
+  }
+  return null;
+}
+
+function shFlow(srcAddr: number, srcPort: number, continuing = false): FlowInfo {
+  return { srcAddr, srcPort, continuing };
+}
+
+test('sh: the bucket with a port and an offset is ip_vs_sh_hashkey; port 0, offset 0 is the old bucket', () => {
+  for (let i = 0; i < 5000; i++) {
+    const a = Math.imul(i, 2654435761) >>> 0;
+    const port = (i * 7919) & 0xffff;
+    assert.equal(shBucket(a, 0, 0), shBucket(a));
+    assert.equal(shBucket(a), hash32Ref(a));
+    assert.equal(shBucket(a, port), shHashkeyRef(a, port, 0), `${a} ${port}`);
+    assert.equal(shBucket(a, port, i & 0xff), shHashkeyRef(a, port, i & 0xff));
+  }
+  // port + address past 2^32 wraps as u32 arithmetic does.
+  assert.equal(shBucket(0xffffffff, 2), shBucket(1));
+});
+
+test('sh: without flags the results are those of before, whatever the source port', () => {
+  const dests = [dest('a', 2), dest('b', 1), dest('c', 1)];
+  const plain = make('sh', dests);
+  const withEmpty = createScheduler('sh', {});
+  assert.deepEqual(withEmpty.options, {});
+  for (let i = 0; i < 2000; i++) {
+    const a = (0xc0a80000 + i * 131) >>> 0;
+    // The table as before (weights 2:1:1 → a a b c per 4 buckets), and the port ignored.
+    const want = dests[[0, 0, 1, 2][hash32Ref(a) % 4]];
+    assert.equal(plain.schedule(dests, shFlow(a, 1000 + i)), want);
+    assert.equal(plain.schedule(dests, shFlow(a, 40000)), want);
+    assert.equal(withEmpty.schedule(dests, shFlow(a, i)), want);
+  }
+});
+
+test('sh-port: the source port is hashed too, spreading one client over the servers', () => {
+  const dests = [dest('a', 1), dest('b', 1), dest('c', 1)];
+  const s = createScheduler('sh', { port: true });
+  assert.deepEqual(s.options, { port: true });
+  s.update?.(dests);
+  const client = 0xc0a80001;
+  const c: Record<string, number> = {};
+  for (let port = 1024; port < 1024 + 3000; port++) {
+    const d = s.schedule(dests, shFlow(client, port)) as FakeDest;
+    assert.equal(d, dests[shHashkeyRef(client, port, 0) % 3], `port ${port}`);
+    assert.equal(s.schedule(dests, shFlow(client, port)), d, 'the same port, the same server');
+    c[d.name] = (c[d.name] ?? 0) + 1;
+  }
+  for (const n of ['a', 'b', 'c']) assert.ok(c[n] > 800 && c[n] < 1200, `${n}: ${c[n]} of 3000`);
+  // Without sh-port, all of them go to one server.
+  const plain = make('sh', dests);
+  const one = new Set(Array.from({ length: 100 }, (_, i) => plain.schedule(dests, shFlow(client, 1024 + i))));
+  assert.equal(one.size, 1);
+});
+
+test("sh-fallback: a client whose server cannot take the flow walks the table as IPVS's ip_vs_sh_get_fallback", () => {
+  const dests = [dest('a', 1), dest('b', 1), dest('c', 1), dest('d', 1)];
+  const table = Array.from({ length: SH_TAB_SIZE }, (_, b) => dests[b % 4]);
+  for (const port of [false, true]) {
+    const s = createScheduler('sh', { fallback: true, port });
+    s.update?.(dests);
+    const plain = createScheduler('sh', { port });
+    plain.update?.(dests);
+    dests[2].flags = DEST_F_DOWN;
+    dests[3].weight = 0;
+    let moved = 0;
+    for (let i = 0; i < 3000; i++) {
+      const a = (0x0a000000 + i * 2654435761) >>> 0;
+      const p = 1024 + i;
+      const hp = port ? p : 0;
+      const home = table[shHashkeyRef(a, hp, 0)]!;
+      const got = s.schedule(dests, shFlow(a, p)) as FakeDest;
+      assert.equal(
+        got,
+        shFallbackRef(table, a, hp, (d) => d.weight > 0 && d.flags === 0),
+        `client ${i}`,
+      );
+      assert.ok(got.name === 'a' || got.name === 'b');
+      if (home.name === 'a' || home.name === 'b') assert.equal(got, home, 'clients of available servers stay');
+      else moved++;
+      // Without the flag those clients get nothing.
+      assert.equal(plain.schedule(dests, shFlow(a, p)), home.name === 'a' || home.name === 'b' ? home : null);
+    }
+    assert.ok(moved > 1000, `${moved} clients fell back`);
+    // Nothing left that can take it: null, after one walk of the table.
+    dests[0].flags = DEST_F_OVERLOAD;
+    dests[1].flags = DEST_F_DOWN;
+    assert.equal(s.schedule(dests, shFlow(0x01020304, 5)), null);
+    for (const d of dests) {
+      d.flags = 0;
+      d.weight = 1;
+    }
+  }
+});
+
+test('sh: a continuing flow reaches its quiesced or overloaded server, not a down one', () => {
+  const dests = [dest('a', 1), dest('b', 1)];
+  const s = make('sh', dests);
+  const rep = addrPerBucket();
+  dests[1].weight = 0;
+  s.update?.(dests);
+  assert.equal(s.schedule(dests, shFlow(rep[1], 1, false)), null);
+  assert.equal(s.schedule(dests, shFlow(rep[1], 1, true)), dests[1]);
+  dests[1].weight = 1;
+  dests[1].flags = DEST_F_OVERLOAD;
+  assert.equal(s.schedule(dests, shFlow(rep[1], 1, false)), null);
+  assert.equal(s.schedule(dests, shFlow(rep[1], 1, true)), dests[1]);
+  dests[1].flags = DEST_F_DOWN;
+  assert.equal(s.schedule(dests, shFlow(rep[1], 1, true)), null);
+  // With sh-fallback, the down server's continuing flow goes to the other one.
+  const f = createScheduler('sh', { fallback: true });
+  f.update?.(dests);
+  assert.equal(f.schedule(dests, shFlow(rep[1], 1, true)), dests[0]);
 });
 
 // ---------------------------------------------------------------- fo

@@ -87,6 +87,9 @@ export function formatList(r: ListResult, o: ListOptions = {}): string {
   for (const s of services) {
     if (mode === 'plain' || mode === 'thresholds' || mode === 'persistent') {
       let line = `${serviceName(s)} ${s.scheduler}`;
+      // As ipvsadm -L: the scheduler's flags in parentheses; then lbd's on_miss when it is not drop.
+      if (s.scheduler_flags?.length) line += ` (${s.scheduler_flags.join(',')})`;
+      if (s.on_miss === 'hash') line += ' on_miss hash';
       if (s.persistence > 0) {
         line += ` persistent ${Math.ceil(s.persistence)}`;
         if (s.persistence_netmask !== '255.255.255.255') line += ` mask ${s.persistence_netmask}`;

@@ -7,9 +7,15 @@ const USAGE = `Usage: lbd import-ipvsadm [--interface IF] [--egress IF] [FILE]  
 
 Turns IPVS rules — the output of \`ipvsadm-save -n\` or \`ipvsadm -S -n\`, or lines of ipvsadm
 commands — into an lb.yaml on stdout. Understands -A/-E/-D, -a/-e/-d, -C, -t/-u, -s, -p [N],
--M, -r, -w, -g and their long forms. lbd does Direct Routing only: NAT (-m) and tunnel (-i)
-servers, fwmark (-f), IPv6 and SCTP services are refused with the reason; thresholds (-x/-y)
-and scheduler flags are ignored with a warning.
+-M, -b, -r, -w, -x/-y, -g and their long forms. lbd does Direct Routing only: NAT (-m) and
+tunnel (-i) servers, fwmark (-f), IPv6 and SCTP services are refused with the reason.
+
+Scheduler flags (-b) become the service's keys: sh-fallback, sh-port with -s sh and
+mh-fallback, mh-port with -s mh (flag-1, flag-2 are their numbers) → sh_fallback, sh_port,
+mh_fallback, mh_port. A flag that means nothing for the scheduler (flag-3, or any flag-N of
+a scheduler other than sh and mh) is ignored with a warning; another scheduler's flag or an
+unknown name is refused, as ipvsadm does. One-packet scheduling (-o) and --pe are ignored
+with a warning.
 
   --interface IF   interfaces.capture: where VIP traffic arrives (otherwise a placeholder
                    "eth0" to fill in)

@@ -11,6 +11,10 @@ const USAGE = `Usage: lbd list [SERVICE] [--stats | --rate | --thresholds | --pe
 
 The running services and real servers in \`ipvsadm -L -n\` layout, plus lbd's Health
 column and each service's name. SERVICE (a name or VIP:PORT[/PROTO]) shows one service.
+A service line shows its scheduler's flags in parentheses as ipvsadm does, e.g.
+"TCP  10.0.10.100:80 mh (mh-fallback,mh-port) (web)", and "on_miss hash" when segments of
+flows it has no entry for are scheduled by the hash (--json: scheduler_flags, on_miss and,
+for mh, mh_table_size).
 
 Options:
   --stats              Conns InPkts OutPkts InBytes OutBytes (totals since start; Out* are 0:

@@ -26,6 +26,13 @@ export const command: Command = {
     if (p.positionals.length) throw new UsageError(`lbd save: unexpected argument "${p.positionals[0]}" (redirect the output: lbd save > FILE)`);
     const r = await adminRequest<SaveResult>(socketPath(p), 'save');
     io.out(bool(p, '--ipvsadm') ? r.ipvsadm : r.yaml);
+    const omitted = bool(p, '--ipvsadm') ? (r.ipvsadm_omitted ?? []) : [];
+    if (omitted.length) {
+      io.err(
+        `lbd: ${omitted.length} setting${omitted.length === 1 ? '' : 's'} of the running config ${omitted.length === 1 ? 'is' : 'are'} not expressible as ipvsadm rules:\n`,
+      );
+      for (const o of omitted) io.err(`  ${o}\n`);
+    }
     if (r.runtime_changes.length) {
       io.err(`lbd: the running config has ${r.runtime_changes.length} runtime change${r.runtime_changes.length === 1 ? '' : 's'} not in ${r.file}:\n`);
       for (const c of r.runtime_changes) io.err(`  ${c}\n`);

@@ -5,10 +5,12 @@ import { bool, Command, list, parseFlags, SOCKET_FLAGS, socketPath, str, UsageEr
 import { printChanges } from './server';
 
 const USAGE = `Usage: lbd service add    NAME --vip VIP --port PORT --server ADDRESS[=WEIGHT] [--server …]
-                                [--protocol tcp|udp] [--scheduler S] [--persistence SECONDS]
-                                [--netmask MASK] [--on-remove drain|drop]
-       lbd service edit   SERVICE [--scheduler S] [--persistence SECONDS] [--netmask MASK]
-                                [--on-remove drain|drop] [--name NEW]
+                                [--protocol tcp|udp] [--scheduler S] [--sched-flags FLAGS]
+                                [--persistence SECONDS] [--netmask MASK] [--on-remove drain|drop]
+                                [--on-miss drop|hash]
+       lbd service edit   SERVICE [--scheduler S] [--sched-flags FLAGS] [--persistence SECONDS]
+                                [--netmask MASK] [--on-remove drain|drop] [--on-miss drop|hash]
+                                [--name NEW]
        lbd service remove SERVICE
        (each with [--socket PATH | --config FILE])
 
@@ -21,10 +23,17 @@ Options:
   --vip VIP              the virtual IPv4 address
   --port PORT            the virtual port
   --protocol P           tcp (default) or udp
-  --scheduler S          rr wrr lc wlc sed nq sh fo ovf (default wlc)
+  --scheduler S          rr wrr lc wlc sed nq sh fo ovf mh (default wlc); a new scheduler
+                         drops the old one's flags and options
+  -b, --sched-flags FLAGS
+                         like ipvsadm -b, comma-separated: sh-fallback,sh-port for sh and
+                         mh-fallback,mh-port for mh (flag-1, flag-2 are their numbers); the
+                         service's flags become these; none clears them
   --persistence SECONDS  like ipvsadm -p; 0 = off (default 0); 300, 5m, …
   --netmask MASK         like ipvsadm -M: clients grouped for persistence
   --on-remove ACTION     drain (default) or drop: what removing a real server does to its flows
+  --on-miss ACTION       drop (default) or hash (mh, sh): a TCP segment of a connection this
+                         balancer has no entry for is scheduled by the hash (IPVS sloppy_tcp)
 
 Changes live in memory until written back: lbd save > FILE.
 `;
@@ -41,9 +50,11 @@ export const command: Command = {
         '--port': { value: true },
         '--protocol': { value: true },
         '--scheduler': { short: '-s', value: true },
+        '--sched-flags': { short: '-b', value: true },
         '--persistence': { short: '-p', value: true },
         '--netmask': { short: '-M', value: true },
         '--on-remove': { value: true },
+        '--on-miss': { value: true },
         '--server': { short: '-r', value: true, repeat: true },
         '--name': { value: true },
         ...SOCKET_FLAGS,
@@ -78,9 +89,11 @@ export const command: Command = {
         port,
         protocol: str(p, '--protocol'),
         scheduler: str(p, '--scheduler'),
+        sched_flags: str(p, '--sched-flags'),
         persistence: str(p, '--persistence'),
         netmask: str(p, '--netmask'),
         on_remove: str(p, '--on-remove'),
+        on_miss: str(p, '--on-miss'),
         servers: list(p, '--server'),
       };
     } else if (action === 'edit') {
@@ -90,17 +103,29 @@ export const command: Command = {
         service: target,
         name: str(p, '--name'),
         scheduler: str(p, '--scheduler'),
+        sched_flags: str(p, '--sched-flags'),
         persistence: str(p, '--persistence'),
         netmask: str(p, '--netmask'),
         on_remove: str(p, '--on-remove'),
+        on_miss: str(p, '--on-miss'),
         vip: str(p, '--vip'),
         port,
         protocol: str(p, '--protocol'),
       };
     } else {
-      const given = ['--vip', '--port', '--protocol', '--scheduler', '--persistence', '--netmask', '--on-remove', '--server', '--name'].filter((f) =>
-        p.flags.has(f),
-      );
+      const given = [
+        '--vip',
+        '--port',
+        '--protocol',
+        '--scheduler',
+        '--sched-flags',
+        '--persistence',
+        '--netmask',
+        '--on-remove',
+        '--on-miss',
+        '--server',
+        '--name',
+      ].filter((f) => p.flags.has(f));
       if (given.length) throw new UsageError(`lbd service remove: ${given.join(', ')} not expected`);
       change = { op: 'service-remove', service: target };
     }

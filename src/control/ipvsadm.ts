@@ -7,9 +7,86 @@
 import { stringify } from 'yaml';
 import { parseIPv4, THRESHOLD_MAX, WEIGHT_MAX } from '../config/values';
 import { didYouMean } from '../config/suggest';
-import type { Config, Protocol } from '../config/types';
+import { serviceKey, type Config, type Protocol } from '../config/types';
 import { LbdError } from '../errors';
-import { SCHEDULER_NAMES } from '../scheduler/index';
+import { MH_TABLE_SIZE_DEFAULT, SCHEDULER_NAMES, schedulerFlagNames, schedulerOptions } from '../scheduler/index';
+
+// Scheduler flags (ipvsadm -b): IPVS's three flag bits, named after the scheduler for sh and mh.
+
+/** The schedulers that take -b flags, as the config prefixes their keys (sh_port, mh_fallback). */
+const FLAGGED_SCHEDULERS = ['sh', 'mh'] as const;
+/** Every name ipvsadm's -b takes, as its parse_sched_flags. */
+export const SCHED_FLAG_NAMES = ['sh-fallback', 'sh-port', 'mh-fallback', 'mh-port', 'flag-1', 'flag-2', 'flag-3'] as const;
+
+/** What a scheduler's -b takes, for messages. */
+export function flagsOf(scheduler: string): string {
+  return (FLAGGED_SCHEDULERS as readonly string[]).includes(scheduler)
+    ? `${scheduler}-fallback, ${scheduler}-port (or their numbers flag-1, flag-2)`
+    : `none: only sh and mh take scheduler flags`;
+}
+
+export interface SchedFlags {
+  /** The options the flags set: fallback (flag-1), port (flag-2). */
+  options: { fallback?: true; port?: true };
+  /** Names that mean nothing for this scheduler (flag-3, any flag-N of a scheduler without flags), as given. */
+  ignored: string[];
+  /** Names ipvsadm refuses here (another scheduler's, unknown ones): one message each. */
+  problems: string[];
+}
+
+/**
+ * The flags of `ipvsadm -b LIST` for `scheduler`, as ipvsadm reads them: sh-fallback / sh-port
+ * with sh, mh-fallback / mh-port with mh, flag-1 / flag-2 as their numbers, flag-3 (no meaning
+ * for either); another scheduler's names and unknown names are refused.
+ */
+export function parseSchedFlags(list: string, scheduler: string): SchedFlags {
+  const out: SchedFlags = { options: {}, ignored: [], problems: [] };
+  const flagged = (FLAGGED_SCHEDULERS as readonly string[]).includes(scheduler);
+  const names = list.split(',').filter((n) => n !== '');
+  if (!names.length) out.problems.push(`no flag names given (${scheduler} takes ${flagsOf(scheduler)})`);
+  for (const name of names) {
+    const m = /^(sh|mh)-(fallback|port)$/.exec(name);
+    const generic = /^flag-([123])$/.exec(name);
+    if (m) {
+      if (m[1] === scheduler) out.options[m[2] as 'fallback' | 'port'] = true;
+      else out.problems.push(`scheduler flag "${name}" is for scheduler ${m[1]}, not ${scheduler} (${scheduler} takes ${flagsOf(scheduler)})`);
+    } else if (generic) {
+      if (flagged && generic[1] === '1') out.options.fallback = true;
+      else if (flagged && generic[1] === '2') out.options.port = true;
+      else out.ignored.push(name);
+    } else {
+      const guess = didYouMean(name, SCHED_FLAG_NAMES);
+      out.problems.push(
+        `unknown scheduler flag "${name}"${guess ? `; did you mean "${guess}"?` : ''} (${scheduler} takes ${flagsOf(scheduler)}; -b knows ${SCHED_FLAG_NAMES.join(', ')})`,
+      );
+    }
+  }
+  return out;
+}
+
+/** The config keys of a scheduler's flags (sh_fallback, mh_port, …), for setting or clearing them. */
+export const SCHED_FLAG_KEYS = ['mh_fallback', 'mh_port', 'sh_fallback', 'sh_port'] as const;
+
+/**
+ * What `ipvsadm -S -n` cannot say about a config, one line per service and setting: the Maglev
+ * table's size (a kernel build option in IPVS) and on_miss: hash (IPVS's sysctl sloppy_tcp).
+ * `lbd save --ipvsadm` prints them on stderr, so that its stdout stays rules ipvsadm -R takes.
+ */
+export function ipvsadmOmissions(cfg: Pick<Config, 'services'>): string[] {
+  const out: string[] = [];
+  for (const s of cfg.services) {
+    const who = `service ${s.name} (${serviceKey(s)})`;
+    if (s.scheduler === 'mh' && s.mh_table_size !== undefined && s.mh_table_size !== MH_TABLE_SIZE_DEFAULT) {
+      out.push(
+        `${who}: mh_table_size ${s.mh_table_size} is not in the rules: IPVS's Maglev table size is chosen when the kernel is built (CONFIG_IP_VS_MH_TAB_INDEX)`,
+      );
+    }
+    if (s.on_miss === 'hash') {
+      out.push(`${who}: on_miss: hash is not in the rules: IPVS's equivalent is the sysctl net.ipv4.vs.sloppy_tcp=1 (for every service)`);
+    }
+  }
+  return out;
+}
 
 /** `ipvsadm -S -n` for a config: one -A line per service, one -a line per real server. */
 export function toIpvsadmRules(cfg: Pick<Config, 'services'>): string {
@@ -21,6 +98,9 @@ export function toIpvsadmRules(cfg: Pick<Config, 'services'>): string {
       a += ` -p ${Math.ceil(s.persistence)}`;
       if (s.persistence_netmask !== '255.255.255.255') a += ` -M ${s.persistence_netmask}`;
     }
+    // As ipvsadm -S: the flags after -p/-M, by the scheduler's names.
+    const flags = schedulerFlagNames(s.scheduler, schedulerOptions(s));
+    if (flags.length) a += ` -b ${flags.join(',')}`;
     lines.push(a);
     for (const r of s.real_servers) {
       // ipvsadm -R takes -x/-y on -a lines; they are written only when set, so a config without
@@ -56,6 +136,8 @@ export interface ImportedService {
   /** Seconds, 0 = off. */
   persistence: number;
   netmask: string;
+  /** -b: the scheduler's flags that are set (absent when none). */
+  flags?: { fallback?: true; port?: true };
   reals: ImportedReal[];
 }
 export interface ImportResult {
@@ -265,13 +347,33 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
         svc = { protocol, vip: ep.addr, port: ep.port, scheduler: 'wlc', persistence: 0, netmask: '255.255.255.255', reals: [] };
         services.set(key, svc);
       }
+      let schedulerOk = true;
       if (opts.has('scheduler')) {
         const s = opts.get('scheduler')!;
-        if ((SCHEDULER_NAMES as readonly string[]).includes(s)) svc.scheduler = s;
-        else {
+        if ((SCHEDULER_NAMES as readonly string[]).includes(s)) {
+          // A new scheduler does not inherit the old one's flags (ipvsadm -E sends them anew).
+          if (s !== svc.scheduler) delete svc.flags;
+          svc.scheduler = s;
+        } else {
+          schedulerOk = false;
           const guess = didYouMean(s, SCHEDULER_NAMES);
           bad(`scheduler "${s}" is not supported by lbd${guess ? ` (closest: ${guess})` : ''} (supported: ${SCHEDULER_NAMES.join(', ')})`);
         }
+      }
+      if (opts.has('sched-flags') && schedulerOk) {
+        const given = opts.get('sched-flags')!;
+        const f = parseSchedFlags(given, svc.scheduler);
+        for (const p of f.problems) bad(`-b ${given}: ${p}`);
+        if (f.ignored.length) {
+          const one = f.ignored.length === 1;
+          const only = (FLAGGED_SCHEDULERS as readonly string[]).includes(svc.scheduler) ? '' : ' (only sh and mh take flags)';
+          warnings.push(
+            `${where}: scheduler flag${one ? '' : 's'} ${f.ignored.join(',')} (-b ${given}) mean${one ? 's' : ''} nothing for scheduler ${svc.scheduler}${only}: ignored`,
+          );
+        }
+        // -b gives the whole set, as ipvsadm sends it.
+        if (Object.keys(f.options).length) svc.flags = f.options;
+        else delete svc.flags;
       }
       if (opts.has('persistent')) {
         const p = Number(opts.get('persistent'));
@@ -286,7 +388,6 @@ export function parseIpvsadmRules(text: string, source = 'rules'): ImportResult 
         else svc.netmask = m;
       }
       if (opts.has('ops')) warnings.push(`${where}: one-packet scheduling (-o) is ignored: lbd schedules each UDP flow`);
-      if (opts.has('sched-flags')) warnings.push(`${where}: scheduler flags (-b ${opts.get('sched-flags')}) are ignored`);
       if (opts.has('pe')) warnings.push(`${where}: persistence engine (--pe ${opts.get('pe')}) is ignored`);
       for (const o of ['real-server', 'weight', 'gatewaying'] as const) if (opts.has(o)) warnings.push(`${where}: ${o} on a service line is ignored`);
       return;
@@ -412,6 +513,9 @@ export function importIpvsadm(text: string, opts: { interface?: string; egress?:
     interfaces: opts.egress ? { capture: opts.interface ?? 'eth0', egress: opts.egress } : { capture: opts.interface ?? 'eth0' },
     services: services.map((s) => {
       const out: Record<string, unknown> = { name: importedName(s), vip: s.vip, port: s.port, protocol: s.protocol, scheduler: s.scheduler };
+      // -b: the config keys of the scheduler's flags (sh_port, mh_fallback, …).
+      if (s.flags?.fallback) out[`${s.scheduler}_fallback`] = true;
+      if (s.flags?.port) out[`${s.scheduler}_port`] = true;
       if (s.persistence > 0) {
         out.persistence = s.persistence;
         if (s.netmask !== '255.255.255.255') out.persistence_netmask = s.netmask;

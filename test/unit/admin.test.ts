@@ -342,3 +342,83 @@ test('applyChange is pure and validates like a file', () => {
     /invalid config: services\[1\]\.name: invalid service name/,
   );
 });
+
+test('scheduler flags at runtime: service add/edit --sched-flags, list shows them, save --ipvsadm writes -b', async () => {
+  await withAdmin(BASE_CONFIG().replace('    scheduler: rr', '    scheduler: mh\n    mh_port: true\n    on_miss: hash'), async (t, sock) => {
+    const change = (args: object) => adminRequest<ChangeResult>(sock, 'change', args);
+    const view = async (name: string) => (await adminRequest<ListResult>(sock, 'list')).services.find((s) => s.name === name)!;
+    // From the file: the running scheduler's flags, mh's table size and on_miss.
+    let web = await view('web');
+    assert.deepEqual([web.scheduler, web.scheduler_flags, web.mh_table_size, web.on_miss], ['mh', ['mh-port'], 65537, 'hash']);
+    let r = await change({
+      op: 'service-add',
+      name: 'dns',
+      vip: '10.0.10.101',
+      port: 53,
+      protocol: 'udp',
+      scheduler: 'sh',
+      sched_flags: 'sh-fallback,flag-2',
+      servers: ['10.0.10.40'],
+    });
+    assert.deepEqual(r.changes, ['add service dns 10.0.10.101:53/udp']);
+    assert.deepEqual(t.daemon.running.services[1].sh_fallback, true);
+    assert.deepEqual(t.daemon.running.services[1].sh_port, true);
+    const dns = await view('dns');
+    assert.deepEqual([dns.scheduler_flags, dns.mh_table_size, dns.on_miss], [['sh-fallback', 'sh-port'], undefined, 'drop']);
+    // Edit: the flags given replace the service's; "none" clears them.
+    r = await change({ op: 'service-edit', service: 'web', sched_flags: 'mh-fallback' });
+    assert.equal(r.changes.length, 1);
+    web = await view('web');
+    assert.deepEqual(web.scheduler_flags, ['mh-fallback']);
+    let saved = await adminRequest<SaveResult>(sock, 'save');
+    assert.match(saved.ipvsadm, /^-A -t 10\.0\.10\.100:80 -s mh -b mh-fallback$/m);
+    assert.match(saved.ipvsadm, /^-A -u 10\.0\.10\.101:53 -s sh -b sh-fallback,sh-port$/m);
+    assert.deepEqual(saved.ipvsadm_omitted, [
+      "service web (10.0.10.100:80/tcp): on_miss: hash is not in the rules: IPVS's equivalent is the sysctl net.ipv4.vs.sloppy_tcp=1 (for every service)",
+    ]);
+    await change({ op: 'service-edit', service: 'dns', sched_flags: 'none' });
+    assert.deepEqual((await view('dns')).scheduler_flags, []);
+    // A new scheduler drops the old one's flags: sh → mh leaves no sh_* key behind.
+    await change({ op: 'service-edit', service: 'dns', sched_flags: 'sh-port' });
+    await change({ op: 'service-edit', service: 'dns', scheduler: 'mh', sched_flags: 'mh-port' });
+    assert.equal(t.daemon.running.services[1].sh_port, undefined);
+    assert.deepEqual((await view('dns')).scheduler_flags, ['mh-port']);
+    await change({ op: 'service-edit', service: 'dns', scheduler: 'wrr' });
+    assert.deepEqual((await view('dns')).scheduler_flags, []);
+    saved = await adminRequest<SaveResult>(sock, 'save');
+    assert.match(saved.ipvsadm, /^-A -u 10\.0\.10\.101:53 -s wrr$/m);
+    // Refused with E_USAGE, naming what the scheduler takes.
+    await assert.rejects(
+      change({ op: 'service-edit', service: 'web', sched_flags: 'sh-port' }),
+      (e: Error & { code?: string }) =>
+        e.code === 'E_USAGE' &&
+        e.message ===
+          'invalid --sched-flags "sh-port": scheduler flag "sh-port" is for scheduler sh, not mh (mh takes mh-fallback, mh-port (or their numbers flag-1, flag-2))',
+    );
+    await assert.rejects(
+      change({ op: 'service-edit', service: 'dns', sched_flags: 'flag-1' }),
+      /"flag-1" means nothing for scheduler wrr \(wrr takes none: only sh and mh take scheduler flags\)/,
+    );
+    await assert.rejects(change({ op: 'service-edit', service: 'web', sched_flags: 'flag-3' }), /"flag-3" means nothing for scheduler mh/);
+    await assert.rejects(
+      change({ op: 'service-edit', service: 'web', sched_flags: 'mh-fallbck' }),
+      /unknown scheduler flag "mh-fallbck"; did you mean "mh-fallback"\?/,
+    );
+    await assert.rejects(
+      change({ op: 'service-add', name: 'x', vip: '10.0.10.102', port: 80, sched_flags: 'mh-port', servers: ['10.0.10.40'] }),
+      /"mh-port" is for scheduler mh, not wlc/,
+    );
+    // Nothing changed by the refused requests.
+    assert.deepEqual((await view('web')).scheduler_flags, ['mh-fallback']);
+    assert.equal(t.daemon.running.services.length, 2);
+    // on_miss: hash holds web to a consistent scheduler; --on-miss drop lets it leave mh.
+    await assert.rejects(change({ op: 'service-edit', service: 'web', scheduler: 'wlc' }), /on_miss: hash needs a consistent scheduler \(mh or sh\)/);
+    await change({ op: 'service-edit', service: 'web', scheduler: 'wlc', on_miss: 'drop' });
+    web = await view('web');
+    assert.deepEqual([web.scheduler, web.on_miss], ['wlc', 'drop']);
+    assert.equal(t.daemon.forwarder.services.all[0].onMissHash, false, 'the data plane drops misses again');
+    await change({ op: 'service-edit', service: 'dns', scheduler: 'sh', on_miss: 'hash' });
+    assert.equal((await view('dns')).on_miss, 'hash');
+    await assert.rejects(change({ op: 'service-edit', service: 'dns', on_miss: 'maybe' }), /invalid on_miss "maybe" \(drop, hash\)/);
+  });
+});

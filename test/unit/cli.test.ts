@@ -122,6 +122,8 @@ const LIST: ListResult = {
       vip: '10.0.10.100',
       port: 80,
       scheduler: 'wlc',
+      scheduler_flags: [],
+      on_miss: 'drop',
       persistence: 0,
       persistence_netmask: '255.255.255.255',
       removed: false,
@@ -160,6 +162,8 @@ const LIST: ListResult = {
       vip: '10.0.10.100',
       port: 53,
       scheduler: 'sh',
+      scheduler_flags: [],
+      on_miss: 'drop',
       persistence: 300,
       persistence_netmask: '255.255.255.0',
       removed: false,
@@ -188,6 +192,33 @@ test('lbd list: ipvsadm -L -n layout, sorted like ipvsadm, with Health and names
       '',
     ].join('\n'),
   );
+});
+
+test("lbd list: a scheduler's flags in parentheses after it, as ipvsadm -L shows them, and on_miss hash", () => {
+  const [web, dns] = LIST.services;
+  const flagged: ListResult = {
+    ...LIST,
+    services: [
+      { ...web, scheduler: 'mh', scheduler_flags: ['mh-fallback', 'mh-port'], mh_table_size: 65537, on_miss: 'hash' },
+      { ...dns, scheduler_flags: ['sh-port'] },
+    ],
+  };
+  const serviceLines = (mode?: 'plain' | 'thresholds' | 'persistent') =>
+    formatList(flagged, { mode })
+      .split('\n')
+      .filter((l) => /^(TCP|UDP) /.test(l));
+  // ipvsadm -L -n: "TCP  10.0.0.1:80 mh (mh-fallback,mh-port) persistent 300"; lbd's on_miss and name follow the flags.
+  const expected = [
+    'TCP  10.0.10.100:80 mh (mh-fallback,mh-port) on_miss hash (web)',
+    'UDP  10.0.10.100:53 sh (sh-port) persistent 300 mask 255.255.255.0 (dns)',
+  ];
+  assert.deepEqual(serviceLines(), expected);
+  assert.deepEqual(serviceLines('thresholds'), expected);
+  assert.deepEqual(serviceLines('persistent'), expected);
+  // The real-server lines keep their columns.
+  assert.match(formatList(flagged), /^ {2}-> 10\.0\.10\.111:80 {15}Route {3}3 {6}2 {10}5 {10}up$/m);
+  // --stats keeps ipvsadm's numbers-only service line.
+  assert.equal(formatList(flagged, { mode: 'stats' }).split('\n')[3], 'TCP  10.0.10.100:80                   1234    56789        0     123G        0');
 });
 
 test('lbd list --stats and --rate: ipvsadm columns and K/M/G', () => {
@@ -409,4 +440,46 @@ test('list, server add/drain --wait, save, reload and import-ipvsadm through mai
   const bad = io('-A -t 10.0.10.30:80 -s wlc\n-a -t 10.0.10.30:80 -r 10.0.10.40:80 -m -w 1\n');
   assert.equal(await main(['import-ipvsadm'], bad), 1);
   assert.match(bad.stderr, /stdin:2: 10\.0\.10\.40: masquerading \(-m, NAT\) is not supported/);
+});
+
+test('scheduler flags through main(): service edit -b, list, save --ipvsadm and its stderr note', async () => {
+  const yaml = BASE_CONFIG().replace('    scheduler: rr', '    scheduler: mh\n    mh_table_size: 4093');
+  const file = path.join(tmp, 'lb-mh.yaml');
+  fs.writeFileSync(file, yaml);
+  const t = await testDaemon(yaml);
+  t.daemon.running = { ...t.daemon.running, file };
+  const sock = path.join(tmp, 'mh', 'lbd.sock');
+  const admin = new AdminServer(new Control(t.daemon), sock);
+  await admin.listen();
+  try {
+    let o = io();
+    assert.equal(await main(['service', 'edit', 'web', '-b', 'mh-fallback,flag-2', '--socket', sock], o), 0);
+    o = io();
+    assert.equal(await main(['list', '--socket', sock], o), 0);
+    assert.match(o.stdout, /^TCP {2}10\.0\.10\.100:80 mh \(mh-fallback,mh-port\) \(web\)$/m);
+    o = io();
+    assert.equal(await main(['list', '--json', '--socket', sock], o), 0);
+    const web = JSON.parse(o.stdout).services[0];
+    assert.deepEqual([web.scheduler_flags, web.mh_table_size, web.on_miss], [['mh-fallback', 'mh-port'], 4093, 'drop']);
+    o = io();
+    assert.equal(await main(['save', '--ipvsadm', '--socket', sock], o), 0);
+    assert.match(o.stdout, /^-A -t 10\.0\.10\.100:80 -s mh -b mh-fallback,mh-port$/m);
+    assert.match(
+      o.stderr,
+      /^lbd: 1 setting of the running config is not expressible as ipvsadm rules:\n {2}service web \(10\.0\.10\.100:80\/tcp\): mh_table_size 4093 is not in the rules/,
+    );
+    // The YAML save carries the keys, and says nothing about ipvsadm.
+    o = io();
+    assert.equal(await main(['save', '--socket', sock], o), 0);
+    const saved = parseConfig(o.stdout, 'saved.yaml').services[0];
+    assert.deepEqual([saved.mh_fallback, saved.mh_port, saved.mh_table_size], [true, true, 4093]);
+    assert.doesNotMatch(o.stderr, /ipvsadm/);
+    // Another scheduler's flag: refused by the daemon (exit 1), saying what mh takes.
+    o = io();
+    assert.equal(await main(['service', 'edit', 'web', '--sched-flags', 'sh-port', '--socket', sock], o), 1);
+    assert.match(o.stderr, /"sh-port" is for scheduler sh, not mh \(mh takes mh-fallback, mh-port/);
+  } finally {
+    await admin.close();
+    await t.daemon.stop();
+  }
 });

@@ -7,9 +7,10 @@
 import { formatConfig, parseConfig } from '../../config/load';
 import { parseDuration, parseIPv4, parseMac, THRESHOLD_MAX, WEIGHT_MAX } from '../../config/values';
 import { didYouMean } from '../../config/suggest';
-import { Config, DEFAULTS, OnRemove, RealServerConfig, ServiceConfig, serviceKey } from '../../config/types';
+import { Config, DEFAULTS, OnMiss, OnRemove, RealServerConfig, ServiceConfig, serviceKey } from '../../config/types';
 import { ConfigError } from '../../errors';
 import { SCHEDULER_NAMES } from '../../scheduler/index';
+import { flagsOf, parseSchedFlags, SCHED_FLAG_KEYS } from '../ipvsadm';
 import { Action, describeAction } from '../reconcile';
 import { AdminError, Change } from './protocol';
 import { resolveServiceRef } from './service-ref';
@@ -94,10 +95,42 @@ function schedulerArg(s: string): string {
   throw new AdminError('E_USAGE', `unknown scheduler "${s}"${guess ? `; did you mean "${guess}"?` : ''} (${SCHEDULER_NAMES.join(', ')})`);
 }
 
+/**
+ * ipvsadm's -b for the service's scheduler: sets the config keys of the flags given (sh_port,
+ * mh_fallback, …) and clears the others; "" (or "none") clears them all. Refused with E_USAGE,
+ * naming what the scheduler takes: another scheduler's flag, an unknown name, and a flag that
+ * means nothing for it (flag-3, any flag of a scheduler other than sh and mh).
+ */
+function setSchedFlags(s: ServiceConfig, list: string): void {
+  for (const k of SCHED_FLAG_KEYS) delete s[k];
+  if (list.trim() === '' || list.trim() === 'none') return;
+  const f = parseSchedFlags(list.trim(), s.scheduler);
+  const problems = [
+    ...f.problems,
+    ...f.ignored.map((n) => `scheduler flag "${n}" means nothing for scheduler ${s.scheduler} (${s.scheduler} takes ${flagsOf(s.scheduler)})`),
+  ];
+  if (problems.length) throw new AdminError('E_USAGE', `invalid --sched-flags "${list}": ${problems.join('; ')}`);
+  const scheduler = s.scheduler as 'mh' | 'sh';
+  if (f.options.fallback) s[`${scheduler}_fallback`] = true;
+  if (f.options.port) s[`${scheduler}_port`] = true;
+}
+
+/** A new scheduler does not keep the old one's options (its flags, mh's table size), as ipvsadm -E sends them anew. */
+function setScheduler(s: ServiceConfig, scheduler: string): void {
+  if (scheduler === s.scheduler) return;
+  for (const k of [...SCHED_FLAG_KEYS, 'mh_table_size'] as const) if (k.startsWith(`${s.scheduler}_`)) delete s[k];
+  s.scheduler = scheduler;
+}
+
 function persistenceArg(p: string | number): number {
   const v = parseDuration(p);
   if (v === undefined) throw new AdminError('E_USAGE', `invalid persistence ${JSON.stringify(p)}: expected a duration (e.g. 300, 5m) or 0 for off`);
   return v;
+}
+
+function onMissArg(v: string): OnMiss {
+  if (v === 'drop' || v === 'hash') return v;
+  throw new AdminError('E_USAGE', `invalid on_miss "${v}" (drop, hash)`);
 }
 
 function onRemoveArg(v: string): OnRemove {
@@ -199,6 +232,8 @@ export function applyChange(running: Config, c: Change): Config {
         real_servers: [],
       };
       if (c.on_remove !== undefined) s.on_remove = onRemoveArg(c.on_remove);
+      if (c.on_miss !== undefined) s.on_miss = onMissArg(c.on_miss);
+      if (c.sched_flags !== undefined) setSchedFlags(s, c.sched_flags);
       for (const text of c.servers) {
         const [addr, w] = text.split(/[=@]/);
         const address = parseAddress(addr, port);
@@ -216,17 +251,30 @@ export function applyChange(running: Config, c: Change): Config {
           `the VIP, port and protocol identify a service and cannot be edited: add the new service (lbd service add …) and remove ${s.name} (its flows drain)`,
         );
       }
-      if (c.name === undefined && c.scheduler === undefined && c.persistence === undefined && c.netmask === undefined && c.on_remove === undefined) {
-        throw new AdminError('E_USAGE', 'lbd service edit: nothing to change (give --scheduler, --persistence, --netmask, --on-remove or --name)');
+      if (
+        c.name === undefined &&
+        c.scheduler === undefined &&
+        c.sched_flags === undefined &&
+        c.persistence === undefined &&
+        c.netmask === undefined &&
+        c.on_remove === undefined &&
+        c.on_miss === undefined
+      ) {
+        throw new AdminError(
+          'E_USAGE',
+          'lbd service edit: nothing to change (give --scheduler, --sched-flags, --persistence, --netmask, --on-remove, --on-miss or --name)',
+        );
       }
       if (c.name !== undefined && c.name !== s.name && cfg.services.some((x) => x.name === c.name)) {
         throw new AdminError('E_EXISTS', `a service named "${c.name}" already exists`);
       }
       if (c.name !== undefined) s.name = c.name;
-      if (c.scheduler !== undefined) s.scheduler = schedulerArg(c.scheduler);
+      if (c.scheduler !== undefined) setScheduler(s, schedulerArg(c.scheduler));
+      if (c.sched_flags !== undefined) setSchedFlags(s, c.sched_flags);
       if (c.persistence !== undefined) s.persistence = persistenceArg(c.persistence);
       if (c.netmask !== undefined) s.persistence_netmask = netmaskArg(c.netmask);
       if (c.on_remove !== undefined) s.on_remove = onRemoveArg(c.on_remove);
+      if (c.on_miss !== undefined) s.on_miss = onMissArg(c.on_miss);
       break;
     }
     case 'service-remove': {

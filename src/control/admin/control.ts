@@ -10,10 +10,10 @@ import { ConfigError, formatConfigIssue } from '../../errors';
 import { CONN_STATE_NAMES, ConnState, SLOT_EMPTY } from '../../dataplane/contract';
 import { intToIp, macToString } from '../../dataplane/packet';
 import { type RealServer, type VirtualService, protocolName } from '../../dataplane/services';
-import { DEST_F_OVERLOAD } from '../../scheduler/index';
+import { DEST_F_OVERLOAD, MH_TABLE_SIZE_DEFAULT, schedulerFlagNames } from '../../scheduler/index';
 import { VERSION } from '../../version';
 import type { Daemon } from '../daemon';
-import { toIpvsadmRules } from '../ipvsadm';
+import { ipvsadmOmissions, toIpvsadmRules } from '../ipvsadm';
 import type { Action } from '../reconcile';
 import { applyChange, describeChanges } from './apply';
 import { AdminError, Change, ChangeResult, ConnEntry, HandoverResult, ListResult, PingResult, RealView, SaveResult, ServiceView, StopResult } from './protocol';
@@ -118,13 +118,18 @@ export class Control {
             if ((svc as { sorry?: RealServer | null }).sorry === rs) v.sorry = true;
             return v;
           });
+        const sched = svc.scheduler;
         return {
           name: svc.name,
           key,
           protocol: protocolName(svc.proto),
           vip: intToIp(svc.vip),
           port: svc.port,
-          scheduler: svc.scheduler.name,
+          scheduler: sched.name,
+          // What the running scheduler was created with, as ipvsadm -L shows it.
+          scheduler_flags: schedulerFlagNames(sched.name, sched.options ?? {}),
+          ...(sched.name === 'mh' ? { mh_table_size: sched.options?.tableSize ?? MH_TABLE_SIZE_DEFAULT } : {}),
+          on_miss: cfg?.on_miss ?? 'drop',
           persistence: cfg?.persistence ?? svc.persistence,
           persistence_netmask: cfg?.persistence_netmask ?? intToIp(svc.persistenceMask),
           removed: svc.removed,
@@ -179,7 +184,13 @@ export class Control {
 
   save(): SaveResult {
     const running = this.daemon.running;
-    return { yaml: formatConfig(running), ipvsadm: toIpvsadmRules(running), file: running.file, runtime_changes: [...this.runtimeChanges] };
+    return {
+      yaml: formatConfig(running),
+      ipvsadm: toIpvsadmRules(running),
+      ipvsadm_omitted: ipvsadmOmissions(running),
+      file: running.file,
+      runtime_changes: [...this.runtimeChanges],
+    };
   }
 
   /**

@@ -90,6 +90,12 @@ export interface ServiceView {
   vip: string;
   port: number;
   scheduler: string;
+  /** The scheduler's flags by ipvsadm's names (sh-port, mh-fallback, …): what `ipvsadm -L` shows in parentheses. */
+  scheduler_flags: string[];
+  /** mh only: the Maglev lookup table's size. */
+  mh_table_size?: number;
+  /** A TCP segment without SYN and without a connection entry: dropped, or scheduled by the hash (mh, sh). */
+  on_miss: 'drop' | 'hash';
   /** Seconds, 0 = off. */
   persistence: number;
   persistence_netmask: string;
@@ -157,6 +163,8 @@ export interface HandoverResult {
 export interface SaveResult {
   yaml: string;
   ipvsadm: string;
+  /** What the ipvsadm rules leave out (an mh_table_size, on_miss: hash), one line each; absent from older daemons. */
+  ipvsadm_omitted?: string[];
   file: string;
   runtime_changes: string[];
 }

@@ -39,6 +39,8 @@ const REAL_FIELDS = {
   u_threshold: count(THRESHOLD_MAX, '0 = none'),
   l_threshold: count(THRESHOLD_MAX, '0 = none'),
 } as const;
+/** ipvsadm's -b: the scheduler's flags, comma-separated. */
+const SCHED_FLAGS_WHAT = 'scheduler flags such as "mh-fallback,mh-port"; "none" or "" for none';
 const SERVER_REF = { service: REAL_FIELDS.service, address: REAL_FIELDS.address } as const;
 
 /** Each runtime change (`op`) and its fields. */
@@ -53,18 +55,22 @@ export const CHANGE_SCHEMA = {
     port: { kind: 'integer', min: 1, max: 65535 },
     protocol: optStr('tcp or udp'),
     scheduler: optStr('a scheduler name'),
+    sched_flags: optStr(SCHED_FLAGS_WHAT),
     persistence: { kind: 'duration', optional: true },
     netmask: optStr('an IPv4 netmask'),
     on_remove: optStr('drain or drop'),
+    on_miss: optStr('drop or hash'),
     servers: { kind: 'strings' },
   },
   'service-edit': {
     service: REAL_FIELDS.service,
     name: optStr(),
     scheduler: optStr('a scheduler name'),
+    sched_flags: optStr(SCHED_FLAGS_WHAT),
     persistence: { kind: 'duration', optional: true },
     netmask: optStr('an IPv4 netmask'),
     on_remove: optStr('drain or drop'),
+    on_miss: optStr('drop or hash'),
     // Refused by apply with a why (they identify a service); accepted here so that it can say so.
     vip: optStr('an IPv4 address'),
     port: { kind: 'integer', min: 1, max: 65535, optional: true },

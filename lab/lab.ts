@@ -31,7 +31,7 @@
  * processes, files) is recorded in one object, and the one teardown that must undo all of it,
  * also from an exit handler, reads that record; split, every part would have to share it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -96,6 +96,12 @@ export interface LabOptions {
   egressMtu?: number;
   /** last octets of the real servers on 10.0.10.0/24; default [40, 111] */
   rsOctets?: number[];
+  /**
+   * not with two-nic: last octets of more balancers on 10.0.10.0/24, beside the first (e.g. [31]):
+   * namespaces `<prefix>-lb<octet>`, each with eth0 on br0, set up as the first balancer's (no VIP,
+   * GRO as balancerGro says); ns.extraBalancers / addr.extraBalancers name them. Default none.
+   */
+  extraBalancers?: number[];
   /** UDP echo port on the VIP; default 5353 */
   udpPort?: number;
   /** start Apache on every real server; default true */
@@ -161,7 +167,15 @@ export interface Lab {
   /** os.tmpdir()/<prefix>: per-RS Apache config/htdocs/logs in rs<octet>/, process logs in logs/ */
   readonly dir: string;
   /** router: the routed shape's router namespace (else undefined) */
-  readonly ns: { client: string; balancer: string; rs: string[]; bridge: string; router?: string };
+  readonly ns: {
+    client: string;
+    balancer: string;
+    rs: string[];
+    bridge: string;
+    router?: string;
+    /** LabOptions.extraBalancers' namespaces */
+    extraBalancers?: string[];
+  };
   readonly addr: {
     client: string;
     /** the balancer's address on the capture side (eth0) */
@@ -169,6 +183,8 @@ export interface Lab {
     /** the balancer's address on the real servers' segment (same as balancer in one-nic) */
     balancerEgress: string;
     rs: string[];
+    /** LabOptions.extraBalancers' addresses (eth0), in the same order as ns.extraBalancers */
+    extraBalancers?: string[];
     vip: string;
     /** gateway the client would use (two-nic: balancer eth0), null in one-nic */
     clientGateway: string | null;
@@ -457,12 +473,14 @@ class LabImpl implements Lab {
       balancer: `${prefix}-lb`,
       rs: octets.map((o) => `${prefix}-rs${o}`),
       ...(routed ? { router: `${prefix}-router` } : {}),
+      ...(opts.extraBalancers?.length ? { extraBalancers: opts.extraBalancers.map((o) => `${prefix}-lb${o}`) } : {}),
     };
     this.addr = {
       client: two ? '192.168.11.50' : routed ? '192.168.13.50' : '10.0.10.50',
       balancer: two ? '192.168.11.30' : '10.0.10.30',
       balancerEgress: '10.0.10.30',
       rs: octets.map((o) => `10.0.10.${o}`),
+      ...(opts.extraBalancers?.length ? { extraBalancers: opts.extraBalancers.map((o) => `10.0.10.${o}`) } : {}),
       vip: two ? (opts.routedVip ? '192.168.12.100' : '192.168.11.100') : '10.0.10.100',
       clientGateway: two ? '192.168.11.30' : routed ? '192.168.13.1' : null,
     };
@@ -503,6 +521,14 @@ class LabImpl implements Lab {
       }
     }
     if (new Set(octets).size !== octets.length) throw new Error('rsOctets: duplicates');
+    const extraLbs = this.opts.extraBalancers ?? [];
+    if (extraLbs.length && two) throw new Error("extraBalancers: not with shape 'two-nic'");
+    for (const o of extraLbs) {
+      if (!Number.isInteger(o) || o < 2 || o > 254 || [30, 50, 100, ...octets].includes(o)) {
+        throw new Error(`extraBalancers: ${o} is not usable (2..254, not 30/50/100 nor a real server's)`);
+      }
+    }
+    if (new Set(extraLbs).size !== extraLbs.length) throw new Error('extraBalancers: duplicates');
 
     fs.mkdirSync(path.join(this.dir, 'logs'), { recursive: true, mode: 0o755 });
     fs.chmodSync(this.dir, 0o755);
@@ -568,6 +594,14 @@ class LabImpl implements Lab {
         : [...noV6, 'net.ipv4.ip_forward=0'],
       batch: [...(this.opts.routedVip ? [`address add ${this.addr.vip}/32 dev lo`] : []), ...viaRouter],
     });
+    for (const [i, o] of extraLbs.entries()) {
+      hosts.push({
+        ns: this.ns.extraBalancers![i],
+        ifaces: [iface(`lb${o}`, 'eth0', front, `10.0.10.${o}`, 0)],
+        sysctls: [...noV6, 'net.ipv4.ip_forward=0'],
+        batch: [...viaRouter],
+      });
+    }
     for (const s of this.servers) {
       hosts.push({
         ns: s.ns,
@@ -625,10 +659,11 @@ class LabImpl implements Lab {
     }
     if (this.opts.clientTxOffload === false) this.txOffloadOff(this.ns.client, ['eth0']);
     if (this.opts.balancerGro !== false) {
-      const cap = this.ifaces.balancerCapture;
-      runOk('ip', netnsArgs(this.ns.balancer, ['ethtool', '-K', cap, 'gro', 'on']));
-      const k = runOk('ip', netnsArgs(this.ns.balancer, ['ethtool', '-k', cap]));
-      if (!/^generic-receive-offload: on/m.test(k)) throw new Error(`${this.ns.balancer} ${cap}: could not turn GRO on`);
+      for (const [ns, cap] of [[this.ns.balancer, this.ifaces.balancerCapture], ...(this.ns.extraBalancers ?? []).map((n) => [n, 'eth0'])]) {
+        runOk('ip', netnsArgs(ns, ['ethtool', '-K', cap, 'gro', 'on']));
+        const k = runOk('ip', netnsArgs(ns, ['ethtool', '-k', cap]));
+        if (!/^generic-receive-offload: on/m.test(k)) throw new Error(`${ns} ${cap}: could not turn GRO on`);
+      }
     }
     if (this.opts.balancerTxOffload === false)
       this.txOffloadOff(
@@ -700,8 +735,7 @@ class LabImpl implements Lab {
     const big = path.join(htdocs, 'big.bin');
     const fd = fs.openSync(big, 'w', 0o644);
     try {
-      const chunk = Buffer.alloc(1024 * 1024);
-      for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 131 + 7) & 0xff;
+      const chunk = bigFileChunk();
       let left = this.bigFileBytes;
       while (left > 0) {
         const n = Math.min(left, chunk.length);
@@ -1119,4 +1153,19 @@ export async function withLab<T>(opts: LabOptions, fn: (lab: Lab) => T | Promise
   }
   lab.teardown();
   return result;
+}
+
+/** One MiB of the real servers' big.bin, which repeats it: deterministic, not compressible away. */
+function bigFileChunk(): Buffer {
+  const chunk = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 131 + 7) & 0xff;
+  return chunk;
+}
+
+/** The sha256 of a real server's big.bin of `mb` MiB: what a download of it must match. */
+export function bigFileSha256(mb: number): string {
+  const chunk = bigFileChunk();
+  const h = createHash('sha256');
+  for (let i = 0; i < mb; i++) h.update(chunk);
+  return h.digest('hex');
 }

@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, write
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createLab, Lab } from '../../lab/lab';
+import { bigFileSha256, createLab, Lab } from '../../lab/lab';
 import type { ChildProcess } from '../../src/host/programs';
 import { LBD_BIN, lbdConfig, LbdProcess, parseWrk, startLbd, udpEchoService } from '../helpers/lbd-process';
 
@@ -32,12 +32,7 @@ before(() => {
   // left to send by the time lbd restarts. Here the window paces the download, as on a long path,
   // and every ACK until the end must reach the server through lbd.
   lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_rmem=4096 131072 262144']);
-  // The lab writes the same bytes on every real server (lab.ts): (i * 131 + 7) & 0xff per MiB chunk.
-  const chunk = Buffer.alloc(MIB);
-  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 131 + 7) & 0xff;
-  const h = createHash('sha256');
-  for (let i = 0; i < FILE_MB; i++) h.update(chunk);
-  expectedSha = h.digest('hex');
+  expectedSha = bigFileSha256(FILE_MB);
 });
 after(() => lab?.teardown());
 

@@ -37,8 +37,15 @@ export function cleanAfter(lab: Lab, configFile: string): string {
 export async function startLbd(
   lab: Lab,
   yaml: string,
-  opts: { args?: string[]; timeoutMs?: number; env?: NodeJS.ProcessEnv; /** another build's bin/lbd (an upgrade) */ bin?: string } = {},
+  opts: {
+    args?: string[];
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    /** another build's bin/lbd (an upgrade) */ bin?: string;
+    /** the namespace it runs in (and its metrics and admin commands), default lab.ns.balancer; e.g. one of lab.ns.extraBalancers */ ns?: string;
+  } = {},
 ): Promise<LbdProcess> {
+  const ns = opts.ns ?? lab.ns.balancer;
   const configFile = path.join(lab.dir, `lb-${process.pid}-${++seq}.yaml`);
   // Each lbd gets its own admin socket in the lab's directory (unless the test sets one), so
   // that parallel runs never meet on the default /run/lbd/lbd.sock.
@@ -51,7 +58,7 @@ export async function startLbd(
   const stateFile = /^state_file:\s*(\S+)/m.exec(yaml)?.[1] ?? path.join(lab.dir, `lbd-${process.pid}-${seq}.state`);
   if (!/^state_file:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}state_file: ${stateFile}\n`;
   writeFileSync(configFile, yaml);
-  const proc = lab.spawn(lab.ns.balancer, ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
+  const proc = lab.spawn(ns, ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
     ref: true,
     env: opts.env,
@@ -86,7 +93,7 @@ export async function startLbd(
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  const metrics = () => lab.exec(lab.ns.balancer, ['curl', '-sf', '--max-time', '5', 'http://127.0.0.1:9469/metrics']);
+  const metrics = () => lab.exec(ns, ['curl', '-sf', '--max-time', '5', 'http://127.0.0.1:9469/metrics']);
   return {
     proc,
     configFile,
@@ -103,7 +110,7 @@ export async function startLbd(
     },
     async stopClean() {
       const t0 = Date.now();
-      if (proc.exitCode === null && proc.signalCode === null) lab.exec(lab.ns.balancer, ['node', LBD_BIN, 'stop', '--clean', '--socket', socket]);
+      if (proc.exitCode === null && proc.signalCode === null) lab.exec(ns, ['node', LBD_BIN, 'stop', '--clean', '--socket', socket]);
       const code = proc.exitCode !== null || proc.signalCode !== null ? proc.exitCode : await exited;
       await drained();
       return { code, ms: Date.now() - t0 };

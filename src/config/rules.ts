@@ -129,24 +129,10 @@ export function buildService(_v: Validator, r: SectionResult): ServiceConfig | u
     persistence_netmask: r.get('persistence_netmask') as string,
     real_servers: r.values.real_servers as RealServerConfig[],
   };
-  // The keys without a default: present only when written.
-  for (const k of [
-    'health_check',
-    'on_down',
-    'inhibit_on_failure',
-    'quorum',
-    'initial_state',
-    'sorry_server',
-    'on_remove',
-    'conn_reuse_mode',
-    'mh_table_size',
-    'mh_fallback',
-    'mh_port',
-    'sh_fallback',
-    'sh_port',
-    'on_miss',
-  ] as const) {
-    if (r.values[k] !== undefined) (s as unknown as Values)[k] = r.values[k];
+  // The keys without a default and not required (fields.ts): present only when written.
+  for (const f of r.spec.fields) {
+    if (f.default !== undefined || f.required !== undefined || r.values[f.key] === undefined) continue;
+    (s as unknown as Values)[f.key] = r.values[f.key];
   }
   return s;
 }

@@ -29,23 +29,30 @@ Napi::Value fail(Napi::Env env, const std::string& msg) {
   return env.Undefined();
 }
 
-/** openTap(name): the descriptor of a new TAP interface `name` (down, no address); throws the reason. */
+/**
+ * openTap(name, multiQueue?): the descriptor of a new TAP interface `name` (down, no address);
+ * throws the reason. With multiQueue (IFF_MULTI_QUEUE), a second process may attach a queue to
+ * the same interface while the first still holds one, and the interface lives until the last
+ * descriptor closes: how a restarting lbd takes over its announce interface without the routes
+ * through it ever going away.
+ */
 Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) return fail(env, "openTap(name): name must be a string");
   const std::string name = info[0].As<Napi::String>();
+  const bool multiQueue = info.Length() >= 2 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
   if (name.empty() || name.size() >= IFNAMSIZ)
     return fail(env, "interface name \"" + name + "\" must be 1 to 15 characters");
   const int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail(env, std::string("cannot open /dev/net/tun (the tun module): ") + strerror(errno));
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0));
   std::memcpy(ifr.ifr_name, name.data(), name.size());
   if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
     const int e = errno;
     close(fd);
     const char* why = e == EBUSY    ? " (another process holds it)"
-                      : e == EINVAL ? " (an interface of another kind has that name)"
+                      : e == EINVAL ? " (an interface of another kind, or a TAP with other flags, has that name)"
                                     : "";
     return fail(env, "cannot create TAP interface " + name + ": " + strerror(e) + why);
   }

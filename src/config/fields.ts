@@ -14,6 +14,7 @@ import {
   buildInterfaces,
   buildMetrics,
   buildRealServer,
+  announceRules,
   buildService,
   buildSorryServer,
   healthCheckRules,
@@ -39,7 +40,19 @@ import {
   PROTOCOLS,
 } from './types';
 import type { SectionResult, Validator } from './validate';
-import { BUSY_POLL_MAX, CONN_TABLE_MAX, CONN_TABLE_MIN, PORT_MAX, PORT_MIN, QUORUM_MAX, RISE_FALL_MAX, THRESHOLD_MAX, WEIGHT_MAX } from './values';
+import {
+  ANNOUNCE_DELAY_MAX,
+  ANNOUNCE_TABLE_MAX,
+  BUSY_POLL_MAX,
+  CONN_TABLE_MAX,
+  CONN_TABLE_MIN,
+  PORT_MAX,
+  PORT_MIN,
+  QUORUM_MAX,
+  RISE_FALL_MAX,
+  THRESHOLD_MAX,
+  WEIGHT_MAX,
+} from './values';
 
 /**
  * How a value is read (./readers.ts has one reader per scalar type, with its messages):
@@ -541,6 +554,56 @@ export const CONFIG: Section = simple(
       type: 'path',
       description:
         'where the connection table lives (memory-mapped, on tmpfs) so that a restart, crash or upgrade of lbd keeps every connection; default /run/lbd/lbd_<capture>.state',
+    },
+    {
+      key: 'announce',
+      type: 'section',
+      description:
+        'announce the VIPs to a routing daemon (BIRD learns them from a kernel table and exports them by BGP): a /32 route per VIP that can serve, through a TAP interface that dies with lbd; absent = no announcing',
+      section: {
+        ...simple('announce', [
+          {
+            key: 'interface',
+            type: 'ifname',
+            derived: 'lbdv-<capture>',
+            description: 'the TAP interface the VIP routes go through; it exists while lbd lives',
+          },
+          {
+            key: 'table',
+            type: 'int',
+            min: 1,
+            max: ANNOUNCE_TABLE_MAX,
+            default: DEFAULTS.announceTable,
+            description: "the kernel routing table the routes go into (BIRD's kernel protocol learns it); not main (254), local (255) or default (253)",
+          },
+          {
+            key: 'hold_on_restart',
+            type: 'duration',
+            default: DEFAULTS.announceHold,
+            max: ANNOUNCE_DELAY_MAX,
+            maxText: '5m',
+            description: 'SIGTERM or lbd stop (the state is kept for the next lbd): the routes stay this long for it to take over; 0 = withdraw at once',
+          },
+          {
+            key: 'withdraw_delay',
+            type: 'duration',
+            default: DEFAULTS.announceWithdrawDelay,
+            max: ANNOUNCE_DELAY_MAX,
+            maxText: '5m',
+            description: 'a stop that withdraws: withdraw first, keep forwarding this long while the routers move the flows away, then stop',
+          },
+          {
+            key: 'hang_timeout',
+            type: 'duration',
+            positive: true,
+            default: DEFAULTS.announceHangTimeout,
+            max: ANNOUNCE_DELAY_MAX,
+            maxText: '5m',
+            description: "lbd's event loop stalled this long (a hang, SIGSTOP): the routes are withdrawn until it runs again",
+          },
+        ]),
+        rules: [announceRules],
+      },
     },
     {
       key: 'local_access',

@@ -10,10 +10,11 @@
 import type { Scalar } from 'yaml';
 import type { ItemRule } from './fields';
 import { ipv4 } from './readers';
-import { serviceKey, type Config, type HealthCheckConfig, type RealServerConfig, type ServiceConfig } from './types';
+import { DEFAULTS, serviceKey, type AnnounceConfig, type Config, type HealthCheckConfig, type RealServerConfig, type ServiceConfig } from './types';
 import type { SectionResult, Validator, YNode } from './validate';
 import { CONSISTENT_SCHEDULERS, MH_TABLE_SIZES } from '../scheduler/options';
-import { PORT_MAX, PORT_MIN, ipv4ToString, notUnicast, parseIPv4, parseListen } from './values';
+import { instanceNames } from '../host/instance';
+import { ANNOUNCE_TABLE_MAX, PORT_MAX, PORT_MIN, ipv4ToString, notUnicast, parseIPv4, parseListen } from './values';
 
 type Values = Record<string, unknown>;
 
@@ -36,6 +37,7 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
   const onRemove = r.values.on_remove as Config['on_remove'];
   const expireNodest = r.values.expire_nodest_conn as boolean | undefined;
   const stateFile = r.values.state_file as string | undefined;
+  const announce = r.values.announce as Partial<AnnounceConfig> | undefined;
   return {
     local_access: r.get('local_access') as boolean,
     file: v.file,
@@ -52,6 +54,9 @@ export function buildConfig(v: Validator, r: SectionResult): Config | undefined 
     conn_reuse_mode: r.get('conn_reuse_mode') as number,
     ...(expireNodest !== undefined ? { expire_nodest_conn: expireNodest } : {}),
     ...(stateFile !== undefined ? { state_file: stateFile } : {}),
+    ...(announce !== undefined
+      ? { announce: { ...announce, interface: announce.interface ?? instanceNames(interfaces.capture).announceInterface } as AnnounceConfig }
+      : {}),
   };
 }
 
@@ -110,6 +115,21 @@ export function schedulerRules(v: Validator, r: SectionResult): void {
       r.at('on_miss'),
       `${r.path}.on_miss`,
       `on_miss: hash needs a consistent scheduler (${CONSISTENT_SCHEDULERS.join(' or ')}), so that every balancer picks the same real server for a flow; this service's scheduler is ${scheduler}`,
+    );
+    r.ok = false;
+  }
+}
+
+/** The routing tables the kernel uses itself: routes to a VIP there would take the balancer's own traffic into the TAP. */
+const RESERVED_TABLES: Record<number, string> = { 253: 'default', 254: 'main', 255: 'local' };
+
+export function announceRules(v: Validator, r: SectionResult): void {
+  const table = r.values.table as number | undefined;
+  if (table !== undefined && RESERVED_TABLES[table] !== undefined) {
+    v.report(
+      r.at('table'),
+      `${r.path}.table`,
+      `table ${table} is the kernel's ${RESERVED_TABLES[table]} table: a route to a VIP there would send the balancer's own traffic into the announce interface; use a table of its own (1-252 or 256-${ANNOUNCE_TABLE_MAX}, default ${DEFAULTS.announceTable})`,
     );
     r.ok = false;
   }

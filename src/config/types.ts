@@ -136,6 +136,22 @@ export interface Config {
   expire_nodest_conn?: boolean;
   /** The memory-mapped state file the connection table lives in (adopted by the next lbd). Absent = /run/lbd/lbd_<capture>.state. */
   state_file?: string;
+  /** Announcing the VIPs to a routing daemon (BIRD) through kernel routes that die with lbd; absent = none. */
+  announce?: AnnounceConfig;
+}
+
+/** Durations in seconds. */
+export interface AnnounceConfig {
+  /** The TAP interface the VIP routes go through (exists while lbd lives); default lbdv-<capture>. */
+  interface: string;
+  /** The kernel routing table the routes go into, where the routing daemon learns them. */
+  table: number;
+  /** A stop that keeps the state (SIGTERM, lbd stop): the routes stay this long for the next lbd; 0 = withdraw. */
+  hold_on_restart: number;
+  /** A stop that withdraws: withdraw, keep forwarding this long while the routers move away, then stop. */
+  withdraw_delay: number;
+  /** lbd's event loop stalled this long (a hang, SIGSTOP): the keeper lets go and the routes go. */
+  hang_timeout: number;
 }
 
 /** drain: flows of a removed real server continue until they end; drop: they are cut (IPVS expire_nodest_conn). */
@@ -156,6 +172,10 @@ export const DEFAULTS = {
   adminSocket: '/run/lbd/lbd.sock',
   onRemove: 'drain' as OnRemove,
   connReuseMode: 2,
+  announceTable: 4242,
+  announceHold: 0,
+  announceWithdrawDelay: 2,
+  announceHangTimeout: 1,
 };
 
 export const HEALTH_DEFAULTS = {

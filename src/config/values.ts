@@ -10,6 +10,10 @@ export const CONN_TABLE_MAX = 16777216;
 export const WEIGHT_MAX = 65535;
 /** Seconds: the native loop yields to the event loop after 1 ms of a wake-up anyway. */
 export const BUSY_POLL_MAX = 0.001;
+/** announce: routing table ids are u32; 0 is "unspecified" and 2^32-1 is not a table. */
+export const ANNOUNCE_TABLE_MAX = 4294967294;
+/** announce: its delays and timeout, at most (a stop that waits longer looks hung to its supervisor). */
+export const ANNOUNCE_DELAY_MAX = 300;
 /** IPVS keeps thresholds in a u32; a connection table never holds more than 2^31 entries. */
 export const THRESHOLD_MAX = 2 ** 31 - 1;
 export const RISE_FALL_MAX = 1000;

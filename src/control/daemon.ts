@@ -18,6 +18,7 @@ import { HostKeeper } from '../host/host-keeper';
 import { instanceNames, stateFilePath, type InstanceNames } from '../host/instance';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
 import { HOST_LEASE_S, LeasedTable } from '../host/leased-table';
+import { Announcer, type AnnounceHost } from '../host/announce';
 import { LocalAccess } from '../host/local-access';
 import { type Owner, ownerAlive, selfOwner, waitGone } from '../host/owner';
 import { probeTableSpec } from '../health/vip';
@@ -44,6 +45,8 @@ import { DEST_HEALTH_DOWN, DEST_HEALTH_UP } from '../dataplane/contract';
 
 /** How long an lbd taking over waits for the old one to let go of the state file. */
 const HANDOVER_WAIT_MS = 5000;
+/** A hand-over holds the announced routes at least this long for the new lbd (seconds). */
+const HANDOVER_HOLD_S = 5;
 
 /** The addon's state-file calls. */
 function addonStateIo(): StateFileIo {
@@ -63,6 +66,8 @@ export interface DaemonOptions {
   openPort?: (iface: string, filter: string) => Port;
   /** Install the nftables guard (default true). */
   hostGuard?: boolean;
+  /** What announcing does to the host (tests); default the real TAP, keeper and routes. */
+  announceHost?: AnnounceHost;
   /** Serve /metrics (default true). */
   metrics?: boolean;
   /** Health-check test hooks: fake checkers, clock and initial spread. */
@@ -190,6 +195,8 @@ export class Daemon {
   private stopped = false;
   private readonly local: Set<string>;
   private readonly localAccess: LocalAccess;
+  /** VIP routes for a routing daemon to announce (config announce); null without. */
+  private readonly announcer: Announcer | null;
   private localPort: Port | null = null;
   private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollCatches: 0 };
   /** The capture and egress links and the captures' poll errors (link-watch.ts), looked at every second. */
@@ -226,6 +233,14 @@ export class Daemon {
         watched: opts.openPort === undefined,
       });
       this.localAccess = new LocalAccess(this.names.localInterface);
+      this.announcer = cfg.announce
+        ? new Announcer(
+            () => this.running.announce!,
+            () => this.announceableVips(),
+            opts.log,
+            opts.announceHost,
+          )
+        : null;
       const owner = selfOwner();
       this.keeper = opts.hostGuard === false ? null : new HostKeeper({ log: opts.log, renewMs: (HOST_LEASE_S * 1000) / 3 });
       this.guard = opts.hostGuard === false ? null : new HostGuard(this.names.guardTable, cfg.interfaces.capture, owner, HOST_LEASE_S);
@@ -413,6 +428,44 @@ export class Daemon {
     return this.opts.log;
   }
 
+  /**
+   * The VIPs to announce: those with a service that can serve, one whose real servers are up to
+   * its quorum, or below it with a sorry server to take the flows. A VIP none of whose services
+   * can serve is withdrawn, so that the routers send its clients to a balancer that can.
+   */
+  private announceableVips(): string[] {
+    const out = new Set<string>();
+    for (const svc of this.services.values()) {
+      if (svc.removed || svc.gone) continue;
+      if (!svc.sorryActive || svc.sorry !== null) out.add(intToIp(svc.vip));
+    }
+    return [...out];
+  }
+
+  /**
+   * A stop and the announcement: a restart (keep, hand-over) may hold the routes for the next
+   * lbd (announce.hold_on_restart; a hand-over always does, briefly); otherwise, when there is
+   * time for it (keep, clean), the VIPs are withdrawn first and lbd goes on forwarding for
+   * announce.withdraw_delay while the routers move the flows away. A failed start or a lost
+   * interface lets go at once.
+   */
+  private async stopAnnouncing(mode: 'keep' | 'clean' | 'failed-start' | 'interface-gone' | 'handover'): Promise<void> {
+    const a = this.running.announce;
+    if (!this.announcer || !a) return;
+    const hold = mode === 'keep' ? a.hold_on_restart : mode === 'handover' ? Math.max(a.hold_on_restart, HANDOVER_HOLD_S) : 0;
+    if (hold > 0) {
+      this.log.info({ holdS: hold, interface: a.interface }, 'the VIPs stay announced for the next lbd');
+      await this.announcer.stop(hold * 1000);
+      return;
+    }
+    if ((mode === 'keep' || mode === 'clean') && a.withdraw_delay > 0) {
+      await this.announcer.withdraw();
+      this.log.info({ withdrawDelayS: a.withdraw_delay }, 'VIPs withdrawn: forwarding on while the routers move the flows away');
+      await new Promise((r) => setTimeout(r, a.withdraw_delay * 1000));
+    }
+    await this.announcer.stop();
+  }
+
   private announcedVips(services: ServiceConfig[]): number[] {
     return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v)).map(ipToInt);
   }
@@ -536,6 +589,8 @@ export class Daemon {
     if (this.opts.handoverFrom) await waitGone(this.opts.handoverFrom, HANDOVER_WAIT_MS);
     if (this.opts.metrics !== false) await this.listenMetrics(cfg.metrics.listen);
     this.timers.push(setInterval(() => this.tick(), TICK_MS));
+    // Last: the routers send traffic here only once every part above is ready for it.
+    await this.announcer?.start();
     // A second announcement a moment later covers a neighbour that missed the first.
     this.timers.push(setTimeout(() => this.arp.announce(), 1000));
     for (const t of this.timers) t.unref?.();
@@ -611,6 +666,13 @@ export class Daemon {
       eventLoop: this.eventLoop,
       pollErrors: () => this.links.pollErrors(),
       adoption: this.stateFile ? this.adoption : undefined,
+      announce: this.announcer
+        ? {
+            vips: () => [...new Set(this.running.services.map((s) => s.vip))],
+            announced: () => this.announcer!.announced,
+            lapses: () => this.announcer!.lapses,
+          }
+        : undefined,
     });
     try {
       this.metricsServer = await serveMetrics(registry, host, port);
@@ -1013,6 +1075,7 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     const clean = mode === 'clean';
+    await this.stopAnnouncing(mode);
     this.keeper?.stop();
     if (!clean) this.guard?.abandon();
     this.eventLoop.stop();

@@ -29,6 +29,9 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['dataplane', (c) => c.dataplane],
   ['admin.socket', (c) => c.admin?.socket],
   ['state_file', (c) => c.state_file],
+  // Which interface and table the announced routes use (and whether there are any): the
+  // routing daemon's config names them. The delays are read when they are used.
+  ['announce', (c) => (c.announce ? `${c.announce.interface}, table ${c.announce.table}` : 'none')],
 ];
 
 /** Service fields compared for 'service-update' (identity and real servers are handled apart). */

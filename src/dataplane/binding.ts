@@ -29,7 +29,7 @@ import {
   reuseReschedules,
 } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(). */
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(), 8 svcFlags (on_miss) and openTap's multiQueue. */
 const ABI_VERSION = 8;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
@@ -171,7 +171,7 @@ export interface NativeAddon {
   /** The libpcap soname the filter compiler loaded; throws what to install when none loads. */
   libpcap(): string;
   /** A TAP interface that exists while the returned descriptor is open (tap.cc); throws why not. */
-  openTap(name: string): number;
+  openTap(name: string, multiQueue?: boolean): number;
   /** Closes openTap's descriptor: the kernel deletes the interface and its routes. */
   closeTap(fd: number): void;
   /** A new file of `bytes` zero bytes mapped shared (statefile.cc): the shared state that outlives the process. */

@@ -14,6 +14,8 @@ export interface InstanceNames {
   probeTable: string;
   /** The local_access interface (a TAP): `lbd-<capture>`, shortened with a hash past 15 characters. */
   localInterface: string;
+  /** The announce interface (a TAP the VIP routes go through): `lbdv-<capture>`, shortened the same way. */
+  announceInterface: string;
   /** The default state file (config state_file): `/run/lbd/lbd_<capture>.state`. */
   stateFile: string;
 }
@@ -28,11 +30,20 @@ const IFNAME_MAX = 15;
 
 export function instanceNames(capture: string): InstanceNames {
   const hash = createHash('sha256').update(capture).digest('hex').slice(0, 4);
-  let local = `lbd-${capture}`;
-  if (local.length > IFNAME_MAX) local = `lbd-${capture.slice(0, IFNAME_MAX - 9)}-${hash}`;
+  const short = (prefix: string) => {
+    const name = `${prefix}${capture}`;
+    return name.length <= IFNAME_MAX ? name : `${prefix}${capture.slice(0, IFNAME_MAX - prefix.length - 5)}-${hash}`;
+  };
   // A name the slug changed gets the hash too: eth0.100 and eth0_100 must not share a table.
   const base = slug(capture) === capture ? capture : `${slug(capture)}_${hash}`;
-  return { capture, guardTable: `lbd_${base}`, probeTable: `lbd_${base}_probe`, localInterface: local, stateFile: `/run/lbd/lbd_${base}.state` };
+  return {
+    capture,
+    guardTable: `lbd_${base}`,
+    probeTable: `lbd_${base}_probe`,
+    localInterface: short('lbd-'),
+    announceInterface: short('lbdv-'),
+    stateFile: `/run/lbd/lbd_${base}.state`,
+  };
 }
 
 /** The state file an lbd with this config uses: config state_file, else the instance's default. */

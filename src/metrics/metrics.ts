@@ -25,6 +25,8 @@ export interface MetricsSource {
   hostRestores?: () => ReadonlyMap<string, number>;
   /** The event loop's delay histogram (event-loop.ts). */
   eventLoop?: { register(registry: Registry): void };
+  /** VIP announcement (host/announce.ts): the VIPs that could be announced, those that are, and the keeper's lapses; absent without announce. */
+  announce?: { vips: () => string[]; announced: () => ReadonlySet<string>; lapses: () => number };
   /** What this start adopted from the previous lbd's state file; absent without a state file. */
   adoption?: { flows: number; templates: number; rejected: Readonly<Record<string, number>>; restarts: number };
 }
@@ -261,6 +263,29 @@ export function createRegistry(src: MetricsSource): Registry {
       collect() {
         this.reset();
         for (const [table, n] of restores()) this.inc({ table }, n);
+      },
+    });
+  }
+  if (src.announce) {
+    const an = src.announce;
+    new Gauge({
+      name: 'lbd_vip_announced',
+      help: "1 while the VIP's route is in the announce table (a service on it can serve), 0 while withdrawn.",
+      labelNames: ['vip'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const on = an.announced();
+        for (const vip of an.vips()) this.set({ vip }, on.has(vip) ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'lbd_announce_lapses_total',
+      help: 'Times the announce keeper let go while lbd ran (its event loop stalled past announce.hang_timeout): the VIPs were withdrawn until lbd announced them again.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(an.lapses());
       },
     });
   }

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load';
 import { Daemon } from '../../src/control/daemon';
+import type { AnnounceHost } from '../../src/host/announce';
 import { MemoryPort } from '../../src/dataplane/io';
 import { macFromString } from '../../src/dataplane/packet';
 import { MAC } from './frames';
@@ -14,7 +15,10 @@ export interface TestDaemon {
 }
 
 /** A whole daemon on in-memory ports: no capture, no nftables, no metrics server. */
-export async function testDaemon(yaml: string, opts: { twoPorts?: boolean; stateFile?: string; fresh?: boolean } = {}): Promise<TestDaemon> {
+export async function testDaemon(
+  yaml: string,
+  opts: { twoPorts?: boolean; stateFile?: string; fresh?: boolean; announceHost?: AnnounceHost } = {},
+): Promise<TestDaemon> {
   const config = parseConfig(yaml, 'test.yaml');
   const capture = new MemoryPort(config.interfaces.capture, macFromString(MAC.balancer));
   const egress = opts.twoPorts ? new MemoryPort(config.interfaces.egress, macFromString('02:00:00:00:0e:01')) : capture;
@@ -27,6 +31,7 @@ export async function testDaemon(yaml: string, opts: { twoPorts?: boolean; state
     localAddresses: new Set(['10.0.10.30']),
     stateFile: opts.stateFile,
     fresh: opts.fresh,
+    announceHost: opts.announceHost,
   });
   await daemon.start();
   return {

@@ -75,9 +75,11 @@ test('the defaults of the table are what loading a minimal config fills in', () 
   // minimal.yaml has no health_check; with the one key a check requires, its defaults show too.
   const withCheck = text.replace(/^(\s+)real_servers:/m, '$1health_check: { type: tcp }\n$1real_servers:');
   assert.notEqual(withCheck, text);
+  // Nor an announce section; written empty, it has every default.
+  const withAnnounce = `${text.replace(/\n*$/, '\n')}announce:\n`;
   const checked = new Set<string>();
   const skipped = new Set<string>();
-  for (const t of [text, withCheck]) {
+  for (const t of [text, withCheck, withAnnounce]) {
     const doc = parse(t) as unknown;
     const cfg = parseConfig(t, 'minimal.yaml');
     for (const { path: p, field: f } of FIELDS) {

@@ -439,7 +439,7 @@ test('broken YAML, non-mapping and empty documents', () => {
   assert.ok(tabs.length >= 1);
   assert.ok(tabs.every((i) => i.message.startsWith('invalid YAML: ') && i.line >= 1 && i.col >= 1));
   assert.deepEqual(errorsOf('- eth0\n- web\n'), [
-    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, expire_nodest_conn, conn_reuse_mode, state_file, local_access), got a list',
+    'lb.yaml:1:1: expected a mapping at the top level (keys: interfaces, metrics, log, dataplane, busy_poll, connection_table, timeouts, services, admin, on_remove, expire_nodest_conn, conn_reuse_mode, state_file, announce, local_access), got a list',
   ]);
   assert.deepEqual(errorsOf(''), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);
   assert.deepEqual(errorsOf('# nothing but a comment\n'), ['lb.yaml:1:1: the config is empty: expected a mapping with at least interfaces and services']);

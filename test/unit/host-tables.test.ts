@@ -12,6 +12,7 @@ test('instance names derive from the capture interface: nft-safe table names, in
     guardTable: 'lbd_eth0',
     probeTable: 'lbd_eth0_probe',
     localInterface: 'lbd-eth0',
+    announceInterface: 'lbdv-eth0',
     stateFile: '/run/lbd/lbd_eth0.state',
   });
   const vlan = instanceNames('enp3s0f1.100');
@@ -20,6 +21,7 @@ test('instance names derive from the capture interface: nft-safe table names, in
   assert.ok(vlan.localInterface.length <= 15, vlan.localInterface);
   assert.match(vlan.localInterface, /^lbd-enp3s0-[0-9a-f]{4}$/);
   assert.notEqual(instanceNames('enp3s0f1.101').localInterface, vlan.localInterface, 'two long names that share a start still differ');
+  assert.match(vlan.announceInterface, /^lbdv-enp3s-[0-9a-f]{4}$/);
 });
 
 test('owner tags: this process is alive, a PID with another start time (a reused PID) or a PID that does not exist is not', () => {

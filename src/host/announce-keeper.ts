@@ -1,0 +1,43 @@
+/**
+ * The announce keeper: a process of its own that holds lbd's announce interface (a TAP, given
+ * to it as file descriptor 3) while lbd is alive and well, so that the VIP routes through that
+ * interface, which the routing daemon announces, die with lbd however it fails:
+ *
+ * - lbd ends (a crash, SIGKILL, an exit): its end of the pipe on our stdin closes, we exit at
+ *   once, the kernel deletes the interface (nobody else holds it) and every route through it;
+ * - lbd hangs (its event loop stalled, or the whole process stopped: SIGSTOP, a frozen cgroup,
+ *   which a thread inside lbd could not see from within): its heartbeat lines stop, and after
+ *   `hangTimeoutMs` we exit;
+ * - lbd stops for a restart: it writes "hold <ms>" first, and we keep the interface that long
+ *   after it is gone, for the next lbd to attach a queue of its own (a multi-queue TAP lives
+ *   while any queue is held), so that a quick restart never withdraws the VIPs.
+ *
+ * Usage: node announce-keeper.js HANG_TIMEOUT_MS, with the TAP on fd 3 and lbd's pipe on stdin.
+ * It reads nothing else, writes nothing, and needs nothing but its inherited descriptor.
+ */
+const hangMs = Number(process.argv[2]);
+if (!Number.isFinite(hangMs) || hangMs <= 0) {
+  process.stderr.write('usage: announce-keeper HANG_TIMEOUT_MS (the TAP on fd 3, heartbeats on stdin)\n');
+  process.exit(2);
+}
+
+const letGo = (): never => process.exit(0);
+let holdMs = 0;
+let partial = '';
+const hang = setTimeout(letGo, hangMs);
+
+process.stdin.on('data', (chunk: Buffer) => {
+  hang.refresh();
+  const lines = (partial + chunk.toString('latin1')).split('\n');
+  partial = lines.pop() ?? '';
+  for (const line of lines) {
+    const m = /^hold (\d+)$/.exec(line);
+    if (m) holdMs = Number(m[1]);
+  }
+});
+process.stdin.on('end', () => {
+  clearTimeout(hang);
+  if (holdMs > 0) setTimeout(letGo, holdMs);
+  else letGo();
+});
+process.stdin.on('error', letGo);

@@ -1,0 +1,243 @@
+import * as path from 'node:path';
+import type { Logger } from 'pino';
+import { requireBinding } from '../dataplane/binding';
+import { HostSetupError } from '../errors';
+import { SingleFlight } from '../single-flight';
+import type { AnnounceConfig } from '../config/types';
+import { hostChange, hostRun, quietly } from './commands';
+import { spawnProgram, type ChildProcess } from './programs';
+
+/**
+ * Announcing the VIPs to the routers, through a routing daemon (BIRD) that lbd does not drive:
+ * lbd puts a /32 route per VIP that can serve into a kernel routing table of its own
+ * (`announce.table`), through a TAP interface (`announce.interface`); the daemon's kernel
+ * protocol learns that table and exports the routes by BGP. Chosen over driving the daemon on
+ * its control socket because the announcement must die with lbd, and here the kernel sees to
+ * it: the TAP is held only by a small keeper process (announce-keeper.ts) that lets go when lbd
+ * ends, crashes, is killed or stops sending heartbeats (a hang, SIGSTOP); a TAP nobody holds is
+ * deleted with every route through it, and the daemon withdraws what it no longer learns. No
+ * state to clean up after a crash, nothing to keep in sync with the daemon's config but a table
+ * number and an interface name. The routes are in a table of their own, so the balancer's own
+ * traffic to a VIP is not sent into the TAP.
+ *
+ * A VIP is announced while one of its services can serve (see Daemon.announceableVips). A stop
+ * either withdraws first (delete the routes, keep forwarding `withdraw_delay` while the routers
+ * move away, then stop) or holds (a restart: the keeper keeps the interface `hold_on_restart`
+ * for the next lbd, which attaches a queue of its own to the same multi-queue TAP).
+ */
+
+/** What the announcer does to its host: the TAP, the keeper and the routes (injectable for tests). */
+export interface AnnounceHost {
+  openTap(name: string): number;
+  closeTap(fd: number): void;
+  /** Starts a keeper holding `fd` (as its fd 3) with this hang timeout. */
+  spawnKeeper(fd: number, hangTimeoutMs: number): KeeperProcess;
+  /** `ip` with these arguments; rejects with the reason. */
+  ip(args: string[]): Promise<void>;
+  /** `ip`, failures ignored (a route that is already gone). */
+  ipQuietly(args: string[]): Promise<void>;
+  /** The /32 destinations routed through `dev` in `table` now. */
+  routesVia(dev: string, table: number): Promise<string[]>;
+}
+
+/** The keeper as the announcer sees it: a pipe to write heartbeats to, and its exit. */
+export interface KeeperProcess {
+  /** Writes a line; `done` once it is in the pipe (or could not be). */
+  write(line: string, done?: () => void): void;
+  /** Closes our end of the pipe: the keeper lets go now, or after a hold it was told. */
+  end(): void;
+  onExit(fn: () => void): void;
+  readonly pid: number | undefined;
+}
+
+const HEARTBEAT_MS = 100;
+/** After the keeper let go under a running lbd (a stall, a kill), the next try comes this much later. */
+const RETRY_MS = 1000;
+
+export class Announcer {
+  private keeper: KeeperProcess | null = null;
+  /** VIPs routed through the interface now (as far as our last route changes went). */
+  private readonly routed = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** Once withdrawn for a stop, nothing is announced again. */
+  private withdrawn = false;
+  private readonly sync: SingleFlight;
+  /** Times the keeper let go while lbd ran (a hang or a kill): the VIPs were withdrawn meanwhile. */
+  lapses = 0;
+
+  constructor(
+    private readonly cfg: () => AnnounceConfig,
+    /** The VIPs that can serve now. */
+    private readonly wanted: () => string[],
+    private readonly log: Logger,
+    private readonly host: AnnounceHost = SYSTEM_HOST,
+  ) {
+    this.sync = new SingleFlight(
+      () => this.apply(),
+      () => this.stopped,
+    );
+  }
+
+  /** The VIPs announced now. */
+  get announced(): ReadonlySet<string> {
+    return this.routed;
+  }
+
+  /** Opens (or attaches to, after a restart's hold) the interface, hands it to a keeper, routes what can serve. */
+  async start(): Promise<void> {
+    await this.establish();
+    this.timer = setInterval(() => this.tick(), HEARTBEAT_MS);
+    this.timer.unref?.();
+  }
+
+  private async establish(): Promise<void> {
+    const cfg = this.cfg();
+    let fd: number;
+    try {
+      fd = this.host.openTap(cfg.interface);
+    } catch (e) {
+      throw new HostSetupError(`announce: ${(e as Error).message}`);
+    }
+    try {
+      const keeper = this.host.spawnKeeper(fd, Math.round(cfg.hang_timeout * 1000));
+      this.keeper = keeper;
+      keeper.onExit(() => this.keeperGone(keeper));
+    } finally {
+      // The keeper holds the interface now, and nobody else: when it goes, the interface goes.
+      this.host.closeTap(fd);
+    }
+    await this.host.ip(['link', 'set', cfg.interface, 'up']);
+    // An interface held over a restart keeps the routes of the lbd before: take them as ours, so
+    // that those still wanted are never missing and the others are withdrawn.
+    this.routed.clear();
+    for (const vip of await this.host.routesVia(cfg.interface, cfg.table)) this.routed.add(vip);
+    await this.sync.request();
+  }
+
+  private tick(): void {
+    this.keeper?.write('.\n');
+    if (!this.withdrawn) void this.sync.request();
+  }
+
+  /** Brings the routes in line with the VIPs that can serve. */
+  private async apply(): Promise<void> {
+    if (this.keeper === null) return;
+    const cfg = this.cfg();
+    const want = new Set(this.withdrawn ? [] : this.wanted());
+    for (const vip of [...this.routed]) {
+      if (want.has(vip)) continue;
+      await this.host.ipQuietly(['route', 'del', `${vip}/32`, 'dev', cfg.interface, 'table', String(cfg.table)]);
+      this.routed.delete(vip);
+      this.log.info({ vip, interface: cfg.interface, table: cfg.table }, 'VIP withdrawn: no service on it can serve');
+    }
+    for (const vip of want) {
+      if (this.routed.has(vip)) continue;
+      try {
+        await this.host.ip(['route', 'replace', `${vip}/32`, 'dev', cfg.interface, 'table', String(cfg.table), 'proto', 'static']);
+        this.routed.add(vip);
+        this.log.info({ vip, interface: cfg.interface, table: cfg.table }, 'VIP announced');
+      } catch (e) {
+        this.log.error({ vip, err: (e as Error).message }, 'could not announce the VIP');
+      }
+    }
+  }
+
+  /** The keeper let go while we run: the interface and its routes are gone; announce again shortly. */
+  private keeperGone(keeper: KeeperProcess): void {
+    if (this.keeper !== keeper) return;
+    this.keeper = null;
+    this.routed.clear();
+    if (this.stopped) return;
+    this.lapses++;
+    this.log.warn(
+      { interface: this.cfg().interface, retryMs: RETRY_MS },
+      'the announce keeper let go (the event loop stalled past announce.hang_timeout, or it was killed): the VIPs are withdrawn; announcing again',
+    );
+    this.again();
+  }
+
+  private again(): void {
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      if (this.stopped || this.keeper !== null) return;
+      this.establish().catch((e: Error) => {
+        this.log.error({ err: e.message, retryMs: RETRY_MS }, 'could not announce again');
+        if (!this.stopped && this.keeper === null) this.again();
+      });
+    }, RETRY_MS);
+    this.retry.unref?.();
+  }
+
+  /**
+   * Withdraws every VIP now and announces nothing more; the keeper stays (the interface too, routeless),
+   * so that the routers see a withdrawal while lbd still forwards what reaches it.
+   */
+  async withdraw(): Promise<void> {
+    this.withdrawn = true;
+    await this.sync.request();
+  }
+
+  /**
+   * Ends the announcing: with `holdMs`, the keeper keeps the interface and its routes that long
+   * for the next lbd (a restart); without, it lets go now and the kernel deletes them.
+   */
+  async stop(holdMs = 0): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.retry) clearTimeout(this.retry);
+    this.timer = this.retry = null;
+    const keeper = this.keeper;
+    this.keeper = null;
+    if (!keeper) return;
+    // The hold must be in the pipe before lbd's process ends (its end closes the pipe): wait for it.
+    if (holdMs > 0) await new Promise<void>((resolve) => keeper.write(`hold ${Math.round(holdMs)}\n`, resolve));
+    keeper.end();
+  }
+}
+
+/** The keeper, compiled beside this file. */
+const KEEPER = path.join(__dirname, 'announce-keeper.js');
+
+const SYSTEM_HOST: AnnounceHost = {
+  openTap: (name) => requireBinding().openTap(name, true),
+  closeTap: (fd) => requireBinding().closeTap(fd),
+  spawnKeeper(fd, hangTimeoutMs) {
+    // Detached: a terminal's Ctrl-C (SIGINT to lbd's process group) must not end the keeper
+    // before lbd decides between withdrawing and holding.
+    const child: ChildProcess = spawnProgram('node', [KEEPER, String(hangTimeoutMs)], { stdio: ['pipe', 'ignore', 'inherit', fd], detached: true });
+    // Neither the keeper nor our end of its pipe keeps lbd's event loop alive.
+    child.unref();
+    (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    child.stdin?.on('error', () => {
+      /* the keeper is gone: its exit says so */
+    });
+    return {
+      write: (line, done) => {
+        if (child.stdin?.writable) child.stdin.write(line, () => done?.());
+        else done?.();
+      },
+      end: () => child.stdin?.end(),
+      onExit: (fn) => {
+        child.on('exit', fn);
+        child.on('error', fn);
+      },
+      get pid() {
+        return child.pid;
+      },
+    };
+  },
+  ip: (args) => hostChange('ip', args),
+  async routesVia(dev, table) {
+    const r = await hostRun('ip', ['-j', 'route', 'show', 'table', String(table), 'dev', dev], { stdio: ['ignore', 'pipe', 'ignore'] });
+    if (r.status !== 0) return [];
+    try {
+      return (JSON.parse(r.stdout || '[]') as { dst?: string }[]).map((x) => x.dst ?? '').filter((d) => /^\d+\.\d+\.\d+\.\d+$/.test(d));
+    } catch {
+      return [];
+    }
+  },
+  ipQuietly: (args) => quietly('ip', args),
+};

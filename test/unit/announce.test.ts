@@ -1,0 +1,216 @@
+/**
+ * Announcing the VIPs (host/announce.ts) on whole daemons, with the host's side recorded: the
+ * TAP handed to a keeper, the routes that follow the services' ability to serve, the keeper
+ * letting go, and what each kind of stop does to the announcement. The kernel's side (a TAP
+ * that dies with its keeper, BIRD withdrawing) is the e2e tests' (announce.test.ts, bgp.test.ts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError } from '../../src/errors';
+import { parseConfig } from '../../src/config/load';
+import type { AnnounceHost, KeeperProcess } from '../../src/host/announce';
+import { testDaemon } from '../helpers/daemon';
+
+class FakeHost implements AnnounceHost {
+  readonly log: string[] = [];
+  readonly routes = new Set<string>();
+  readonly keepers: FakeKeeper[] = [];
+  private nextFd = 40;
+  openTap(name: string): number {
+    this.log.push(`open ${name}`);
+    return this.nextFd++;
+  }
+  closeTap(fd: number): void {
+    this.log.push(`close ${fd}`);
+  }
+  spawnKeeper(fd: number, hangTimeoutMs: number): KeeperProcess {
+    const k = new FakeKeeper(fd, hangTimeoutMs);
+    this.keepers.push(k);
+    this.log.push(`keeper fd ${fd} hang ${hangTimeoutMs}`);
+    return k;
+  }
+  async ip(args: string[]): Promise<void> {
+    this.record(args);
+  }
+  async ipQuietly(args: string[]): Promise<void> {
+    this.record(args);
+  }
+  async routesVia(dev: string, table: number): Promise<string[]> {
+    this.log.push(`routes via ${dev} table ${table}`);
+    return [...this.routes].map((r) => r.replace('/32', ''));
+  }
+  private record(args: string[]): void {
+    this.log.push(`ip ${args.join(' ')}`);
+    if (args[0] !== 'route') return;
+    if (args[1] === 'replace') this.routes.add(args[2]);
+    if (args[1] === 'del') this.routes.delete(args[2]);
+    if (args[1] === 'flush') this.routes.clear();
+  }
+}
+
+class FakeKeeper implements KeeperProcess {
+  readonly lines: string[] = [];
+  ended = false;
+  private exit: (() => void) | null = null;
+  readonly pid = 4242;
+  constructor(
+    readonly fd: number,
+    readonly hangMs: number,
+  ) {}
+  write(line: string, done?: () => void): void {
+    this.lines.push(line);
+    done?.();
+  }
+  end(): void {
+    this.ended = true;
+  }
+  onExit(fn: () => void): void {
+    this.exit = fn;
+  }
+  /** The keeper lets go on its own (a hang timeout, a kill). */
+  die(): void {
+    this.exit?.();
+  }
+}
+
+const config = (announce: string) => `
+interfaces:
+  capture: veth-test
+log:
+  level: silent
+${announce}
+services:
+  - name: web
+    vip: 10.0.10.100
+    port: 80
+    scheduler: mh
+    real_servers: [{ address: 10.0.10.40, mac: "02:00:00:00:00:28" }]
+  - name: tls
+    vip: 10.0.10.100
+    port: 443
+    real_servers: [{ address: 10.0.10.40, mac: "02:00:00:00:00:28" }]
+  - name: dns
+    vip: 10.0.10.101
+    port: 53
+    protocol: udp
+    real_servers: [{ address: 10.0.10.40, mac: "02:00:00:00:00:28" }]
+`;
+const ANNOUNCE = `announce:
+  withdraw_delay: 300ms
+  hang_timeout: 700ms`;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('announce: the config section, its defaults and what it refuses', () => {
+  const c = parseConfig(config('announce:'), 'lb.yaml');
+  assert.deepEqual(c.announce, { interface: 'lbdv-veth-test', table: 4242, hold_on_restart: 0, withdraw_delay: 2, hang_timeout: 1 });
+  assert.equal(parseConfig(config(''), 'lb.yaml').announce, undefined, 'absent: nothing is announced');
+  const custom = parseConfig(config('announce: { interface: vips0, table: 100, hold_on_restart: 5s, hang_timeout: 500ms }'), 'lb.yaml').announce;
+  assert.deepEqual(custom, { interface: 'vips0', table: 100, hold_on_restart: 5, withdraw_delay: 2, hang_timeout: 0.5 });
+  for (const [text, why] of [
+    ['announce: { table: 254 }', /announce\.table: table 254 is the kernel's main table: .* use a table of its own/],
+    ['announce: { table: 0 }', /announce\.table/],
+    ['announce: { hang_timeout: 0 }', /announce\.hang_timeout/],
+    ['announce: { withdraw_delay: 10m }', /announce\.withdraw_delay.*5m/],
+    ['announce: { interface: "this-name-is-too-long" }', /announce\.interface/],
+  ] as const) {
+    assert.throws(
+      () => parseConfig(config(text), 'lb.yaml'),
+      (e: unknown) => e instanceof ConfigError && why.test(e.message) && /lb\.yaml:\d+:\d+/.test(e.message),
+      text,
+    );
+  }
+});
+
+test('announce: the TAP goes to a keeper, one route per VIP that can serve, and heartbeats', async () => {
+  const host = new FakeHost();
+  const t = await testDaemon(config(ANNOUNCE), { announceHost: host });
+  try {
+    assert.deepEqual(host.log.slice(0, 5), [
+      'open lbdv-veth-test',
+      'keeper fd 40 hang 700',
+      'close 40',
+      'ip link set lbdv-veth-test up',
+      'routes via lbdv-veth-test table 4242',
+    ]);
+    assert.deepEqual([...host.routes].sort(), ['10.0.10.100/32', '10.0.10.101/32'], 'each VIP once, however many services');
+    assert.ok(host.log.includes('ip route replace 10.0.10.100/32 dev lbdv-veth-test table 4242 proto static'));
+    await sleep(350);
+    assert.ok(host.keepers[0].lines.filter((l) => l === '.\n').length >= 2, 'heartbeats every 100 ms');
+    // A service below quorum without a sorry server cannot serve: its VIP goes when no other
+    // service on it can serve.
+    const svc = (name: string) => [...t.daemon.forwarder.services.all].find((s) => s?.name === name)!;
+    svc('dns').sorryActive = true;
+    svc('web').sorryActive = true;
+    await sleep(250);
+    assert.deepEqual([...host.routes], ['10.0.10.100/32'], 'tls still serves 10.0.10.100; dns was the only service of .101');
+    svc('tls').sorryActive = true;
+    await sleep(250);
+    assert.deepEqual([...host.routes], []);
+    svc('dns').sorryActive = false;
+    await sleep(250);
+    assert.deepEqual([...host.routes], ['10.0.10.101/32'], 'announced again when it can serve');
+  } finally {
+    await t.daemon.stop('failed-start');
+  }
+});
+
+test('announce: when the keeper lets go under a running lbd, the VIPs are announced again with a new one', async () => {
+  const host = new FakeHost();
+  const t = await testDaemon(config(ANNOUNCE), { announceHost: host });
+  try {
+    host.keepers[0].die();
+    host.routes.clear(); // the kernel deleted the TAP and its routes
+    await sleep(1300);
+    assert.equal(host.keepers.length, 2, 'a new keeper');
+    assert.ok(host.log.filter((l) => l === 'open lbdv-veth-test').length === 2);
+    assert.deepEqual([...host.routes].sort(), ['10.0.10.100/32', '10.0.10.101/32']);
+  } finally {
+    await t.daemon.stop('failed-start');
+  }
+});
+
+test('announce: a stop withdraws, forwards on for withdraw_delay, then lets go; a hold keeps the routes for the next lbd', async () => {
+  for (const [mode, announce, expectHold] of [
+    ['keep', ANNOUNCE, 0],
+    ['clean', ANNOUNCE, 0],
+    ['keep', `${ANNOUNCE}\n  hold_on_restart: 4s`, 4000],
+    ['handover', ANNOUNCE, 5000],
+    ['failed-start', ANNOUNCE, 0],
+  ] as const) {
+    const host = new FakeHost();
+    const t = await testDaemon(config(announce), { announceHost: host });
+    const k = host.keepers[0];
+    const t0 = Date.now();
+    const stopped = t.daemon.stop(mode);
+    await sleep(100);
+    const routesWhileForwarding = host.routes.size;
+    await stopped;
+    const took = Date.now() - t0;
+    if (expectHold > 0) {
+      assert.ok(k.lines.includes(`hold ${expectHold}\n`) && k.ended, `${mode}: the keeper holds ${expectHold} ms`);
+      assert.equal(host.routes.size, 2, `${mode}: nothing withdrawn`);
+    } else if (mode === 'failed-start') {
+      assert.ok(k.ended && !k.lines.some((l) => l.startsWith('hold')), `${mode}: the keeper lets go at once`);
+      assert.ok(took < 250, `${mode}: no delay (${took} ms)`);
+    } else {
+      assert.equal(routesWhileForwarding, 0, `${mode}: withdrawn first`);
+      assert.ok(took >= 280, `${mode}: forwarded on for withdraw_delay (${took} ms)`);
+      assert.ok(k.ended && !k.lines.some((l) => l.startsWith('hold')), `${mode}: then the keeper lets go`);
+    }
+  }
+});
+
+test('announce: routes an lbd before left on a held interface are taken over: the wanted ones never go, the others are withdrawn', async () => {
+  const host = new FakeHost();
+  host.routes.add('10.0.10.100/32');
+  host.routes.add('10.0.10.199/32');
+  const t = await testDaemon(config(ANNOUNCE), { announceHost: host });
+  try {
+    assert.deepEqual([...host.routes].sort(), ['10.0.10.100/32', '10.0.10.101/32']);
+    assert.ok(host.log.includes('ip route del 10.0.10.199/32 dev lbdv-veth-test table 4242'));
+    assert.ok(!host.log.some((l) => l.startsWith('ip route del 10.0.10.100/32') || l.startsWith('ip route flush')), 'the wanted route was never taken down');
+  } finally {
+    await t.daemon.stop('failed-start');
+  }
+});

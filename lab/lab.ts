@@ -48,6 +48,7 @@ import {
   type RunResult,
   type StdioOptions,
 } from '../src/host/programs';
+import { startBgp, type BgpLab } from './bgp';
 
 export type { Command, ProgramName };
 
@@ -102,6 +103,12 @@ export interface LabOptions {
    * GRO as balancerGro says); ns.extraBalancers / addr.extraBalancers name them. Default none.
    */
   extraBalancers?: number[];
+  /**
+   * routed with extraBalancers only, default false. true = the router learns the VIP by BGP from
+   * every balancer (BIRD 2 with BFD, running contrib/bird/*.conf) and routes it by ECMP with an L4
+   * hash: lab/bgp.ts. createLab returns when every BGP session is up; lab.bgp is the handle.
+   */
+  bgp?: boolean;
   /** UDP echo port on the VIP; default 5353 */
   udpPort?: number;
   /** start Apache on every real server; default true */
@@ -197,6 +204,8 @@ export interface Lab {
   readonly names: string[];
   readonly ports: { http: number; udp: number };
   readonly alive: boolean;
+  /** LabOptions.bgp: the BIRDs and the router's route to the VIP (lab/bgp.ts) */
+  readonly bgp?: BgpLab;
 
   /** run a command in a namespace (ip netns exec); returns stdout, throws LabExecError on failure */
   exec(ns: string, cmd: Command, opts?: ExecOptions): string;
@@ -456,6 +465,7 @@ class LabImpl implements Lab {
   private spawnCounter = 0;
   private state: 'alive' | 'down' = 'alive';
   private readonly bigFileBytes: number;
+  bgp?: BgpLab;
 
   constructor(prefix: string, opts: LabOptions) {
     this.opts = opts;
@@ -1107,12 +1117,19 @@ function preflight(): void {
   for (const p of ['apache2', 'ip', 'ethtool', 'curl', 'sysctl'] as const) programPath(p);
 }
 
+function preflightBgp(opts: LabOptions): void {
+  if (!opts.bgp) return;
+  if (opts.shape !== 'routed' || !opts.extraBalancers?.length) throw new Error("bgp: only with shape 'routed' and extraBalancers");
+  for (const p of ['bird', 'birdc'] as const) programPath(p);
+}
+
 /**
  * Build a lab. Synchronous: returns when every real server's Apache answers and every UDP echo
  * server is bound. On failure, whatever was built is torn down before the error is thrown.
  */
 export function createLab(opts: LabOptions = {}): Lab {
   preflight();
+  preflightBgp(opts);
   const prefix = opts.prefix ?? randomPrefix();
   if (!PREFIX_RE.test(prefix)) throw new Error(`bad lab prefix "${prefix}" (want [A-Za-z0-9_]{2,40})`);
   if (listNamespaces().some((n) => n.startsWith(`${prefix}-`))) {
@@ -1125,6 +1142,7 @@ export function createLab(opts: LabOptions = {}): Lab {
   lab.register();
   try {
     lab.build();
+    if (opts.bgp) lab.bgp = startBgp(lab, { log: opts.log ?? defaultLog() });
   } catch (e) {
     try {
       lab.teardown();

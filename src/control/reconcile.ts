@@ -30,8 +30,9 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['admin.socket', (c) => c.admin?.socket],
   ['state_file', (c) => c.state_file],
   // Which interface and table the announced routes use (and whether there are any): the
-  // routing daemon's config names them. The delays are read when they are used.
-  ['announce', (c) => (c.announce ? `${c.announce.interface}, table ${c.announce.table}` : 'none')],
+  // routing daemon's config names them; the hang timeout is its keeper's, given at its start.
+  // The stop's delays are read when they are used.
+  ['announce', (c) => (c.announce ? `${c.announce.interface}, table ${c.announce.table}, hang_timeout ${c.announce.hang_timeout}s` : 'none')],
 ];
 
 /** Service fields compared for 'service-update' (identity and real servers are handled apart). */

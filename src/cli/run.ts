@@ -192,12 +192,16 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
   return new Promise<number>((resolve) => {
     let stopping = false;
     onStop = (signal: string, code = 0, mode: StopMode = 'keep') => {
-      if (stopping) return;
+      if (stopping) {
+        // A second signal: no more waiting for the routers (announce.withdraw_delay).
+        d.hurry();
+        return;
+      }
       stopping = true;
       log.info({ signal, clean: mode === 'clean' }, 'stopping');
       onHup = () => {};
-      // Whatever happens, exit within a second of the signal.
-      setTimeout(() => resolve(code), 700).unref();
+      // Whatever happens, exit within a second of the signal, or of the withdraw delay (announce).
+      setTimeout(() => resolve(code), 700 + d.withdrawDelayMs(mode ?? 'keep')).unref();
       Promise.all([a.close().catch(() => {}), d.stop(mode)]).then(
         () => resolve(code),
         (e) => {

@@ -246,8 +246,10 @@ export async function stop(argv: string[], io: CliIO, deps: Partial<StopDeps> = 
   }
   // The process is named by its start time too: a PID reused meanwhile is not waited for.
   const start = d.processStart(r.pid);
-  if (!(await waitGone(sock, r.pid, start, d))) {
-    io.err(`lbd: lbd (pid ${r.pid}) was asked to stop but still runs ${Math.round(d.waitMs / 1000)} s later\n`);
+  // A daemon that announces its VIPs forwards on for its withdraw delay first.
+  const wait = { ...d, waitMs: d.waitMs + (r.withdraw_delay_ms ?? 0) };
+  if (!(await waitGone(sock, r.pid, start, wait))) {
+    io.err(`lbd: lbd (pid ${r.pid}) was asked to stop but still runs ${Math.round(wait.waitMs / 1000)} s later\n`);
     return 1;
   }
   io.out(`lbd (pid ${r.pid}) stopped${r.clean ? ', every host change removed' : ''}\n`);

@@ -123,7 +123,19 @@ export function schedulerRules(v: Validator, r: SectionResult): void {
 /** The routing tables the kernel uses itself: routes to a VIP there would take the balancer's own traffic into the TAP. */
 const RESERVED_TABLES: Record<number, string> = { 253: 'default', 254: 'main', 255: 'local' };
 
+/** announce.hang_timeout's least: three of the keeper's 100 ms heartbeats. */
+const HANG_TIMEOUT_MIN = 0.3;
+
 export function announceRules(v: Validator, r: SectionResult): void {
+  const hang = r.values.hang_timeout as number | undefined;
+  if (hang !== undefined && hang < HANG_TIMEOUT_MIN) {
+    v.report(
+      r.at('hang_timeout'),
+      `${r.path}.hang_timeout`,
+      `hang_timeout must be at least 300ms (lbd sends its keeper a heartbeat every 100 ms), got ${Math.round(hang * 1000)}ms`,
+    );
+    r.ok = false;
+  }
   const table = r.values.table as number | undefined;
   if (table !== undefined && RESERVED_TABLES[table] !== undefined) {
     v.report(

@@ -437,7 +437,7 @@ export class Daemon {
     const out = new Set<string>();
     for (const svc of this.services.values()) {
       if (svc.removed || svc.gone) continue;
-      if (!svc.sorryActive || svc.sorry !== null) out.add(intToIp(svc.vip));
+      if (!svc.belowQuorum || svc.sorry !== null) out.add(intToIp(svc.vip));
     }
     return [...out];
   }
@@ -458,13 +458,34 @@ export class Daemon {
       await this.announcer.stop(hold * 1000);
       return;
     }
-    if ((mode === 'keep' || mode === 'clean') && a.withdraw_delay > 0) {
+    const delayMs = this.withdrawDelayMs(mode);
+    if (delayMs > 0) {
       await this.announcer.withdraw();
       this.log.info({ withdrawDelayS: a.withdraw_delay }, 'VIPs withdrawn: forwarding on while the routers move the flows away');
-      await new Promise((r) => setTimeout(r, a.withdraw_delay * 1000));
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delayMs);
+        this.hurryStop = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.hurryStop = null;
     }
     await this.announcer.stop();
   }
+
+  /** How long a stop of this kind forwards on after withdrawing the VIPs (0: it withdraws nothing, or holds). */
+  withdrawDelayMs(mode: 'keep' | 'clean' | 'failed-start' | 'interface-gone' | 'handover'): number {
+    const a = this.running.announce;
+    if (!this.announcer || !a || (mode !== 'keep' && mode !== 'clean') || (mode === 'keep' && a.hold_on_restart > 0)) return 0;
+    return Math.round(a.withdraw_delay * 1000);
+  }
+
+  /** A second stop signal: cut the withdraw delay short. */
+  hurry(): void {
+    this.hurryStop?.();
+  }
+  private hurryStop: (() => void) | null = null;
 
   private announcedVips(services: ServiceConfig[]): number[] {
     return [...new Set(services.map((s) => s.vip))].filter((v) => !this.local.has(v)).map(ipToInt);

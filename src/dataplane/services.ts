@@ -193,6 +193,8 @@ export class VirtualService {
   sorry: RealServer | null = null;
   /** True while new flows go to the sorry server (set by the health manager). */
   sorryActive = false;
+  /** True while fewer real servers are up than the quorum, sorry server or not (set by the health manager). */
+  belowQuorum = false;
   conns = 0;
   /**
    * [packets, bytes] forwarded: the service table's cells for this service's index once it is

@@ -322,6 +322,7 @@ export class HealthManager {
     const up = svc.dests.filter(inService).length;
     const below = up < policy.quorum;
     svc.sorryActive = below && svc.sorry !== null;
+    svc.belowQuorum = below;
     if (below === policy.belowQuorum) return;
     policy.belowQuorum = below;
     const fields = { service: svc.name, up, quorum: policy.quorum, sorry_server: svc.sorry ? intToIp(svc.sorry.addr) : null };

@@ -5,15 +5,17 @@
  *
  * - lbd ends (a crash, SIGKILL, an exit): its end of the pipe on our stdin closes, we exit at
  *   once, the kernel deletes the interface (nobody else holds it) and every route through it;
- * - lbd hangs (its event loop stalled, or the whole process stopped: SIGSTOP, a frozen cgroup,
- *   which a thread inside lbd could not see from within): its heartbeat lines stop, and after
- *   `hangTimeoutMs` we exit;
+ * - lbd hangs (its event loop stalled, or the process stopped by SIGSTOP, which a thread inside
+ *   lbd could not see from within): its heartbeat lines stop, and after `hangTimeoutMs` we exit
+ *   (a frozen cgroup freezes us too, when we are in it: a service manager's business);
  * - lbd stops for a restart: it writes "hold <ms>" first, and we keep the interface that long
  *   after it is gone, for the next lbd to attach a queue of its own (a multi-queue TAP lives
  *   while any queue is held), so that a quick restart never withdraws the VIPs.
  *
  * Usage: node announce-keeper.js HANG_TIMEOUT_MS, with the TAP on fd 3 and lbd's pipe on stdin.
- * It reads nothing else, writes nothing, and needs nothing but its inherited descriptor.
+ * It reads nothing else, writes nothing, and needs nothing but its inherited descriptor. The
+ * pipe alone governs it: termination signals (a service manager stopping lbd's whole group, a
+ * terminal) are ignored, so that lbd decides between withdrawing and holding.
  */
 const hangMs = Number(process.argv[2]);
 if (!Number.isFinite(hangMs) || hangMs <= 0) {
@@ -22,11 +24,19 @@ if (!Number.isFinite(hangMs) || hangMs <= 0) {
 }
 
 const letGo = (): never => process.exit(0);
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => {});
 let holdMs = 0;
 let partial = '';
-const hang = setTimeout(letGo, hangMs);
+let heard = false;
+// The timer may come due with heartbeats already waiting unread (this process itself was not
+// scheduled for a while): look at the pipe once more before letting go.
+const hang = setTimeout(function expired() {
+  heard = false;
+  setImmediate(() => (heard ? hang.refresh() : letGo()));
+}, hangMs);
 
 process.stdin.on('data', (chunk: Buffer) => {
+  heard = true;
   hang.refresh();
   const lines = (partial + chunk.toString('latin1')).split('\n');
   partial = lines.pop() ?? '';

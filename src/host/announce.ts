@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { requireBinding } from '../dataplane/binding';
@@ -36,8 +37,10 @@ export interface AnnounceHost {
   ip(args: string[]): Promise<void>;
   /** `ip`, failures ignored (a route that is already gone). */
   ipQuietly(args: string[]): Promise<void>;
-  /** The /32 destinations routed through `dev` in `table` now. */
-  routesVia(dev: string, table: number): Promise<string[]>;
+  /** The /32 destinations routed through `dev` in `table` now; null when they cannot be read. */
+  routesVia(dev: string, table: number): Promise<string[] | null>;
+  /** Throws what is missing when no keeper can be started (its script). */
+  checkKeeper(): void;
 }
 
 /** The keeper as the announcer sees it: a pipe to write heartbeats to, and its exit. */
@@ -46,11 +49,14 @@ export interface KeeperProcess {
   write(line: string, done?: () => void): void;
   /** Closes our end of the pipe: the keeper lets go now, or after a hold it was told. */
   end(): void;
-  onExit(fn: () => void): void;
+  onExit(fn: (code: number | null, signal: string | null) => void): void;
   readonly pid: number | undefined;
 }
 
-const HEARTBEAT_MS = 100;
+/** A heartbeat line to the keeper this often; announce.hang_timeout must be at least 3 of them. */
+export const HEARTBEAT_MS = 100;
+/** The routes are read back from the kernel this often (ticks), so that one deleted behind lbd's back returns. */
+const RESYNC_TICKS = 20;
 /** After the keeper let go under a running lbd (a stall, a kill), the next try comes this much later. */
 const RETRY_MS = 1000;
 
@@ -87,13 +93,16 @@ export class Announcer {
 
   /** Opens (or attaches to, after a restart's hold) the interface, hands it to a keeper, routes what can serve. */
   async start(): Promise<void> {
-    await this.establish();
+    // Heartbeats from the first moment the keeper runs: its hang timer starts then, and routing
+    // many VIPs on a loaded host may take longer than it.
     this.timer = setInterval(() => this.tick(), HEARTBEAT_MS);
     this.timer.unref?.();
+    await this.establish();
   }
 
   private async establish(): Promise<void> {
     const cfg = this.cfg();
+    this.host.checkKeeper();
     let fd: number;
     try {
       fd = this.host.openTap(cfg.interface);
@@ -103,7 +112,8 @@ export class Announcer {
     try {
       const keeper = this.host.spawnKeeper(fd, Math.round(cfg.hang_timeout * 1000));
       this.keeper = keeper;
-      keeper.onExit(() => this.keeperGone(keeper));
+      keeper.onExit((code, signal) => this.keeperGone(keeper, code, signal));
+      keeper.write('.\n');
     } finally {
       // The keeper holds the interface now, and nobody else: when it goes, the interface goes.
       this.host.closeTap(fd);
@@ -111,29 +121,58 @@ export class Announcer {
     await this.host.ip(['link', 'set', cfg.interface, 'up']);
     // An interface held over a restart keeps the routes of the lbd before: take them as ours, so
     // that those still wanted are never missing and the others are withdrawn.
+    const there = await this.host.routesVia(cfg.interface, cfg.table);
+    if (there === null) throw new HostSetupError(`announce: cannot read the routes of table ${cfg.table} (ip -j route show)`);
     this.routed.clear();
-    for (const vip of await this.host.routesVia(cfg.interface, cfg.table)) this.routed.add(vip);
+    for (const vip of there) this.routed.add(vip);
     await this.sync.request();
   }
 
+  private ticks = 0;
+  private resync = false;
+
   private tick(): void {
     this.keeper?.write('.\n');
+    if (++this.ticks % RESYNC_TICKS === 0) this.resync = true;
     if (!this.withdrawn) void this.sync.request();
   }
 
-  /** Brings the routes in line with the VIPs that can serve. */
+  /** Brings the routes in line with the VIPs that can serve; every few seconds, as the kernel has them. */
   private async apply(): Promise<void> {
-    if (this.keeper === null) return;
+    const keeper = this.keeper;
+    // Nothing after a stop (a late command could remove what the next lbd took over).
+    const live = () => !this.stopped && this.keeper === keeper && keeper !== null;
+    if (!live()) return;
     const cfg = this.cfg();
+    if (this.resync) {
+      this.resync = false;
+      const there = await this.host.routesVia(cfg.interface, cfg.table);
+      if (!live()) return;
+      if (there !== null) {
+        this.routed.clear();
+        for (const vip of there) this.routed.add(vip);
+      }
+    }
     const want = new Set(this.withdrawn ? [] : this.wanted());
     for (const vip of [...this.routed]) {
-      if (want.has(vip)) continue;
-      await this.host.ipQuietly(['route', 'del', `${vip}/32`, 'dev', cfg.interface, 'table', String(cfg.table)]);
+      if (want.has(vip) || !live()) continue;
+      try {
+        await this.host.ip(['route', 'del', `${vip}/32`, 'dev', cfg.interface, 'table', String(cfg.table)]);
+      } catch (e) {
+        // Already gone is withdrawn; anything else is tried again at the next tick.
+        if (!/No such process|not found|Cannot find device/i.test((e as Error).message)) {
+          this.log.error({ vip, err: (e as Error).message }, 'could not withdraw the VIP');
+          continue;
+        }
+      }
       this.routed.delete(vip);
-      this.log.info({ vip, interface: cfg.interface, table: cfg.table }, 'VIP withdrawn: no service on it can serve');
+      this.log.info(
+        { vip, interface: cfg.interface, table: cfg.table },
+        this.withdrawn ? 'VIP withdrawn: lbd is stopping' : 'VIP withdrawn: no service on it can serve',
+      );
     }
     for (const vip of want) {
-      if (this.routed.has(vip)) continue;
+      if (this.routed.has(vip) || !live()) continue;
       try {
         await this.host.ip(['route', 'replace', `${vip}/32`, 'dev', cfg.interface, 'table', String(cfg.table), 'proto', 'static']);
         this.routed.add(vip);
@@ -145,15 +184,17 @@ export class Announcer {
   }
 
   /** The keeper let go while we run: the interface and its routes are gone; announce again shortly. */
-  private keeperGone(keeper: KeeperProcess): void {
+  private keeperGone(keeper: KeeperProcess, code: number | null, signal: string | null): void {
     if (this.keeper !== keeper) return;
     this.keeper = null;
     this.routed.clear();
     if (this.stopped) return;
     this.lapses++;
     this.log.warn(
-      { interface: this.cfg().interface, retryMs: RETRY_MS },
-      'the announce keeper let go (the event loop stalled past announce.hang_timeout, or it was killed): the VIPs are withdrawn; announcing again',
+      { interface: this.cfg().interface, retryMs: RETRY_MS, keeperExit: code, keeperSignal: signal },
+      code === 0
+        ? 'the announce keeper let go (the event loop stalled past announce.hang_timeout): the VIPs are withdrawn; announcing again'
+        : 'the announce keeper ended: the VIPs are withdrawn; announcing again',
     );
     this.again();
   }
@@ -189,6 +230,8 @@ export class Announcer {
     if (this.timer) clearInterval(this.timer);
     if (this.retry) clearTimeout(this.retry);
     this.timer = this.retry = null;
+    // A route change under way finishes (or stops at its next step) before the keeper is told.
+    await this.sync.request();
     const keeper = this.keeper;
     this.keeper = null;
     if (!keeper) return;
@@ -207,7 +250,8 @@ const SYSTEM_HOST: AnnounceHost = {
   spawnKeeper(fd, hangTimeoutMs) {
     // Detached: a terminal's Ctrl-C (SIGINT to lbd's process group) must not end the keeper
     // before lbd decides between withdrawing and holding.
-    const child: ChildProcess = spawnProgram('node', [KEEPER, String(hangTimeoutMs)], { stdio: ['pipe', 'ignore', 'inherit', fd], detached: true });
+    // Nothing of lbd's output: a pipe reader waiting for lbd's stderr to end must not wait for a hold.
+    const child: ChildProcess = spawnProgram('node', [KEEPER, String(hangTimeoutMs)], { stdio: ['pipe', 'ignore', 'ignore', fd], detached: true });
     // Neither the keeper nor our end of its pipe keeps lbd's event loop alive.
     child.unref();
     (child.stdin as unknown as { unref?: () => void } | null)?.unref?.();
@@ -221,8 +265,8 @@ const SYSTEM_HOST: AnnounceHost = {
       },
       end: () => child.stdin?.end(),
       onExit: (fn) => {
-        child.on('exit', fn);
-        child.on('error', fn);
+        child.on('exit', (code, signal) => fn(code, signal));
+        child.on('error', () => fn(null, null));
       },
       get pid() {
         return child.pid;
@@ -231,13 +275,17 @@ const SYSTEM_HOST: AnnounceHost = {
   },
   ip: (args) => hostChange('ip', args),
   async routesVia(dev, table) {
-    const r = await hostRun('ip', ['-j', 'route', 'show', 'table', String(table), 'dev', dev], { stdio: ['ignore', 'pipe', 'ignore'] });
-    if (r.status !== 0) return [];
+    const r = await hostRun('ip', ['-j', 'route', 'show', 'table', String(table), 'dev', dev], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // A table nothing was ever routed in does not exist yet: no routes.
+    if (r.status !== 0) return /table does not exist/i.test(r.stderr) ? [] : null;
     try {
       return (JSON.parse(r.stdout || '[]') as { dst?: string }[]).map((x) => x.dst ?? '').filter((d) => /^\d+\.\d+\.\d+\.\d+$/.test(d));
     } catch {
-      return [];
+      return null;
     }
+  },
+  checkKeeper() {
+    if (!fs.existsSync(KEEPER)) throw new HostSetupError(`announce: the keeper ${KEEPER} is missing (run lbd from its build: npm run build)`);
   },
   ipQuietly: (args) => quietly('ip', args),
 };

@@ -1,7 +1,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
-import { lbdConfig, startLbd, type LbdProcess } from '../helpers/lbd-process';
+import { adminRequest } from '../../src/control/admin/client';
+import type { StopResult } from '../../src/control/admin/protocol';
+import { curl, lbdConfig, startLbd, type LbdProcess } from '../helpers/lbd-process';
 
 // The VIP routes lbd puts up for a routing daemon to announce (config announce): a /32 per VIP
 // in table 4242 through a TAP that only lbd's keeper holds, so that the kernel deletes them when
@@ -82,13 +84,19 @@ test('a restart with hold_on_restart keeps the VIP routed throughout; lbd stop -
     assert.equal(stopped.code, 0);
     assert.equal(missing, 0, 'never withdrawn');
     assert.ok(announced());
+    // lbd stop --clean, asked on the admin socket without waiting: the VIP is withdrawn while lbd
+    // still runs and forwards, and lbd ends only withdraw_delay later.
     const t0 = Date.now();
-    const clean = second.stopClean();
+    const asked = await adminRequest<StopResult>(second.socket, 'stop', { clean: true });
+    assert.equal(asked.withdraw_delay_ms, 1000, 'the CLI is told to allow for the delay');
+    const exited = new Promise<number>((resolve) => second!.proc.once('exit', () => resolve(Date.now())));
     const withdrawn = await within(1000, () => !announced(), 'withdrawn first');
-    const r = await clean;
-    t.diagnostic(`lbd stop --clean: withdrawn after ${withdrawn} ms, exited after ${Date.now() - t0} ms (withdraw_delay 1 s)`);
-    assert.equal(r.code, 0);
-    assert.ok(Date.now() - t0 >= 1000, 'lbd forwarded on for withdraw_delay before it stopped');
+    assert.equal(second.proc.exitCode, null, 'lbd still runs after the withdrawal');
+    assert.match(curl(lab, `http://${lab.addr.vip}/`), /server/, 'and still forwards');
+    const exitAt = await exited;
+    await second.stopClean();
+    t.diagnostic(`lbd stop --clean: withdrawn after ${withdrawn} ms, exited after ${exitAt - t0} ms (withdraw_delay 1 s)`);
+    assert.ok(exitAt - t0 >= 950, `lbd forwarded on for withdraw_delay before it stopped (${exitAt - t0} ms)`);
     second = null;
   } finally {
     await first.stop();

@@ -8,70 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError } from '../../src/errors';
 import { parseConfig } from '../../src/config/load';
-import type { AnnounceHost, KeeperProcess } from '../../src/host/announce';
+import { FakeAnnounceHost as FakeHost } from '../helpers/announce-host';
 import { testDaemon } from '../helpers/daemon';
-
-class FakeHost implements AnnounceHost {
-  readonly log: string[] = [];
-  readonly routes = new Set<string>();
-  readonly keepers: FakeKeeper[] = [];
-  private nextFd = 40;
-  openTap(name: string): number {
-    this.log.push(`open ${name}`);
-    return this.nextFd++;
-  }
-  closeTap(fd: number): void {
-    this.log.push(`close ${fd}`);
-  }
-  spawnKeeper(fd: number, hangTimeoutMs: number): KeeperProcess {
-    const k = new FakeKeeper(fd, hangTimeoutMs);
-    this.keepers.push(k);
-    this.log.push(`keeper fd ${fd} hang ${hangTimeoutMs}`);
-    return k;
-  }
-  async ip(args: string[]): Promise<void> {
-    this.record(args);
-  }
-  async ipQuietly(args: string[]): Promise<void> {
-    this.record(args);
-  }
-  async routesVia(dev: string, table: number): Promise<string[]> {
-    this.log.push(`routes via ${dev} table ${table}`);
-    return [...this.routes].map((r) => r.replace('/32', ''));
-  }
-  private record(args: string[]): void {
-    this.log.push(`ip ${args.join(' ')}`);
-    if (args[0] !== 'route') return;
-    if (args[1] === 'replace') this.routes.add(args[2]);
-    if (args[1] === 'del') this.routes.delete(args[2]);
-    if (args[1] === 'flush') this.routes.clear();
-  }
-}
-
-class FakeKeeper implements KeeperProcess {
-  readonly lines: string[] = [];
-  ended = false;
-  private exit: (() => void) | null = null;
-  readonly pid = 4242;
-  constructor(
-    readonly fd: number,
-    readonly hangMs: number,
-  ) {}
-  write(line: string, done?: () => void): void {
-    this.lines.push(line);
-    done?.();
-  }
-  end(): void {
-    this.ended = true;
-  }
-  onExit(fn: () => void): void {
-    this.exit = fn;
-  }
-  /** The keeper lets go on its own (a hang timeout, a kill). */
-  die(): void {
-    this.exit?.();
-  }
-}
 
 const config = (announce: string) => `
 interfaces:
@@ -111,6 +49,7 @@ test('announce: the config section, its defaults and what it refuses', () => {
     ['announce: { table: 254 }', /announce\.table: table 254 is the kernel's main table: .* use a table of its own/],
     ['announce: { table: 0 }', /announce\.table/],
     ['announce: { hang_timeout: 0 }', /announce\.hang_timeout/],
+    ['announce: { hang_timeout: 200ms }', /announce\.hang_timeout: hang_timeout must be at least 300ms .* got 200ms/],
     ['announce: { withdraw_delay: 10m }', /announce\.withdraw_delay.*5m/],
     ['announce: { interface: "this-name-is-too-long" }', /announce\.interface/],
   ] as const) {
@@ -138,18 +77,22 @@ test('announce: the TAP goes to a keeper, one route per VIP that can serve, and 
     await sleep(350);
     assert.ok(host.keepers[0].lines.filter((l) => l === '.\n').length >= 2, 'heartbeats every 100 ms');
     // A service below quorum without a sorry server cannot serve: its VIP goes when no other
-    // service on it can serve.
+    // service on it can serve. (health.test.ts drives this through real health verdicts.)
     const svc = (name: string) => [...t.daemon.forwarder.services.all].find((s) => s?.name === name)!;
-    svc('dns').sorryActive = true;
-    svc('web').sorryActive = true;
+    svc('dns').belowQuorum = true;
+    svc('web').belowQuorum = true;
     await sleep(250);
     assert.deepEqual([...host.routes], ['10.0.10.100/32'], 'tls still serves 10.0.10.100; dns was the only service of .101');
-    svc('tls').sorryActive = true;
+    svc('tls').belowQuorum = true;
     await sleep(250);
     assert.deepEqual([...host.routes], []);
-    svc('dns').sorryActive = false;
+    svc('dns').belowQuorum = false;
     await sleep(250);
     assert.deepEqual([...host.routes], ['10.0.10.101/32'], 'announced again when it can serve');
+    // A route deleted behind lbd's back comes back at the next look at the kernel (every 2 s).
+    host.routes.clear();
+    await sleep(2300);
+    assert.deepEqual([...host.routes], ['10.0.10.101/32']);
   } finally {
     await t.daemon.stop('failed-start');
   }

@@ -7,7 +7,7 @@ import type { Daemon } from '../../src/control/daemon';
 import { parseArgs, UsageError } from '../../src/cli/command';
 
 const silent = pino({ level: 'silent' });
-const noDaemon = { log: silent } as unknown as Daemon;
+const noDaemon = { log: silent, withdrawDelayMs: () => 0 } as unknown as Daemon;
 
 test('handover: the running lbd answers who it is and arms itself; refused when it cannot hand over or is stopping', async () => {
   let armed = 0;

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { FakeAnnounceHost } from '../helpers/announce-host';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load';
@@ -174,7 +175,7 @@ ${(opts.rs111 ?? []).map((l) => `        ${l}`).join('\n')}
 `;
 }
 
-async function healthDaemon(yaml: string) {
+async function healthDaemon(yaml: string, announceHost?: FakeAnnounceHost) {
   const config = parseConfig(yaml, 'test.yaml');
   const clock = new FakeClock();
   const port = new MemoryPort(config.interfaces.capture, macFromString(MAC.balancer));
@@ -187,6 +188,7 @@ async function healthDaemon(yaml: string) {
     hostGuard: false,
     metrics: false,
     localAddresses: new Set(['10.0.10.30']),
+    announceHost,
     health: {
       clock,
       random: () => 0,
@@ -624,4 +626,26 @@ test("vip probe: SYN to VIP:port in a frame to the real server's MAC; SYN-ACK = 
   await prober.close();
   assert.ok(fake.closed);
   assert.deepEqual(probeTableSpec('lbd_eth0_probe', 'eth0', ipToInt('10.0.10.30')).rules, ['ip saddr @vips ip daddr 10.0.10.30 tcp dport 61000-61999 drop']);
+});
+
+test('announce: a VIP whose service loses its quorum (no sorry server) is withdrawn, and announced again when it regains it', async () => {
+  const host = new FakeAnnounceHost();
+  const t = await healthDaemon(`${healthConfig(['quorum: 2'])}announce:\n  withdraw_delay: 0s\n`, host);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  try {
+    await t.clock.advance(0);
+    await sleep(150);
+    assert.deepEqual([...host.routes], ['10.0.10.100/32']);
+    t.set(RS111, REFUSED);
+    await t.clock.advance(2000);
+    assert.equal(t.rs(RS111).health, 'down');
+    await sleep(250);
+    assert.deepEqual([...host.routes], [], 'one server up, quorum 2, no sorry server: withdrawn');
+    t.set(RS111, OK);
+    await t.clock.advance(2000);
+    await sleep(250);
+    assert.deepEqual([...host.routes], ['10.0.10.100/32'], 'quorum regained: announced');
+  } finally {
+    await t.daemon.stop('failed-start');
+  }
 });

@@ -33,7 +33,7 @@ function io(): CliIO & { stdout: string; stderr: string } {
 
 const silent = pino({ level: 'silent' });
 /** Control needs no daemon for ping-less requests such as stop. */
-const noDaemon = { log: silent } as unknown as Daemon;
+const noDaemon = { log: silent, withdrawDelayMs: (mode: string) => (mode === 'clean' ? 2000 : 0) } as unknown as Daemon;
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 // --- the admin request --------------------------------------------------------------------------
@@ -43,7 +43,8 @@ test('stop: answered first with the clean flag and the pid, then the stop callba
     const calls: boolean[] = [];
     const control = new Control(noDaemon, { log: silent, stop: (c) => calls.push(c) });
     const r = (await control.handle(clean ? { cmd: 'stop', args: { clean } } : { cmd: 'stop' })) as StopResult;
-    assert.deepEqual(r, { stopping: true, clean, pid: process.pid });
+    // withdraw_delay_ms: how long the CLI must allow for an announcing daemon's withdraw delay.
+    assert.deepEqual(r, { stopping: true, clean, pid: process.pid, withdraw_delay_ms: clean ? 2000 : 0 });
     assert.deepEqual(calls, [], 'not stopped before the answer is out');
     await nextTurn();
     assert.deepEqual(calls, [clean]);

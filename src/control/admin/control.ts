@@ -256,7 +256,7 @@ export class Control {
       this.stopping = clean;
       this.log.info({ source: 'lbd stop', clean }, 'stop requested on the admin socket');
       setImmediate(() => stop(clean));
-      return { stopping: true, clean, pid: process.pid };
+      return { stopping: true, clean, pid: process.pid, withdraw_delay_ms: this.daemon.withdrawDelayMs(clean ? 'clean' : 'keep') };
     });
   }
 

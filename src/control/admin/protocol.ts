@@ -147,6 +147,8 @@ export interface StopResult {
   clean: boolean;
   /** The daemon's process, to wait for. */
   pid: number;
+  /** How long it forwards on after withdrawing its VIPs (announce.withdraw_delay) before it stops, in ms; 0 without. */
+  withdraw_delay_ms?: number;
 }
 /** What `handover` answers: the process the new lbd signals (SIGUSR2) once its capture is open. */
 export interface HandoverResult {

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { ANNOUNCE_INTERFACE, LBD_TABLE, announcedRoutes } from '../../lab/bgp';
 import { bigFileSha256, createLab, Lab } from '../../lab/lab';
-import type { ChildProcess } from '../../src/host/programs';
-import { lbdConfig, LbdProcess, startLbd } from '../helpers/lbd-process';
+import { heldDownload, lbdConfig, LbdProcess, startLbd, type HeldDownload } from '../helpers/lbd-process';
 
 // Scale-out with routers: two balancers announce the VIP by BGP (BIRD 2 with BFD, running the
 // shipped contrib/bird/*.conf), the router installs one ECMP route with a next hop per balancer
@@ -134,43 +132,10 @@ async function untilConnectionsSucceed(boundMs: number, what: string): Promise<n
   }
 }
 
-const HELD_JS = path.resolve(__dirname, '../../lab/held-download.js');
+type Held = HeldDownload;
 
-interface Held {
-  proc: ChildProcess;
-  started: Promise<number>;
-  release(): void;
-  /** the last line: `done STATUS BYTES SHA256` or `error …` */
-  done: Promise<string>;
-}
-
-function held(): Held {
-  const proc = lab.spawn(lab.ns.client, ['node', HELD_JS, '--host', lab.addr.vip, '--path', '/big.bin', '--max-ms', '60000', '--sha256'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    ref: true,
-  });
-  let out = '';
-  let onStart: (s: number) => void = () => undefined;
-  let onFail: (e: Error) => void = () => undefined;
-  const started = new Promise<number>((resolve, reject) => {
-    onStart = resolve;
-    onFail = reject;
-  });
-  started.catch(() => undefined);
-  proc.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-    const m = /^started (\d+)$/m.exec(out);
-    if (m) onStart(Number(m[1]));
-  });
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise<string>((resolve) =>
-    proc.once('exit', () => {
-      onFail(new Error(`ended before it started: ${out.trim()}`));
-      resolve(out.trim().split('\n').pop() ?? '');
-    }),
-  );
-  return { proc, started, release: () => proc.stdin!.end('go\n'), done };
-}
+/** A held download of big.bin through the VIP that reports the body's sha256 (`done STATUS BYTES SHA256`). */
+const held = (): Held => heldDownload(lab, lab.addr.vip, '/big.bin', 80, { sha256: true, maxMs: 60000 });
 
 async function startHeld(n: number): Promise<Held[]> {
   const hs = Array.from({ length: n }, () => held());

@@ -158,7 +158,7 @@ export interface HeldDownload {
   started: Promise<number>;
   /** Let it read to the end. */
   release(): void;
-  /** Resolves with the last line it printed: `done STATUS BYTES` or `error ...`. */
+  /** Resolves with the last line it printed: `done STATUS BYTES` (with `sha256`: `done STATUS BYTES SHA256`) or `error ...`. */
   done: Promise<string>;
   /** True while the process runs (the connection is still open). */
   running(): boolean;
@@ -169,8 +169,9 @@ export interface HeldDownload {
  * a long-lived flow whose length does not depend on how fast the machine is (see
  * lab/held-download.ts for why curl --limit-rate is not that).
  */
-export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port = 80): HeldDownload {
-  const proc = lab.spawn(lab.ns.client, ['node', HELD_DOWNLOAD_JS, '--host', host, '--port', String(port), '--path', urlPath], {
+export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port = 80, opts: { sha256?: boolean; maxMs?: number } = {}): HeldDownload {
+  const extra = [...(opts.sha256 ? ['--sha256'] : []), ...(opts.maxMs !== undefined ? ['--max-ms', String(opts.maxMs)] : [])];
+  const proc = lab.spawn(lab.ns.client, ['node', HELD_DOWNLOAD_JS, '--host', host, '--port', String(port), '--path', urlPath, ...extra], {
     stdio: ['pipe', 'pipe', 'pipe'],
     ref: true,
   });
@@ -188,8 +189,9 @@ export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port 
     if (m) onStart(Number(m[1]));
   });
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
   const done = new Promise<string>((resolve) =>
-    proc.once('exit', () => {
+    proc.once('close', () => {
       onFail(new Error(`held download ended before it started: ${out.trim()}`));
       resolve(out.trim().split('\n').pop() ?? '');
     }),

@@ -168,9 +168,9 @@ export function startBgp(lab: Lab, opts: { timeoutMs?: number; log?: (m: string)
     }
     return out;
   };
-  const routeText = (): string => lab.tryExec(router.ns, ['ip', 'route', 'show', lab.addr.vip]).stdout.trim();
+  const routeText = (): string => lab.tryExec(router.ns, ['ip', 'route', 'show', lab.addr.vip], { timeoutMs: 5000 }).stdout.trim();
   const nextHops = (): string[] => {
-    const r = lab.tryExec(router.ns, ['ip', '-j', 'route', 'show', lab.addr.vip]);
+    const r = lab.tryExec(router.ns, ['ip', '-j', 'route', 'show', lab.addr.vip], { timeoutMs: 5000 });
     if (r.status !== 0 || !r.stdout.trim()) return [];
     const routes = JSON.parse(r.stdout) as { dst: string; gateway?: string; nexthops?: { gateway?: string }[] }[];
     const vip = routes.find((x) => x.dst === lab.addr.vip);
@@ -217,7 +217,10 @@ function tail(file: string, n = 20): string {
   }
 }
 
-/** lbd's VIP routes in a balancer's table 4242 (`ip route show table 4242`), as text. */
+/** lbd's VIP routes in a balancer's table 4242 (`ip route show table 4242`), as text; throws when they cannot be read. */
 export function announcedRoutes(lab: Lab, ns: string): string {
-  return lab.tryExec(ns, ['ip', 'route', 'show', 'table', String(LBD_TABLE)]).stdout.trim();
+  const r = lab.tryExec(ns, ['ip', 'route', 'show', 'table', String(LBD_TABLE)], { timeoutMs: 5000 });
+  // A table nothing was ever routed in does not exist yet: empty.
+  if (r.status !== 0 && !/table does not exist/i.test(r.stderr)) throw new Error(`ip route show table ${LBD_TABLE} in ${ns}: ${r.stderr.trim()}`);
+  return r.status === 0 ? r.stdout.trim() : '';
 }

@@ -207,7 +207,9 @@ async function scaleOut(): Promise<number> {
           p.once('exit', () => resolve());
         }),
       );
-      done.push(new Promise<void>((resolve) => p.once('exit', () => resolve())));
+      // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
+      done.push(new Promise<void>((resolve) => p.once('close', () => resolve())));
+      p.stdin!.on('error', () => {});
     }
     await Promise.all(started);
     const per = ns.map((n) => {
@@ -224,7 +226,7 @@ async function scaleOut(): Promise<number> {
     for (const l of bgp.routeText().split('\n')) say(`  ${l}`);
 
     say("\ndemo: releasing the downloads: lb30's flows now reach lb31, which schedules each by the Maglev hash to the same real server");
-    for (const p of downloads) p.stdin!.end('go\n');
+    for (const p of downloads) if (p.exitCode === null && p.signalCode === null) p.stdin!.end('go\n');
     await Promise.all(done);
     const want = `done 200 ${SCALE_FILE_MB * 1024 * 1024} ${bigFileSha256(SCALE_FILE_MB)}`;
     const ok = outs.filter((o) => o.trim().split('\n').pop() === want).length;

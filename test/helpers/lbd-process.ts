@@ -189,6 +189,8 @@ export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port 
     if (m) onStart(Number(m[1]));
   });
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  // Released after it ended on its own (an error, --max-ms): the write fails, and that is all.
+  proc.stdin!.on('error', () => {});
   // 'close', not 'exit': the last line may still be in the pipe when the process has exited.
   const done = new Promise<string>((resolve) =>
     proc.once('close', () => {
@@ -199,7 +201,9 @@ export function heldDownload(lab: Lab, host: string, urlPath = '/big.bin', port 
   return {
     proc,
     started,
-    release: () => proc.stdin!.end('go\n'),
+    release: () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.stdin!.end('go\n');
+    },
     done,
     running: () => proc.exitCode === null && proc.signalCode === null,
   };

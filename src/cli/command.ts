@@ -142,6 +142,15 @@ export interface ParsedArgs {
   takeOver?: boolean;
 }
 
+/** The config `lbd`, `lbd run` and `lbd check` read when no --config is given. */
+export const DEFAULT_CONFIG = '/etc/lbd/lb.yaml';
+
+/**
+ * The daemon's exit status when its config is invalid or missing: EX_CONFIG (sysexits.h), so that
+ * a service manager can tell it from a runtime failure (1) and not restart into the same error.
+ */
+export const EXIT_CONFIG = 78;
+
 /**
  * The arguments of `run` and `check`, in the grammar of the first CLI (`lbd --config FILE` runs,
  * `lbd check FILE` checks). Not parseFlags, although both read options: here the messages carry
@@ -198,7 +207,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
         throw new UsageError(`unknown option "${a}"`);
     }
   }
-  if (!out.config) throw new UsageError('--config FILE is required');
+  // Where operators keep a service's config (keepalived's /etc/keepalived, HAProxy's /etc/haproxy).
+  if (!out.config) out.config = DEFAULT_CONFIG;
   if (out.fresh && out.takeOver) throw new UsageError('--fresh and --take-over together: a hand-over that starts with an empty table would cut every flow');
   return out;
 }

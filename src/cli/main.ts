@@ -32,8 +32,9 @@ export function usage(): string {
   return `lbd ${VERSION} — userspace L4 Direct Routing load balancer
 
 Usage:
-  lbd [run] --config FILE [--log-level LEVEL] [--fresh | --take-over]
-                                                run the daemon in the foreground (logs: JSON on stdout)
+  lbd [run] [--config FILE] [--log-level LEVEL] [--fresh | --take-over]
+                                                run the daemon in the foreground (logs: JSON on stdout;
+                                                the config: FILE, else /etc/lbd/lb.yaml)
   lbd COMMAND [OPTIONS]                         talk to a running daemon, check or convert configs
   lbd COMMAND --help                            the options of one command
   lbd --help | --version
@@ -42,7 +43,8 @@ Commands:
 ${cmds.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
 Commands that talk to the daemon use its admin socket: --socket PATH, else admin.socket of
---config FILE, else /run/lbd/lbd.sock. Exit status: 0 ok, 1 failed, 2 usage error.
+--config FILE, else /run/lbd/lbd.sock. Exit status: 0 ok, 1 failed, 2 usage error; the daemon
+exits 78 (EX_CONFIG) when its config is invalid; lbd check exits 1 then (like nginx -t).
 SIGTERM or SIGINT (or lbd stop) stops the daemon and exits 0, leaving the state file and the
 nftables guard for the next lbd; lbd stop --clean removes them. SIGHUP reloads its config file.
 lbd --config FILE --take-over replaces a running lbd without a gap (an upgrade).
@@ -51,10 +53,7 @@ lbd --config FILE --take-over replaces a running lbd without a gap (an upgrade).
 
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const first = argv[0];
-  if (first === undefined) {
-    io.err(`lbd: --config FILE is required\n\n${usage()}`);
-    return 2;
-  }
+  // A bare `lbd` runs the daemon on the default config, as `lbd run` does.
   if (first === '-h' || first === '--help' || first === 'help') {
     const sub = first === 'help' && argv[1] ? loadCommand(argv[1]) : undefined;
     io.out(sub ? sub.usage : usage());
@@ -66,7 +65,7 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
   }
   let cmd: Command | undefined;
   let rest: string[];
-  if (first.startsWith('-')) {
+  if (first === undefined || first.startsWith('-')) {
     cmd = loadCommand('run');
     rest = argv;
   } else {

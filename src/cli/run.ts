@@ -9,7 +9,7 @@ import { Control } from '../control/admin/control';
 import { AdminServer } from '../control/admin/server';
 import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
-import { answerHelpOrVersion, Command, parseArgs } from './command';
+import { answerHelpOrVersion, Command, EXIT_CONFIG, parseArgs } from './command';
 import { HOST_LEASE_S } from '../host/leased-table';
 import { type Owner, selfOwner, waitGone } from '../host/owner';
 import { adminRequest, NoDaemonError } from '../control/admin/client';
@@ -18,7 +18,7 @@ import { stateFilePath } from '../host/instance';
 import type { HandoverResult } from '../control/admin/protocol';
 import type { Logger } from 'pino';
 
-export const RUN_USAGE = `Usage: lbd [run] --config FILE [--log-level LEVEL] [--fresh | --take-over]
+export const RUN_USAGE = `Usage: lbd [run] [--config FILE] [--log-level LEVEL] [--fresh | --take-over]
 
 Runs the daemon in the foreground (logs: JSON on stdout). It listens on the admin socket
 (admin.socket, default /run/lbd/lbd.sock) for lbd list/server/service/reload/save/stop.
@@ -29,7 +29,7 @@ whether it stopped, crashed or was killed, so established connections go on; a f
 trust is set aside (<state file>.rejected) and lbd starts empty.
 
 Options:
-  -c, --config FILE      the lb.yaml to use
+  -c, --config FILE      the lb.yaml to use (default /etc/lbd/lb.yaml)
   -l, --log-level LEVEL  trace debug info warn error fatal silent (overrides log.level)
       --fresh            start with an empty connection table (the state file is replaced)
       --take-over        take over without a gap (an upgrade) from the lbd on this config's
@@ -43,6 +43,10 @@ admin socket and exits 0, leaving the state file and the nftables guard for the 
 guard's lease lapses by itself ${HOST_LEASE_S} s later). \`lbd stop --clean\` removes every change lbd
 made to the host. A link going down and up is ridden out; if the capture or egress interface
 is deleted, lbd stops the same way and exits 1.
+
+Exit status: 0 stopped on request; 1 a runtime or host failure (an interface missing or gone, a
+port in use, a crash); 2 a usage error; 78 (EX_CONFIG) the config is invalid or missing, which
+a restart would not mend (systemd: RestartPreventExitStatus=78).
 `;
 
 export const command: Command = {
@@ -59,7 +63,7 @@ export const command: Command = {
     } catch (e) {
       if (e instanceof ConfigError) {
         io.err(`${e.message}\n`);
-        return 1;
+        return EXIT_CONFIG;
       }
       throw e;
     }

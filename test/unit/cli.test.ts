@@ -36,7 +36,9 @@ test('run/check arguments keep their first behaviour', () => {
   assert.deepEqual(parseArgs(['check', '-c', 'lb.yaml']), { command: 'check', config: 'lb.yaml' });
   assert.deepEqual(parseArgs(['check', 'lb.yaml']), { command: 'check', config: 'lb.yaml' });
   assert.deepEqual(parseArgs(['run', '--config=lb.yaml', '-l', 'debug']), { command: 'run', config: 'lb.yaml', logLevel: 'debug' });
-  assert.throws(() => parseArgs(['run']), /--config FILE is required/);
+  // Without --config: the operators' place for it.
+  assert.deepEqual(parseArgs(['run']), { command: 'run', config: '/etc/lbd/lb.yaml' });
+  assert.deepEqual(parseArgs(['check']), { command: 'check', config: '/etc/lbd/lb.yaml' });
   assert.throws(() => parseArgs(['--config', 'x', '--log-level', 'loud']), /unknown level "loud"/);
 });
 
@@ -481,5 +483,28 @@ test('scheduler flags through main(): service edit -b, list, save --ipvsadm and 
   } finally {
     await admin.close();
     await t.daemon.stop();
+  }
+});
+
+test('exit status: an invalid or missing config is 78 (EX_CONFIG) for the daemon, 1 for lbd check, a usage error 2', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lbd-exit-'));
+  try {
+    const bad = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(
+      bad,
+      'interfaces: { capture: eth0 }\nservices:\n  - name: web\n    vip: 10.0.10.100\n    port: 80\n    scheduler: wl\n    real_servers: [10.0.10.40]\n',
+    );
+    let o = io();
+    assert.equal(await main(['--config', bad], o), 78, 'lbd --config BAD');
+    assert.match(o.stderr, /bad\.yaml:6:16 services\[0\]\.scheduler: unknown scheduler "wl"; did you mean "wlc"\?/);
+    o = io();
+    assert.equal(await main(['run', '--config', path.join(dir, 'missing.yaml')], o), 78, 'a missing config');
+    assert.match(o.stderr, /missing\.yaml/);
+    o = io();
+    assert.equal(await main(['check', bad], o), 1, 'lbd check keeps nginx -t’s 1');
+    o = io();
+    assert.equal(await main(['run', '--config'], o), 2, 'a usage error');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

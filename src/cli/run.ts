@@ -9,6 +9,7 @@ import { Control } from '../control/admin/control';
 import { AdminServer } from '../control/admin/server';
 import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
+import { journalDestination, stdoutIsJournal } from '../journal';
 import { answerHelpOrVersion, Command, EXIT_CONFIG, parseArgs } from './command';
 import { HOST_LEASE_S } from '../host/leased-table';
 import { type Owner, selfOwner, waitGone } from '../host/owner';
@@ -108,7 +109,9 @@ async function askHandover(config: Config, log: Logger): Promise<Owner | undefin
 const HANDOVER_ARMED_MS = 10_000;
 
 export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?: boolean; takeOver?: boolean } = {}): Promise<number> {
-  const log = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime });
+  const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
+  // Under systemd, each line carries its syslog priority for the journal (journal.ts).
+  const log = stdoutIsJournal() ? pino(options, journalDestination()) : pino(options);
   let daemon: Daemon | undefined;
   let admin: AdminServer | undefined;
   let control: Control | undefined;

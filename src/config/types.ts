@@ -2,6 +2,8 @@
  * The normalized, validated configuration: what `lbd check` prints and what the daemon runs.
  * Durations are seconds (numbers, may be fractional); addresses are dotted-quad strings.
  */
+import { runtimeDir } from '../runtime-dir';
+
 // The choices of each enumerated key, in the order messages list them; the types follow from them.
 export const PROTOCOLS = ['tcp', 'udp'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -169,7 +171,7 @@ export const DEFAULTS = {
   weight: 1,
   persistence: 0,
   persistenceNetmask: '255.255.255.255',
-  adminSocket: '/run/lbd/lbd.sock',
+  adminSocket: `${runtimeDir()}/lbd.sock`,
   onRemove: 'drain' as OnRemove,
   connReuseMode: 2,
   announceTable: 4242,

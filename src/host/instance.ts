@@ -4,6 +4,7 @@
  * name, and a second lbd started on the same interface finds the first one's guard by name.
  */
 import { createHash } from 'node:crypto';
+import { runtimeDir } from '../runtime-dir';
 
 export interface InstanceNames {
   /** The capture interface the names derive from. */
@@ -16,7 +17,7 @@ export interface InstanceNames {
   localInterface: string;
   /** The announce interface (a TAP the VIP routes go through): `lbdv-<capture>`, shortened the same way. */
   announceInterface: string;
-  /** The default state file (config state_file): `/run/lbd/lbd_<capture>.state`. */
+  /** The default state file (config state_file): `<runtime dir>/lbd_<capture>.state` (runtime-dir.ts: /run/lbd). */
   stateFile: string;
 }
 
@@ -42,7 +43,7 @@ export function instanceNames(capture: string): InstanceNames {
     probeTable: `lbd_${base}_probe`,
     localInterface: short('lbd-'),
     announceInterface: short('lbdv-'),
-    stateFile: `/run/lbd/lbd_${base}.state`,
+    stateFile: `${runtimeDir()}/lbd_${base}.state`,
   };
 }
 

@@ -30,11 +30,7 @@ async function main(): Promise<number> {
     if (lbd && lbd.exitCode === null) lab.kill(lbd.pid!, { graceMs: 2000 });
     lab.teardown();
   };
-  process.once('SIGINT', () => {
-    say('\ndemo: interrupted, tearing down');
-    cleanup();
-    process.exit(130);
-  });
+  tearDownOnInterrupt(cleanup);
   try {
     say(`demo: lab ${lab.prefix} is up; VIP ${lab.addr.vip} lives on the real servers' lo (arp_ignore=1, arp_announce=2)`);
     say('demo: starting lbd --config examples/lb.yaml in the balancer namespace');
@@ -92,6 +88,15 @@ const HELD_DOWNLOAD_JS = path.join(__dirname, 'held-download.js');
 const SCALE_FILE_MB = 4;
 const SCALE_DOWNLOADS = 16;
 
+/** Ctrl-C tears the lab down before the demo exits (130, as a shell reports SIGINT). */
+function tearDownOnInterrupt(cleanup: () => void): void {
+  process.once('SIGINT', () => {
+    say('\ndemo: interrupted, tearing down');
+    cleanup();
+    process.exit(130);
+  });
+}
+
 /** Starts lbd in a namespace with `config`; resolves once it logged "lbd started" (15 s bound). */
 async function startLbdIn(lab: Lab, ns: string, name: string, config: string): Promise<ChildProcess> {
   const lbd = lab.spawn(ns, ['node', path.join(ROOT, 'bin/lbd'), '--config', config], { stdio: ['ignore', 'pipe', 'inherit'], ref: true });
@@ -140,11 +145,7 @@ async function scaleOut(): Promise<number> {
     for (const p of [...downloads, ...lbds]) if (p && p.exitCode === null && p.signalCode === null) lab.kill(p.pid!, { graceMs: 4000 });
     lab.teardown();
   };
-  process.once('SIGINT', () => {
-    say('\ndemo: interrupted, tearing down');
-    cleanup();
-    process.exit(130);
-  });
+  tearDownOnInterrupt(cleanup);
   try {
     say(`demo: lab ${lab.prefix} is up; BIRD configs rendered from contrib/bird/ into ${lab.dir}/bird-*.conf; sessions: ${JSON.stringify(bgp.sessions())}`);
     say('demo: the router forwards with net.ipv4.fib_multipath_hash_policy=1 (flows hashed by address AND port)');

@@ -5,7 +5,7 @@ import { requireBinding } from '../dataplane/binding';
 import { HostSetupError } from '../errors';
 import { SingleFlight } from '../single-flight';
 import type { AnnounceConfig } from '../config/types';
-import { hostChange, hostRun, quietly } from './commands';
+import { hostChange, hostRun } from './commands';
 import { spawnProgram, type ChildProcess } from './programs';
 
 /**
@@ -35,8 +35,6 @@ export interface AnnounceHost {
   spawnKeeper(fd: number, hangTimeoutMs: number): KeeperProcess;
   /** `ip` with these arguments; rejects with the reason. */
   ip(args: string[]): Promise<void>;
-  /** `ip`, failures ignored (a route that is already gone). */
-  ipQuietly(args: string[]): Promise<void>;
   /** The /32 destinations routed through `dev` in `table` now; null when they cannot be read. */
   routesVia(dev: string, table: number): Promise<string[] | null>;
   /** Throws what is missing when no keeper can be started (its script). */
@@ -287,5 +285,4 @@ const SYSTEM_HOST: AnnounceHost = {
   checkKeeper() {
     if (!fs.existsSync(KEEPER)) throw new HostSetupError(`announce: the keeper ${KEEPER} is missing (run lbd from its build: npm run build)`);
   },
-  ipQuietly: (args) => quietly('ip', args),
 };

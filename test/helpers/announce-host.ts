@@ -23,9 +23,6 @@ export class FakeAnnounceHost implements AnnounceHost {
   async ip(args: string[]): Promise<void> {
     this.record(args);
   }
-  async ipQuietly(args: string[]): Promise<void> {
-    this.record(args);
-  }
   async routesVia(dev: string, table: number): Promise<string[]> {
     this.log.push(`routes via ${dev} table ${table}`);
     return [...this.routes].map((r) => r.replace('/32', ''));
@@ -35,7 +32,6 @@ export class FakeAnnounceHost implements AnnounceHost {
     if (args[0] !== 'route') return;
     if (args[1] === 'replace') this.routes.add(args[2]);
     if (args[1] === 'del') this.routes.delete(args[2]);
-    if (args[1] === 'flush') this.routes.clear();
   }
 }
 

@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'E_BINDING', // no native binding loads: lbd cannot capture or send at all
   'E_CAPTURE', // a capture or send handle cannot be opened on an interface (no such interface, bad filter, no privilege)
   'E_NATIVE', // the native fast path cannot run (dataplane: native) or refused an operation
+  'E_CAPABILITY', // lbd lacks a capability it needs (CAP_NET_RAW, CAP_NET_ADMIN): the message names each one and how to give it
   'E_HOST', // a host change lbd needs failed: the nftables guard, local access (its TAP interface, routes), a program it runs for them
   'E_INSTANCE', // another running lbd already balances the capture interface (it owns the host guard there) or holds the state file
   'E_STATE_FILE',
@@ -31,7 +32,7 @@ export const ERROR_CODES = [
   'E_LAST_SERVICE', // removing the only service (a config needs one)
   'E_ADMIN', // the admin socket cannot be listened on, or talked to
   'E_NO_DAEMON', // no daemon listens on the admin socket
-  'E_PERMISSION', // the admin socket refuses this user (it is root-only)
+  'E_PERMISSION', // the admin socket refuses this user (only root, its owner and the members of its group may use it)
   'E_PROTOCOL', // what came back on the admin socket is not an answer of its protocol
   'E_TIMEOUT', // no answer in time: the daemon, or a drain waited for with --wait
   'E_INTERNAL', // a failure lbd did not expect (a bug): what the admin socket answers for an error without a code of this set
@@ -90,6 +91,16 @@ export class BindingError extends LbdError {
 export class HostSetupError extends LbdError {
   constructor(message: string) {
     super('E_HOST', message);
+  }
+}
+
+/** The process lacks capabilities lbd needs (src/host/capabilities.ts): named, with how to give them. */
+export class CapabilityError extends LbdError {
+  constructor(
+    message: string,
+    readonly missing: readonly string[],
+  ) {
+    super('E_CAPABILITY', message);
   }
 }
 

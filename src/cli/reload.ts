@@ -11,8 +11,8 @@ servers drain (or are cut with on_remove: drop). Prints one line per change.
 
 A file with errors changes nothing: the errors are printed exactly like \`lbd check\` and the
 exit status is 1. So is a change that needs a restart (interfaces, connection_table.size,
-dataplane, admin.socket). Runtime changes (lbd server/service …) not written back to the file
-are undone by a reload, and listed. SIGHUP does the same and logs the outcome.
+dataplane, admin.socket, admin.group). Runtime changes (lbd server/service …) not written back
+to the file are undone by a reload, and listed. SIGHUP does the same and logs the outcome.
 `;
 
 export const command: Command = {

@@ -9,6 +9,7 @@
  */
 import { MH_TABLE_SIZES, MH_TABLE_SIZE_DEFAULT, SCHEDULER_NAMES } from '../scheduler/index';
 import {
+  buildAdmin,
   buildConfig,
   buildHealthCheck,
   buildInterfaces,
@@ -61,6 +62,7 @@ import {
  * - ipv4: a unicast IPv4 host address;  netmask: a contiguous IPv4 netmask
  * - mac: a unicast MAC address (normalized to aa:bb:cc:dd:ee:ff);  listen: IPv4 host:port
  * - ifname: a Linux interface name;  socket: an absolute unix socket path;  path: an absolute file path
+ * - group: a unix group name or a numeric gid (a number)
  * - service-name: letters, digits, "_", "." and "-";  http-path: starts with "/"
  * - http-host: a Host header value;  status-set: HTTP codes, ranges and lists;  regex
  * - section: a mapping of further fields;  list: a list of sections (`section` is the item)
@@ -78,6 +80,7 @@ export type FieldType =
   | 'listen'
   | 'ifname'
   | 'socket'
+  | 'group'
   | 'path'
   | 'service-name'
   | 'http-path'
@@ -523,7 +526,25 @@ export const CONFIG: Section = simple(
       key: 'admin',
       type: 'section',
       description: 'the admin interface the CLI talks to',
-      section: simple('admin', [{ key: 'socket', type: 'socket', default: DEFAULTS.adminSocket, description: 'the admin unix socket (mode 0600)' }]),
+      section: simple(
+        'admin',
+        [
+          {
+            key: 'socket',
+            type: 'socket',
+            default: DEFAULTS.adminSocket,
+            description: 'the admin unix socket (mode 0660: its owner and its group; a directory lbd creates for it is 0750)',
+          },
+          {
+            key: 'group',
+            type: 'group',
+            derived: "lbd's primary group (systemd's Group=)",
+            description:
+              'the group the admin socket (and a directory lbd creates for it) belongs to, whose members may use lbd list and the other commands: a group name of /etc/group or a numeric gid',
+          },
+        ],
+        buildAdmin,
+      ),
     },
     {
       key: 'on_remove',

@@ -115,7 +115,7 @@ export function formatConfig(cfg: Config): string {
       ...(s.on_remove !== undefined ? { on_remove: s.on_remove } : {}),
       ...(s.conn_reuse_mode !== undefined ? { conn_reuse_mode: s.conn_reuse_mode } : {}),
     })),
-    admin: { socket: cfg.admin.socket },
+    admin: { socket: cfg.admin.socket, ...(cfg.admin.group !== undefined ? { group: cfg.admin.group } : {}) },
     ...(cfg.on_remove !== undefined ? { on_remove: cfg.on_remove } : {}),
     ...(cfg.expire_nodest_conn !== undefined ? { expire_nodest_conn: cfg.expire_nodest_conn } : {}),
     conn_reuse_mode: cfg.conn_reuse_mode,

@@ -11,6 +11,9 @@ import type { Field, ScalarType } from './fields';
 import { didYouMean } from './suggest';
 import type { Validator, YNode } from './validate';
 import {
+  GID_MAX,
+  GROUP_NAME_MAX,
+  GROUP_NAME_RE,
   IFNAME_MAX,
   SERVICE_NAME_RE,
   SOCKET_PATH_MAX,
@@ -192,6 +195,26 @@ const socketPath = refined(SOCKET_WHAT, (s) =>
     : undefined,
 );
 
+/** A unix group: a name (kept as written) or a numeric gid (a number; digits in quotes too). */
+function group(v: Validator, node: YNode | undefined, path: string, fallback?: YNode): string | number | undefined {
+  const what = `a group name (e.g. lbd) or a numeric gid 0-${GID_MAX}`;
+  const s = string(v, node, path, what, fallback);
+  if (s === undefined) return undefined;
+  if (/^\d+$/.test(s)) {
+    if (Number(s) <= GID_MAX) return Number(s);
+    v.report(node, path, `expected ${what}, got ${s}`, fallback);
+    return undefined;
+  }
+  if (GROUP_NAME_RE.test(s) && Buffer.byteLength(s) <= GROUP_NAME_MAX) return s;
+  v.report(
+    node,
+    path,
+    `invalid group name ${JSON.stringify(s)}: expected ${what}; a name starts with a letter or "_", has letters, digits, "_", "." or "-", and at most ${GROUP_NAME_MAX} characters`,
+    fallback,
+  );
+  return undefined;
+}
+
 /** An absolute path of a file. */
 const FILE_WHAT = 'an absolute file path (e.g. /run/lbd/lbd_eth0.state)';
 const filePath = refined(FILE_WHAT, (s) =>
@@ -249,6 +272,7 @@ const READERS: Record<ScalarType, Reader> = {
   listen: (v, _f, node, key, path) => listen(v, node ?? key, path),
   ifname: (v, _f, node, key, path) => interfaceName(v, node, path, key),
   socket: (v, _f, node, key, path) => socketPath(v, node ?? key, path, key),
+  group: (v, _f, node, key, path) => group(v, node, path, key),
   path: (v, _f, node, key, path) => filePath(v, node ?? key, path, key),
   'service-name': (v, _f, node, key, path) => serviceName(v, node, path, key),
   'http-path': (v, _f, node, key, path) => httpPath(v, node, path, key),

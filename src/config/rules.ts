@@ -29,6 +29,12 @@ export function buildMetrics(_v: Validator, r: SectionResult): unknown {
   return r.values.listen ?? parseListen(r.default('listen') as string);
 }
 
+/** The admin section; group only when written (unset: the daemon's own primary group). */
+export function buildAdmin(_v: Validator, r: SectionResult): Config['admin'] {
+  const group = r.values.group as string | number | undefined;
+  return { socket: r.get('socket') as string, ...(group !== undefined ? { group } : {}) };
+}
+
 export function buildConfig(v: Validator, r: SectionResult): Config | undefined {
   const interfaces = r.values.interfaces as { capture?: string; egress?: string } | undefined;
   if (v.issues.length > 0 || interfaces?.capture === undefined || interfaces.egress === undefined) return undefined;

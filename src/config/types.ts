@@ -124,8 +124,11 @@ export interface Config {
   services: ServiceConfig[];
   /** Make the VIPs reachable from the balancer itself (a TAP interface lbd-<capture> + /32 routes). */
   local_access: boolean;
-  /** The admin socket the CLI talks to (docs/operations.md). */
-  admin: { socket: string };
+  /**
+   * The admin socket the CLI talks to (docs/operations.md), mode 0660, and its group: a name
+   * (looked up in /etc/group when the socket is made) or a gid; absent = lbd's primary group.
+   */
+  admin: { socket: string; group?: string | number };
   /** Default for every service: removing a real server drains it (default) or drops its flows. Absent = drain. */
   on_remove?: OnRemove;
   /**

@@ -24,6 +24,14 @@ export const PORT_MAX = 65535;
 export const SOCKET_PATH_MAX = 107;
 /** Longest Linux interface name (IFNAMSIZ 16 including the NUL). */
 export const IFNAME_MAX = 15;
+/**
+ * Unix group names as shadow's groupadd and systemd accept them (a letter or "_" first; letters,
+ * digits, "_", "." and "-"; a "$" at the end for Samba), at most 32 bytes.
+ */
+export const GROUP_NAME_RE = /^[A-Za-z_][A-Za-z0-9_.-]*\$?$/;
+export const GROUP_NAME_MAX = 32;
+/** The largest gid a group may have: (gid_t)-1 means "no change" to chown(2). */
+export const GID_MAX = 0xfffffffe;
 /** Service names: they end up in metrics labels and CLI arguments. */
 export const SERVICE_NAME_RE = /^[A-Za-z0-9_.-]+$/;
 

@@ -28,6 +28,8 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['connection_table.size', (c) => c.connection_table.size],
   ['dataplane', (c) => c.dataplane],
   ['admin.socket', (c) => c.admin?.socket],
+  // The socket's group is set when it is made (chown), at start.
+  ['admin.group', (c) => c.admin?.group],
   ['state_file', (c) => c.state_file],
   // Which interface and table the announced routes use (and whether there are any): the
   // routing daemon's config names them; the hang timeout is its keeper's, given at its start.

@@ -209,7 +209,8 @@ export class StateFile {
   ) {}
 
   /**
-   * Takes `<path>.lock` (see lock()). The directory is made (0700) when missing.
+   * Takes `<path>.lock` (see lock()). The directory is made (0750) when missing: it is also the
+   * admin socket's (/run/lbd), which lbd's group must be able to reach; the files in it are lbd's own.
    */
   static open(path: string, io: StateFileIo, waitMs = LOCK_WAIT_MS, pollMs = 20): StateFile {
     const f = StateFile.unlocked(path, io);
@@ -224,7 +225,7 @@ export class StateFile {
   static unlocked(path: string, io: StateFileIo): StateFile {
     const dir = path.slice(0, path.lastIndexOf('/')) || '/';
     try {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      fs.mkdirSync(dir, { recursive: true, mode: 0o750 });
     } catch (e) {
       throw new StateFileError(`cannot create ${dir} for the state file: ${(e as Error).message}`);
     }

@@ -38,12 +38,12 @@ async function withAdmin(yaml: string, fn: (t: TestDaemon, sock: string, file: s
 
 const cfg = (yaml: string) => parseConfig(yaml, 'lb.yaml');
 
-test('the socket is 0600 in a 0700 directory it created, and is removed on close', async () => {
+test('the socket is 0660 in a 0750 directory it created, and is removed on close', async () => {
   let sockPath = '';
   await withAdmin(BASE_CONFIG(), async (_t, sock) => {
     sockPath = sock;
-    assert.equal(fs.statSync(sock).mode & 0o777, 0o600);
-    assert.equal(fs.statSync(path.dirname(sock)).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(sock).mode & 0o777, 0o660);
+    assert.equal(fs.statSync(path.dirname(sock)).mode & 0o777, 0o750);
     assert.ok(fs.statSync(sock).isSocket());
     const r = await adminRequest<{ version: string; pid: number }>(sock, 'ping');
     assert.equal(r.pid, process.pid);

@@ -1,13 +1,14 @@
 /**
- * The admin socket's server side: listens on the unix socket (0600, in a 0700 directory, never
- * over a live daemon's), splits the stream into request lines, answers each in order through
- * Control, and removes the socket on close.
+ * The admin socket's server side: listens on the unix socket (0660 and of admin.group, in a 0750
+ * directory when lbd creates it; never over a live daemon's), splits the stream into request
+ * lines, answers each in order through Control, and removes the socket on close.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { LbdError } from '../../errors';
+import { groupName, readGroups, resolveGroup } from '../../host/groups';
 import type { Control } from './control';
 import { AdminAnswer, AdminError } from './protocol';
 import { NOT_AN_OBJECT } from './schema';
@@ -33,6 +34,49 @@ export interface AdminLimits {
 }
 
 export const ADMIN_LIMITS: Readonly<AdminLimits> = { maxLine: 1 << 20, maxPending: 32, idleMs: 60_000, maxClients: 64 };
+
+/** Who may use the socket besides its owner (root, or lbd's user): the members of one group. */
+export interface AdminAccess {
+  /** admin.group: a group name (of /etc/group) or a numeric gid; absent = the process's own (effective) primary group. */
+  group?: string | number;
+}
+
+/** The socket's mode: its owner and its group read and write (connect(2) needs write). */
+export const ADMIN_SOCKET_MODE = 0o660;
+/** A directory lbd creates for the socket: its group may reach the socket (search), not list or add to it. */
+export const ADMIN_DIR_MODE = 0o750;
+
+/**
+ * The gid the socket gets: admin.group's (a name looked up in `groupFile`, a number as it is),
+ * else the process's effective gid. Throws E_ADMIN for a name /etc/group does not have.
+ */
+export function adminGroupId(group: string | number | undefined, groupFile?: string): number {
+  if (group === undefined) return process.getegid?.() ?? 0;
+  const gid = resolveGroup(group, readGroups(groupFile));
+  if (gid === undefined) {
+    throw new AdminError(
+      'E_ADMIN',
+      `admin.group: no group ${JSON.stringify(group)} in ${groupFile ?? '/etc/group'}: create it (groupadd --system ${group}), or give its numeric gid`,
+    );
+  }
+  return gid;
+}
+
+/** Sets the group of `p` (the socket, or a directory lbd made), with an error that says what to do when it is refused. */
+function chownGroup(p: string, gid: number, group: string | number | undefined, what: string): void {
+  if (fs.statSync(p).gid === gid) return;
+  try {
+    fs.chownSync(p, -1, gid);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const named = group === undefined ? `gid ${gid}` : `group ${String(group)}${typeof group === 'string' ? ` (gid ${gid})` : ''}`;
+    const hint =
+      code === 'EPERM'
+        ? `: lbd (uid ${process.geteuid?.()}) is not a member of ${named} and lacks CAP_CHOWN; make its user a member (usermod -aG ${typeof group === 'string' ? group : gid} USER, or SupplementaryGroups= in its unit) or run it as root`
+        : `: ${(e as Error).message}`;
+    throw new AdminError('E_ADMIN', `cannot give the admin ${what} ${p} to ${named} (admin.group)${hint}`);
+  }
+}
 
 /** What an unexpected failure answers: the details (a stack) go to the daemon's log, not to the client. */
 const INTERNAL_MESSAGE = "the daemon failed to answer this request (an internal error; the daemon's log has the details)";
@@ -60,19 +104,34 @@ export class AdminServer {
     readonly socketPath: string,
     private readonly log?: Logger,
     limits: Partial<AdminLimits> = {},
+    readonly access: Readonly<AdminAccess> = {},
   ) {
     this.limits = { ...ADMIN_LIMITS, ...limits };
   }
 
   /**
-   * Listens on the socket: creates its directory (0700) when missing, replaces a stale socket
-   * left by a dead daemon, refuses to take over one a live daemon answers on; the socket is
-   * 0600 (root only when lbd runs as root).
+   * Listens on the socket: creates its directory (0750, of the socket's group) when missing (one
+   * that exists, such as systemd's RuntimeDirectory=, is left as it is), replaces a stale socket
+   * left by a dead daemon, refuses to take over one a live daemon answers on. The socket is
+   * 0660 and belongs to admin.group (else lbd's primary group): its owner and that group's
+   * members may use it. It is made 0600 and given its group before it is opened to the group.
    */
   async listen(): Promise<void> {
     const p = this.socketPath;
     const dir = path.dirname(p);
-    if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const group = this.access.group;
+    const gid = adminGroupId(group);
+    if (!fs.existsSync(dir)) {
+      const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // Every level made here (not only the last) must let the group through; 0700 until it is the group's.
+      for (let d = dir; first !== undefined; d = path.dirname(d)) {
+        chownGroup(d, gid, group, 'socket directory');
+        fs.chmodSync(d, ADMIN_DIR_MODE);
+        if (d === first || d === path.dirname(d)) break;
+      }
+    } else {
+      this.warnUnreachable(dir, gid);
+    }
     let st: fs.Stats | undefined;
     try {
       st = fs.lstatSync(p);
@@ -101,10 +160,38 @@ export class AdminServer {
     } finally {
       process.umask(oldMask);
     }
-    fs.chmodSync(p, 0o600);
+    try {
+      chownGroup(p, gid, group, 'socket');
+      fs.chmodSync(p, ADMIN_SOCKET_MODE);
+    } catch (e) {
+      await new Promise<void>((r) => server.close(() => r()));
+      try {
+        fs.unlinkSync(p);
+      } catch {
+        // already gone
+      }
+      throw e;
+    }
     this.ino = fs.statSync(p).ino;
     this.server = server;
     this.control.start();
+  }
+
+  /** Logs when an existing directory of the socket does not let the socket's group reach it (search). */
+  private warnUnreachable(dir: string, gid: number): void {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch {
+      return;
+    }
+    const searchable = st.gid === gid ? (st.mode & 0o010) !== 0 : (st.mode & 0o001) !== 0;
+    if (searchable) return;
+    const name = groupName(gid) ?? String(gid);
+    this.log?.warn(
+      { dir, mode: `0${(st.mode & 0o7777).toString(8)}`, dirGroup: groupName(st.gid) ?? st.gid, socketGroup: name },
+      `the admin socket's directory ${dir} does not let group ${name} search it: only root and its owner can use the admin socket (chgrp ${name} ${dir}; chmod 0750 ${dir}, or systemd's RuntimeDirectoryMode=0750 with Group=${name})`,
+    );
   }
 
   /**

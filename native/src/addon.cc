@@ -15,6 +15,7 @@
 #include "dataplane.h"
 #include "fastpath.h"
 #include "libpcap.h"
+#include "notify.h"
 #include "statefile.h"
 #include "tap.h"
 
@@ -358,8 +359,9 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("libpcap", Napi::Function::New(env, Libpcap, "libpcap"));
   exports.Set("contract", exportContract(env));
   initTap(env, exports);
+  initNotify(env, exports);
   initStateFile(env, exports);
-  exports.Set("abiVersion", 8);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 9);  // binding.ts ABI_VERSION
   return exports;
 }
 

@@ -44,7 +44,16 @@ Napi::Value OpenTap(const Napi::CallbackInfo& info) {
   if (name.empty() || name.size() >= IFNAMSIZ)
     return fail(env, "interface name \"" + name + "\" must be 1 to 15 characters");
   const int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return fail(env, std::string("cannot open /dev/net/tun (the tun module): ") + strerror(errno));
+  if (fd < 0) {
+    const int e = errno;
+    // EACCES: lbd runs as its own user and the node is not 0666 as Debian's udev makes it.
+    const char* why =
+        e == EACCES
+            ? " (lbd's user may not open it: udev makes it mode 0666 on a standard host; chmod 0666 /dev/net/tun)"
+        : e == ENOENT ? " (load the tun module: modprobe tun)"
+                      : "";
+    return fail(env, std::string("cannot open /dev/net/tun: ") + strerror(e) + why);
+  }
   ifreq ifr{};
   ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (multiQueue ? IFF_MULTI_QUEUE : 0));
   std::memcpy(ifr.ifr_name, name.data(), name.size());

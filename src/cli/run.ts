@@ -6,7 +6,7 @@ import pino from 'pino';
 import { loadConfig } from '../config/load';
 import type { Config, LogLevel } from '../config/types';
 import { Control } from '../control/admin/control';
-import { AdminServer } from '../control/admin/server';
+import { AdminGroupError, AdminServer, prepareSocketDirectory } from '../control/admin/server';
 import { Daemon } from '../control/daemon';
 import { ConfigError, LbdError } from '../errors';
 import { journalDestination, stdoutIsJournal } from '../journal';
@@ -18,6 +18,11 @@ import { STATE_LAYOUT_VERSION } from '../dataplane/contract';
 import { stateFilePath } from '../host/instance';
 import type { HandoverResult } from '../control/admin/protocol';
 import type { Logger } from 'pino';
+import { ServiceNotifier } from '../host/sd-notify';
+import { ANNOUNCE_FD_NAME } from '../host/announce';
+import { checkCapabilities } from '../host/capabilities';
+import { CapabilityError } from '../errors';
+import { requireBinding } from '../dataplane/binding';
 
 export const RUN_USAGE = `Usage: lbd [run] [--config FILE] [--log-level LEVEL] [--fresh | --take-over]
 
@@ -46,8 +51,9 @@ made to the host. A link going down and up is ridden out; if the capture or egre
 is deleted, lbd stops the same way and exits 1.
 
 Exit status: 0 stopped on request; 1 a runtime or host failure (an interface missing or gone, a
-port in use, a crash); 2 a usage error; 78 (EX_CONFIG) the config is invalid or missing, which
-a restart would not mend (systemd: RestartPreventExitStatus=78).
+port in use, a crash); 2 a usage error; 78 (EX_CONFIG) the config is invalid or missing, or the
+service is set up so that lbd cannot run (a capability it lacks, an admin.group it may not
+give), which a restart would not mend (systemd: RestartPreventExitStatus=78).
 `;
 
 export const command: Command = {
@@ -112,6 +118,8 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
   const options = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime };
   // Under systemd, each line carries its syslog priority for the journal (journal.ts).
   const log = stdoutIsJournal() ? pino(options, journalDestination()) : pino(options);
+  // Under systemd (Type=notify): READY, RELOADING, STOPPING and the watchdog (sd-notify.ts).
+  const notifier = ServiceNotifier.fromProcess((socket, message, fds) => requireBinding().sdNotify(socket, message, fds), log);
   let daemon: Daemon | undefined;
   let admin: AdminServer | undefined;
   let control: Control | undefined;
@@ -149,9 +157,22 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
     setTimeout(() => process.exit(1), 900).unref();
   });
   try {
+    // Before anything changes on the host: without CAP_NET_RAW or CAP_NET_ADMIN, say which.
+    checkCapabilities();
+    // The socket's directory (by default also the state file's, which the Daemon opens next) made
+    // for the socket's group, not as root's alone.
+    prepareSocketDirectory(config.admin.socket, config.admin.group);
     const handoverFrom = opts.takeOver ? await askHandover(config, log) : undefined;
     // The daemon cannot go on (an interface gone, already logged): stop as on SIGTERM, exit 1.
-    daemon = new Daemon({ config, log, fresh: opts.fresh, handoverFrom, onFatal: () => onStop('fatal', 1, 'interface-gone') });
+    daemon = new Daemon({
+      config,
+      log,
+      fresh: opts.fresh,
+      handoverFrom,
+      onFatal: () => onStop('fatal', 1, 'interface-gone'),
+      keepAlive: (nowMs) => notifier.keepAlive(nowMs),
+      keepForRestart: (name, fd) => notifier.store(name, fd),
+    });
     const d0 = daemon;
     control = new Control(daemon, {
       log,
@@ -168,8 +189,17 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
           layoutVersion: STATE_LAYOUT_VERSION,
         };
       },
+      // Only once started: READY=1 before the start's own would tell systemd lbd forwards already.
+      reloadHooks: {
+        begin: () => {
+          if (started) notifier.reloading();
+        },
+        end: () => {
+          if (started) notifier.ready(forwardingStatus(d0));
+        },
+      },
     });
-    admin = new AdminServer(control, config.admin.socket, log);
+    admin = new AdminServer(control, config.admin.socket, log, undefined, { group: config.admin.group });
     if (handoverFrom) {
       // The old lbd still has the socket until it is gone; forwarding comes first.
       await daemon.start();
@@ -182,15 +212,20 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
     }
     log.info({ socket: config.admin.socket }, 'admin socket listening');
     started = true;
+    releaseKept(notifier);
   } catch (e) {
     log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'lbd could not start');
+    notifier.status(`could not start: ${(e as Error).message}`);
+    releaseKept(notifier);
     await admin?.close().catch(() => {});
     await daemon?.stop('failed-start').catch(() => {});
-    return 1;
+    // What a restart cannot mend (the unit's capabilities, admin.group) is a configuration error.
+    return e instanceof CapabilityError || e instanceof AdminGroupError ? EXIT_CONFIG : 1;
   }
   const d = daemon;
   const a = admin;
   const c = control;
+  notifier.ready(forwardingStatus(d));
   onHup = () => {
     log.info({ signal: 'SIGHUP', file: d.running.file }, 'reloading');
     // Control.reload logs the outcome (changes, or the errors and that nothing changed).
@@ -206,9 +241,11 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
       }
       stopping = true;
       log.info({ signal, clean: mode === 'clean' }, 'stopping');
+      const delayMs = d.withdrawDelayMs(mode ?? 'keep');
+      notifier.stopping(delayMs > 0 ? `stopping: VIPs withdrawn, leaving in ${delayMs / 1000} s (announce.withdraw_delay)` : 'stopping');
       onHup = () => {};
       // Whatever happens, exit within a second of the signal, or of the withdraw delay (announce).
-      setTimeout(() => resolve(code), 700 + d.withdrawDelayMs(mode ?? 'keep')).unref();
+      setTimeout(() => resolve(code), 700 + delayMs).unref();
       Promise.all([a.close().catch(() => {}), d.stop(mode)]).then(
         () => resolve(code),
         (e) => {
@@ -219,4 +256,19 @@ export async function runDaemon(config: Config, level: LogLevel, opts: { fresh?:
     };
     if (stopSignal) onStop(stopSignal, stopCode, stopMode);
   });
+}
+
+/** The STATUS= line `systemctl status lbd` shows while lbd forwards. */
+function forwardingStatus(d: Daemon): string {
+  const services = d.running.services.length;
+  const reals = d.running.services.reduce((n, s) => n + s.real_servers.length, 0);
+  return `forwarding: ${services} service${services === 1 ? '' : 's'}, ${reals} real server${reals === 1 ? '' : 's'} on ${d.running.interfaces.capture} (${d.dataplanePath} data plane)`;
+}
+
+/**
+ * The announce interface the previous lbd left in the service manager's keeping: this lbd has
+ * attached to it (or failed to start, and the routes must go), so the store lets go of it.
+ */
+function releaseKept(notifier: ServiceNotifier): void {
+  if (notifier.passedNames.has(ANNOUNCE_FD_NAME)) notifier.release(ANNOUNCE_FD_NAME);
 }

@@ -18,7 +18,7 @@ import { HostKeeper } from '../host/host-keeper';
 import { instanceNames, stateFilePath, type InstanceNames } from '../host/instance';
 import { interfaceAddress, interfaceMtu, localAddresses } from '../host/interfaces';
 import { HOST_LEASE_S, LeasedTable } from '../host/leased-table';
-import { Announcer, type AnnounceHost } from '../host/announce';
+import { ANNOUNCE_FD_NAME, Announcer, type AnnounceHost } from '../host/announce';
 import { LocalAccess } from '../host/local-access';
 import { type Owner, ownerAlive, selfOwner, waitGone } from '../host/owner';
 import { probeTableSpec } from '../health/vip';
@@ -92,6 +92,13 @@ export interface DaemonOptions {
    * its guard while it ends.
    */
   handoverFrom?: Owner;
+  /** Called on every tick of the data plane's clock (the service manager's watchdog: sd-notify.ts). */
+  keepAlive?: (nowMs: number) => void;
+  /**
+   * Keeps a duplicate of `fd` in the service manager under `name` across a restart (systemd's
+   * descriptor store): the announce interface, held over a restart (announce.hold_on_restart).
+   */
+  keepForRestart?: (name: string, fd: number) => boolean;
 }
 
 /** What a start found of the previous lbd's table and made of it (metrics, the start log line). */
@@ -455,7 +462,8 @@ export class Daemon {
     const hold = mode === 'keep' ? a.hold_on_restart : mode === 'handover' ? Math.max(a.hold_on_restart, HANDOVER_HOLD_S) : 0;
     if (hold > 0) {
       this.log.info({ holdS: hold, interface: a.interface }, 'the VIPs stay announced for the next lbd');
-      await this.announcer.stop(hold * 1000);
+      const keep = this.opts.keepForRestart;
+      await this.announcer.stop(hold * 1000, keep && mode === 'keep' ? (fd) => keep(ANNOUNCE_FD_NAME, fd) : undefined);
       return;
     }
     const delayMs = this.withdrawDelayMs(mode);
@@ -721,7 +729,9 @@ export class Daemon {
    */
   tick(): void {
     const fw = this.forwarder;
-    const elapsedMs = performance.now() - this.startedAt;
+    const nowMs = performance.now();
+    this.opts.keepAlive?.(nowMs);
+    const elapsedMs = nowMs - this.startedAt;
     fw.now = monotonicSeconds();
     const sinceMs = Math.min(Math.max(elapsedMs - this.lastSweepMs, TICK_MS), 100);
     this.lastSweepMs = elapsedMs;

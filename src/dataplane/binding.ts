@@ -29,8 +29,8 @@ import {
   reuseReschedules,
 } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(), 8 svcFlags (on_miss) and openTap's multiQueue. */
-const ABI_VERSION = 8;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(), 8 svcFlags (on_miss) and openTap's multiQueue, 9 sdNotify() and its test listener. */
+const ABI_VERSION = 9;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
 export const VNET_HDR_LEN = 10;
@@ -182,6 +182,14 @@ export interface NativeAddon {
   lockFile(path: string): number;
   /** Closes lockFile's descriptor, releasing the lock. */
   unlockFile(fd: number): void;
+  /** Sends one sd_notify datagram (notify.cc) to NOTIFY_SOCKET's value, descriptors attached (SCM_RIGHTS); 0 or the errno. */
+  sdNotify(socket: string, message: string, fds?: number[]): number;
+  /** A test's stand-in for systemd: a bound, non-blocking Unix datagram socket at `path`; its descriptor. */
+  listenNotify(path: string): number;
+  /** Every datagram waiting on listenNotify's socket, oldest first, with the descriptors it carried (open: the caller's to keep or close). */
+  receiveNotify(fd: number): { message: string; fds: number[] }[];
+  /** Closes listenNotify's socket. */
+  closeNotify(fd: number): void;
   contract: {
     verdict: { forward: number; drop: number; arp: number };
     dropReasons: string[];
@@ -302,6 +310,7 @@ export function contractMismatch(addon: NativeAddon): string | null {
     typeof addon.Capture !== 'function' ||
     typeof addon.Dataplane !== 'function' ||
     typeof addon.openTap !== 'function' ||
+    typeof addon.sdNotify !== 'function' ||
     typeof addon.mapStateFile !== 'function' ||
     typeof addon.mapExistingFile !== 'function'
   )

@@ -51,6 +51,9 @@ export interface KeeperProcess {
   readonly pid: number | undefined;
 }
 
+/** The announce interface's name in the service manager's descriptor store (FDNAME=). */
+export const ANNOUNCE_FD_NAME = 'announce';
+
 /** A heartbeat line to the keeper this often; announce.hang_timeout must be at least 3 of them. */
 export const HEARTBEAT_MS = 100;
 /** The routes are read back from the kernel this often (ticks), so that one deleted behind lbd's back returns. */
@@ -221,8 +224,13 @@ export class Announcer {
   /**
    * Ends the announcing: with `holdMs`, the keeper keeps the interface and its routes that long
    * for the next lbd (a restart); without, it lets go now and the kernel deletes them.
+   *
+   * `store`, when holding, hands a queue of the interface to the service manager as well
+   * (systemd's descriptor store): a service manager that ends every process of the service
+   * before starting the next (KillMode=mixed kills the keeper) keeps the interface, and its
+   * routes, until the next lbd has attached to it and released it.
    */
-  async stop(holdMs = 0): Promise<void> {
+  async stop(holdMs = 0, store?: (fd: number) => boolean): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
@@ -233,9 +241,27 @@ export class Announcer {
     const keeper = this.keeper;
     this.keeper = null;
     if (!keeper) return;
+    if (holdMs > 0 && store) this.storeQueue(store);
     // The hold must be in the pipe before lbd's process ends (its end closes the pipe): wait for it.
     if (holdMs > 0) await new Promise<void>((resolve) => keeper.write(`hold ${Math.round(holdMs)}\n`, resolve));
     keeper.end();
+  }
+
+  /** A queue of the interface (the keeper still holds it), for the service manager to keep. */
+  private storeQueue(store: (fd: number) => boolean): void {
+    const name = this.cfg().interface;
+    let fd: number;
+    try {
+      fd = this.host.openTap(name);
+    } catch (e) {
+      this.log.warn({ interface: name, err: (e as Error).message }, 'cannot give the announce interface to the service manager: only the keeper holds it');
+      return;
+    }
+    try {
+      if (store(fd)) this.log.info({ interface: name }, 'the announce interface handed to the service manager (FDSTORE) for the next lbd');
+    } finally {
+      this.host.closeTap(fd);
+    }
   }
 }
 

@@ -17,7 +17,13 @@ export interface TestDaemon {
 /** A whole daemon on in-memory ports: no capture, no nftables, no metrics server. */
 export async function testDaemon(
   yaml: string,
-  opts: { twoPorts?: boolean; stateFile?: string; fresh?: boolean; announceHost?: AnnounceHost } = {},
+  opts: {
+    twoPorts?: boolean;
+    stateFile?: string;
+    fresh?: boolean;
+    announceHost?: AnnounceHost;
+    keepForRestart?: (name: string, fd: number) => boolean;
+  } = {},
 ): Promise<TestDaemon> {
   const config = parseConfig(yaml, 'test.yaml');
   const capture = new MemoryPort(config.interfaces.capture, macFromString(MAC.balancer));
@@ -32,6 +38,7 @@ export async function testDaemon(
     stateFile: opts.stateFile,
     fresh: opts.fresh,
     announceHost: opts.announceHost,
+    keepForRestart: opts.keepForRestart,
   });
   await daemon.start();
   return {

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Lab } from '../../lab/lab';
+import type { Command, Lab } from '../../lab/lab';
 import { parseWrk as parseWrkSummary } from '../../lab/wrk';
 import type { ChildProcess } from '../../src/host/programs';
 
@@ -43,6 +43,8 @@ export async function startLbd(
     env?: NodeJS.ProcessEnv;
     /** another build's bin/lbd (an upgrade) */ bin?: string;
     /** the namespace it runs in (and its metrics and admin commands), default lab.ns.balancer; e.g. one of lab.ns.extraBalancers */ ns?: string;
+    /** the command that runs it, made from lbd's own (e.g. setpriv … -- node lbd …: another user, fewer capabilities) */ wrap?: (cmd: Command) => Command;
+    /** descriptors it gets from fd 3 on (what systemd passes: LISTEN_FDS) */ fds?: number[];
   } = {},
 ): Promise<LbdProcess> {
   const ns = opts.ns ?? lab.ns.balancer;
@@ -58,8 +60,9 @@ export async function startLbd(
   const stateFile = /^state_file:\s*(\S+)/m.exec(yaml)?.[1] ?? path.join(lab.dir, `lbd-${process.pid}-${seq}.state`);
   if (!/^state_file:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}state_file: ${stateFile}\n`;
   writeFileSync(configFile, yaml);
-  const proc = lab.spawn(ns, ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const cmd: Command = ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])];
+  const proc = lab.spawn(ns, opts.wrap ? opts.wrap(cmd) : cmd, {
+    stdio: ['ignore', 'pipe', 'pipe', ...(opts.fds ?? [])],
     ref: true,
     env: opts.env,
   });

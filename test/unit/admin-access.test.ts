@@ -14,7 +14,7 @@ import { parseConfig, formatConfig } from '../../src/config/load';
 import { ConfigError, formatConfigIssue, LbdError } from '../../src/errors';
 import { permissionDeniedMessage, socketRefusal } from '../../src/control/admin/client';
 import { Control } from '../../src/control/admin/control';
-import { adminGroupId, AdminServer } from '../../src/control/admin/server';
+import { adminGroupId, AdminServer, prepareSocketDirectory } from '../../src/control/admin/server';
 import { describeAction, plan } from '../../src/control/reconcile';
 import { groupName, parseGroupFile, readGroups, resolveGroup } from '../../src/host/groups';
 import { BASE_CONFIG, testDaemon } from '../helpers/daemon';
@@ -195,7 +195,7 @@ test('a chown refused (EPERM: not a member, no CAP_CHOWN) is a clear error, and 
   // The directory exists now: the socket's own chown is the one refused.
   await assert.rejects(
     withAdmin(gid, sock, async () => assert.fail('listened')),
-    /^AdminError: cannot give the admin socket \/\S+\/lbd\.sock to group 65534 \(admin\.group\)/,
+    /^AdminGroupError: cannot give the admin socket \/\S+\/lbd\.sock to group 65534 \(admin\.group\)/,
   );
   assert.equal(fs.existsSync(sock), false, 'the socket made before the refusal is removed');
 });
@@ -258,4 +258,21 @@ test("socketRefusal sees the socket's mode and group as this user can", (t) => {
   assert.equal(other.socket!.gid, 65534);
   assert.equal(other.socket!.group, groupName(65534));
   assert.equal(other.inGroup, process.getgroups!().includes(65534));
+});
+
+test("the socket directory is made for the group first thing, before the state file (by default in the same /run/lbd) could make it root's alone", async (t) => {
+  if (!isRoot) return t.skip('chown to another group needs root (or membership)');
+  const dir = path.join(tmp, `run-${++n}`, 'lbd');
+  const sock = path.join(dir, 'lbd.sock');
+  assert.equal(prepareSocketDirectory(sock, 65534), true);
+  assert.equal(fs.statSync(dir).gid, 65534);
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o750);
+  assert.equal(fs.statSync(path.dirname(dir)).gid, 65534, 'every level it made');
+  // What lbd run does next: the state file in the same directory, then the socket.
+  fs.writeFileSync(path.join(dir, 'lbd.state'), '', { mode: 0o600 });
+  assert.equal(prepareSocketDirectory(sock, 65534), false, 'there already: left as it is');
+  await withAdmin(65534, sock, async () => {
+    assert.equal(fs.statSync(sock).gid, 65534);
+    assert.equal(fs.statSync(dir).gid, 65534);
+  });
 });

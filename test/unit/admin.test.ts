@@ -422,3 +422,24 @@ test('scheduler flags at runtime: service add/edit --sched-flags, list shows the
     await assert.rejects(change({ op: 'service-edit', service: 'dns', on_miss: 'maybe' }), /invalid on_miss "maybe" \(drop, hash\)/);
   });
 });
+
+test('reload hooks (the service manager: RELOADING=1, READY=1): around every reload of the file, refused ones too; not around runtime changes', async () => {
+  const t = await testDaemon(BASE_CONFIG());
+  const calls: string[] = [];
+  let next = BASE_CONFIG({ weights: [2, 1] });
+  const control = new Control(t.daemon, {
+    load: (file) => parseConfig(next, file),
+    reloadHooks: { begin: () => calls.push('begin'), end: () => calls.push('end') },
+  });
+  try {
+    await control.reload();
+    assert.deepEqual(calls, ['begin', 'end']);
+    next = BASE_CONFIG({ scheduler: 'wl' });
+    await assert.rejects(control.reload(), /unknown scheduler "wl"/);
+    assert.deepEqual(calls, ['begin', 'end', 'begin', 'end'], 'a refused reload ends too: lbd runs on, ready');
+    await control.change({ op: 'server-edit', service: 'web', address: '10.0.10.111', weight: 3 });
+    assert.equal(calls.length, 4, 'a runtime change is no reload');
+  } finally {
+    await t.daemon.stop();
+  }
+});

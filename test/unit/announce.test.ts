@@ -157,3 +157,28 @@ test('announce: routes an lbd before left on a held interface are taken over: th
     await t.daemon.stop('failed-start');
   }
 });
+
+test("announce: a restart's hold also hands a queue of the interface to the service manager (systemd's descriptor store), and closes lbd's copy", async () => {
+  for (const [mode, announce, stores] of [
+    ['keep', `${ANNOUNCE}\n  hold_on_restart: 4s`, true],
+    ['keep', ANNOUNCE, false], // no hold: withdrawn, nothing kept
+    ['handover', `${ANNOUNCE}\n  hold_on_restart: 4s`, false], // the new lbd has attached already
+    ['clean', `${ANNOUNCE}\n  hold_on_restart: 4s`, false],
+  ] as const) {
+    const host = new FakeHost();
+    const kept: { name: string; fd: number }[] = [];
+    const t = await testDaemon(config(announce), { announceHost: host, keepForRestart: (name, fd) => (kept.push({ name, fd }), true) });
+    host.log.length = 0;
+    await t.daemon.stop(mode);
+    if (stores) {
+      assert.equal(kept.length, 1, `${mode}: one queue kept`);
+      assert.equal(kept[0].name, 'announce');
+      // A queue opened for the store (the keeper still holds its own), then closed: the store's copy alone keeps it.
+      const opened = host.log.findIndex((l) => l.startsWith('open lbdv-'));
+      assert.ok(opened >= 0, host.log.join('; '));
+      assert.ok(host.log.indexOf(`close ${kept[0].fd}`) > opened, host.log.join('; '));
+    } else {
+      assert.deepEqual(kept, [], `${mode}: ${announce.includes('hold') ? 'no store' : 'no hold, no store'}`);
+    }
+  }
+});

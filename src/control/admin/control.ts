@@ -28,6 +28,8 @@ export interface ControlOptions {
   handover?: () => HandoverResult;
   /** Stops the daemon the way `lbd stop` asks (lbd run's own stop: the reply is sent first); clean: remove every host change. */
   stop?: (clean: boolean) => void;
+  /** Told when a reload of the config file begins and ends, whatever its outcome (the service manager: RELOADING=1, READY=1). */
+  reloadHooks?: { begin(): void; end(): void };
 }
 
 export class Control {
@@ -199,32 +201,42 @@ export class Control {
    */
   reload(source = 'lbd reload'): Promise<ChangeResult> {
     return this.serialize(async () => {
-      const file = this.daemon.running.file;
-      let desired: Config;
+      this.opts.reloadHooks?.begin();
       try {
-        desired = (this.opts.load ?? loadConfig)(file);
-      } catch (e) {
-        if (e instanceof ConfigError) {
-          const n = e.issues.length;
-          this.log.error({ source, file, errors: e.issues.map(formatConfigIssue) }, 'reload refused: the config file has errors; the running config stays');
-          throw new AdminError('E_CONFIG', `${e.message}\n${file}: ${n} error${n === 1 ? '' : 's'}; not reloaded, the running config stays`);
-        }
-        throw e;
+        return await this.reloadFile(source);
+      } finally {
+        this.opts.reloadHooks?.end();
       }
-      const before = this.daemon.running;
-      let actions: Action[];
-      try {
-        actions = await this.daemon.apply(desired);
-      } catch (e) {
-        this.log.error({ source, file, err: (e as Error).message }, 'reload refused');
-        throw e;
-      }
-      const changes = describeChanges(actions, before, desired);
-      const discarded = this.runtimeChanges;
-      this.runtimeChanges = [];
-      this.log.info({ source, file, changes, discarded }, changes.length ? 'config reloaded' : 'config reloaded: no changes');
-      return { changes, discarded, file, runtime_changes: [] };
     });
+  }
+
+  /** reload()'s work, between the hooks. */
+  private async reloadFile(source: string): Promise<ChangeResult> {
+    const file = this.daemon.running.file;
+    let desired: Config;
+    try {
+      desired = (this.opts.load ?? loadConfig)(file);
+    } catch (e) {
+      if (e instanceof ConfigError) {
+        const n = e.issues.length;
+        this.log.error({ source, file, errors: e.issues.map(formatConfigIssue) }, 'reload refused: the config file has errors; the running config stays');
+        throw new AdminError('E_CONFIG', `${e.message}\n${file}: ${n} error${n === 1 ? '' : 's'}; not reloaded, the running config stays`);
+      }
+      throw e;
+    }
+    const before = this.daemon.running;
+    let actions: Action[];
+    try {
+      actions = await this.daemon.apply(desired);
+    } catch (e) {
+      this.log.error({ source, file, err: (e as Error).message }, 'reload refused');
+      throw e;
+    }
+    const changes = describeChanges(actions, before, desired);
+    const discarded = this.runtimeChanges;
+    this.runtimeChanges = [];
+    this.log.info({ source, file, changes, discarded }, changes.length ? 'config reloaded' : 'config reloaded: no changes');
+    return { changes, discarded, file, runtime_changes: [] };
   }
 
   /** A runtime change (lbd server … / lbd service …), applied like a reload of the changed config. */

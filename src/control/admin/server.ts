@@ -46,6 +46,13 @@ export const ADMIN_SOCKET_MODE = 0o660;
 /** A directory lbd creates for the socket: its group may reach the socket (search), not list or add to it. */
 export const ADMIN_DIR_MODE = 0o750;
 
+/** admin.group cannot be used (no such group, or lbd may not give it): a restart will not mend it. */
+export class AdminGroupError extends AdminError {
+  constructor(message: string) {
+    super('E_ADMIN', message);
+  }
+}
+
 /**
  * The gid the socket gets: admin.group's (a name looked up in `groupFile`, a number as it is),
  * else the process's effective gid. Throws E_ADMIN for a name /etc/group does not have.
@@ -54,8 +61,7 @@ export function adminGroupId(group: string | number | undefined, groupFile?: str
   if (group === undefined) return process.getegid?.() ?? 0;
   const gid = resolveGroup(group, readGroups(groupFile));
   if (gid === undefined) {
-    throw new AdminError(
-      'E_ADMIN',
+    throw new AdminGroupError(
       `admin.group: no group ${JSON.stringify(group)} in ${groupFile ?? '/etc/group'}: create it (groupadd --system ${group}), or give its numeric gid`,
     );
   }
@@ -74,8 +80,28 @@ function chownGroup(p: string, gid: number, group: string | number | undefined, 
       code === 'EPERM'
         ? `: lbd (uid ${process.geteuid?.()}) is not a member of ${named} and lacks CAP_CHOWN; make its user a member (usermod -aG ${typeof group === 'string' ? group : gid} USER, or SupplementaryGroups= in its unit) or run it as root`
         : `: ${(e as Error).message}`;
-    throw new AdminError('E_ADMIN', `cannot give the admin ${what} ${p} to ${named} (admin.group)${hint}`);
+    throw new AdminGroupError(`cannot give the admin ${what} ${p} to ${named} (admin.group)${hint}`);
   }
+}
+
+/**
+ * Makes the socket's directory when it is missing: 0750, every level made of the socket's group
+ * (0700 until it is), so that the group can reach the socket. lbd calls it first thing, before
+ * anything else (the state file, by default in the same /run/lbd) makes the directory root's
+ * alone. True when it made it; a directory that exists is left as it is.
+ */
+export function prepareSocketDirectory(socketPath: string, group: string | number | undefined): boolean {
+  const dir = path.dirname(socketPath);
+  if (fs.existsSync(dir)) return false;
+  const gid = adminGroupId(group);
+  const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Every level made here (not only the last) must let the group through.
+  for (let d = dir; first !== undefined; d = path.dirname(d)) {
+    chownGroup(d, gid, group, 'socket directory');
+    fs.chmodSync(d, ADMIN_DIR_MODE);
+    if (d === first || d === path.dirname(d)) break;
+  }
+  return true;
 }
 
 /** What an unexpected failure answers: the details (a stack) go to the daemon's log, not to the client. */
@@ -121,17 +147,7 @@ export class AdminServer {
     const dir = path.dirname(p);
     const group = this.access.group;
     const gid = adminGroupId(group);
-    if (!fs.existsSync(dir)) {
-      const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // Every level made here (not only the last) must let the group through; 0700 until it is the group's.
-      for (let d = dir; first !== undefined; d = path.dirname(d)) {
-        chownGroup(d, gid, group, 'socket directory');
-        fs.chmodSync(d, ADMIN_DIR_MODE);
-        if (d === first || d === path.dirname(d)) break;
-      }
-    } else {
-      this.warnUnreachable(dir, gid);
-    }
+    if (!prepareSocketDirectory(p, group)) this.warnUnreachable(dir, gid);
     let st: fs.Stats | undefined;
     try {
       st = fs.lstatSync(p);

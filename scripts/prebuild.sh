@@ -6,9 +6,12 @@
 # Debian packages: g++ for this machine's architecture, the cross compiler for the other
 # (g++-aarch64-linux-gnu on x86_64, g++-x86-64-linux-gnu on arm64); readelf comes with them
 # (binutils). compile-native.sh checks each binary's machine type and entry point.
+# `prebuild.sh ARCH...` builds only those: test/package/npm-pack.test.ts, on a machine without
+# the cross compiler, packs with this machine's binary alone; a release is packed with both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for arch in x64 arm64; do
+[ $# -gt 0 ] || set -- x64 arm64
+for arch in "$@"; do
   out=prebuilds/linux-$arch/lbd_native.node
   if [ -f "$out" ] && [ -z "$(find native/src scripts/compile-native.sh -newer "$out" 2>/dev/null)" ]; then
     echo "prebuild: $out is up to date" >&2
@@ -16,7 +19,7 @@ for arch in x64 arm64; do
   fi
   bash scripts/compile-native.sh "$arch" "$out"
 done
-for arch in x64 arm64; do
+for arch in "$@"; do
   out=prebuilds/linux-$arch/lbd_native.node
   if command -v file >/dev/null; then file "$out"; else readelf -h "$out" | grep -E 'Class|Machine'; fi
 done

@@ -1,4 +1,5 @@
-// The test command: unit tests, then the end-to-end tests in network namespaces (root only).
+// The test command: unit tests, the package test, then the end-to-end tests in network namespaces
+// (root only).
 // One node --test run per group so the summary lines say what ran.
 import { existsSync, readdirSync } from 'node:fs';
 import { URL } from 'node:url';
@@ -11,7 +12,12 @@ if (!existsSync(helper)) {
 }
 const { runSync } = await import(helper.href);
 
-const groups = [['unit', 'dist/test/unit']];
+// package: npm pack and an install of the tarball (slower, no namespaces: root or not; not part of
+// test:unit, which CI runs on every Node major)
+const groups = [
+  ['unit', 'dist/test/unit'],
+  ['package', 'dist/test/package'],
+];
 if (process.getuid?.() === 0) groups.push(['e2e', 'dist/test/e2e']);
 else console.error('run-tests: not root: skipping the end-to-end tests (they build network namespaces)');
 
@@ -24,8 +30,9 @@ for (const [name, dir] of groups) {
     .map((f) => `${dir}/${f}`);
   if (!files.length) continue;
   console.log(`\n=== ${name} tests (${files.length} files) ===`);
-  // e2e files share the machine's namespaces and CPU: run them one at a time.
-  const args = ['--test', '--test-reporter=spec', ...(name === 'e2e' ? ['--test-concurrency=1'] : []), ...files];
+  // e2e files share the machine's namespaces and CPU, package files the build's outputs (dist/,
+  // prebuilds/): one at a time.
+  const args = ['--test', '--test-reporter=spec', ...(name === 'unit' ? [] : ['--test-concurrency=1']), ...files];
   const r = runSync('node', args, { stdio: 'inherit' });
   if (r.status !== 0) failed = true;
 }

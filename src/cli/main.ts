@@ -16,7 +16,7 @@ import { CliIO, Command, processIO, reportError, UsageError, VERSION_LINE } from
 export { UsageError } from './command';
 
 /** Command files in src/cli/, in `lbd --help` order. Each exports `command: Command`. */
-const COMMAND_FILES = ['run', 'check', 'list', 'server', 'service', 'reload', 'save', 'stop', 'import-ipvsadm', 'doctor', 'realserver-setup'];
+export const COMMAND_FILES = ['run', 'check', 'schema', 'list', 'server', 'service', 'reload', 'save', 'stop', 'import-ipvsadm', 'doctor', 'realserver-setup'];
 
 /** Loads the commands (lazily, so `lbd list` does not load the data plane). */
 export function loadCommand(name: string): Command | undefined {

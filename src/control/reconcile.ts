@@ -37,6 +37,15 @@ const RESTART_FIELDS: [string, (c: Config) => unknown][] = [
   ['announce', (c) => (c.announce ? `${c.announce.interface}, table ${c.announce.table}, hang_timeout ${c.announce.hang_timeout}s` : 'none')],
 ];
 
+/** The key paths a reload cannot change (lb.yaml(5) says so of each). */
+export const RESTART_KEY_PATHS: readonly string[] = [
+  ...RESTART_FIELDS.map(([k]) => k).filter((k) => k !== 'announce'),
+  'announce',
+  'announce.interface',
+  'announce.table',
+  'announce.hang_timeout',
+];
+
 /** Service fields compared for 'service-update' (identity and real servers are handled apart). */
 const SERVICE_FIELDS = ['name', 'scheduler', 'persistence', 'persistence_netmask'] as const;
 const REAL_FIELDS = ['weight', 'mac'] as const;

@@ -31,6 +31,7 @@ import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavai
 import { runBulk, startSinks, type BulkRun, type Sinks } from './bulk';
 import { runRestartBench } from './restart';
 import { runMhBench } from './mh';
+import { runFloodBench } from './flood';
 
 interface Options {
   quick: boolean;
@@ -59,7 +60,7 @@ function usage(): never {
   process.stderr.write(
     `usage: npm run bench -- [--quick] [--reps N] [--wrk-seconds S] [--gen-seconds S] [--rate PPS]
                         [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--no-bulk]
-                        [--bulk-mb N] [--bulk-only] [--restart-only] [--mh-only] [--out DIR]
+                        [--bulk-mb N] [--bulk-only] [--restart-only] [--mh-only] [--flood-only] [--out DIR]
   --quick         smoke run (~2 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
   --bulk-mb N     size of the bulk upload (default 256 MiB); --no-bulk skips it
   --bulk-only     only the bulk upload, for direct, lbd-native, lbd-ts and nftables (unless --only)
@@ -67,6 +68,8 @@ function usage(): never {
                   1000/s UDP stream, both paths, --reps rounds (bench/restart.ts)
   --mh-only       only the mh scheduler's costs, in-process (no lab, no root): ns per new flow
                   beside sh and wlc, table build time (bench/mh.ts)
+  --flood-only    only SYN floods (one source cycling its ports, random sources; 100k/s and max)
+                  against a 16384-entry table with wrk alongside, defense auto and off (bench/flood.ts)
   --reps N        rounds (default 3); medians over rounds are reported
   --rate PPS      the paced packet rate (default 80000)
 `,
@@ -144,6 +147,7 @@ function parseArgs(argv: string[]): Options {
       case '--bulk-only':
       case '--restart-only':
       case '--mh-only':
+      case '--flood-only':
         explicit.add(a);
         break;
       case '--out':
@@ -330,6 +334,10 @@ async function main(): Promise<number> {
   }
   if (process.argv.includes('--restart-only')) {
     await runRestartBench(o.reps, o.outDir, log);
+    return 0;
+  }
+  if (process.argv.includes('--flood-only')) {
+    await runFloodBench(o.outDir, log);
     return 0;
   }
   const started = Date.now();

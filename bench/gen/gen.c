@@ -8,6 +8,10 @@
  *
  *   --mode syn      every frame is a SYN of a new flow: flow f = offset + i gets source address
  *                   src-net + f / 64000 and source port 1024 + f % 64000
+ *                   --cycle N: flow offset + i % N instead (N <= 64000: one source address
+ *                   cycling N ports, its repeated SYNs refreshing its own half-open entries);
+ *                   --random: a pseudo-random source in src-net/16 and port per frame (spoofed
+ *                   sources, each SYN most likely a new flow)
  *   --mode steady   first a SYN for each of --flows flows (in batches, 1 ms apart, before the
  *                   measured phase), then ACKs cycling over those flows
  *
@@ -48,7 +52,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: gen --ifname IF --src-mac MAC --dst-mac MAC --dst-ip IP [--dport 80]\n"
           "           [--mode syn|steady] [--flows 1024] [--src-net 198.18.0.0] [--flow-offset 0]\n"
-          "           [--rate PPS (0 = max)] [--count N] [--duration SEC] [--batch 64] [--wait-go]\n");
+          "           [--rate PPS (0 = max)] [--count N] [--duration SEC] [--batch 64] [--wait-go]\n"
+          "           [--cycle N | --random] (syn mode)\n");
   exit(2);
 }
 
@@ -90,7 +95,17 @@ struct cfg {
   uint64_t count;
   double duration;
   int batch;
+  uint64_t cycle; /* syn mode: flows cycle over this many (0: every frame a new flow) */
+  int random;     /* syn mode: pseudo-random sources */
 };
+
+/* splitmix64: the random mode's source for frame i (deterministic per run). */
+static uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 
 /* Fill one frame for flow f (absolute index) with the given TCP flags and sequence number. */
 static void fill(uint8_t *fr, const struct cfg *c, uint64_t f, uint8_t flags, uint32_t seq) {
@@ -183,7 +198,8 @@ int main(int argc, char **argv) {
       {"ifname", 1, 0, 'i'}, {"src-mac", 1, 0, 's'}, {"dst-mac", 1, 0, 'd'},  {"dst-ip", 1, 0, 'D'},
       {"dport", 1, 0, 'p'},  {"mode", 1, 0, 'm'},    {"flows", 1, 0, 'f'},    {"src-net", 1, 0, 'n'},
       {"flow-offset", 1, 0, 'o'}, {"rate", 1, 0, 'r'}, {"count", 1, 0, 'c'}, {"duration", 1, 0, 't'},
-      {"batch", 1, 0, 'b'},  {"wait-go", 0, 0, 'w'}, {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+      {"batch", 1, 0, 'b'},  {"wait-go", 0, 0, 'w'}, {"help", 0, 0, 'h'},     {"cycle", 1, 0, 'C'},
+      {"random", 0, 0, 'R'}, {0, 0, 0, 0}};
   int o;
   struct in_addr a;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -206,6 +222,8 @@ int main(int argc, char **argv) {
       case 't': c.duration = atof(optarg); break;
       case 'b': c.batch = atoi(optarg); break;
       case 'w': wait_go = 1; break;
+      case 'C': c.cycle = strtoull(optarg, NULL, 10); break;
+      case 'R': c.random = 1; break;
       default: usage();
     }
   }
@@ -276,7 +294,11 @@ int main(int argc, char **argv) {
       if (c.steady) {
         fill(frames[k], &c, c.offset + i % c.flows, 0x10, seq + (uint32_t)(i / c.flows));
       } else {
-        fill(frames[k], &c, c.offset + i, 0x02, 1000);
+        /* random: a flow index over 65536 addresses x 64000 ports (fill() splits it) */
+        uint64_t flow = c.random ? mix(c.offset + i) % (65536ull * PORTS_PER_ADDR)
+                        : c.cycle ? c.offset + i % c.cycle
+                                  : c.offset + i;
+        fill(frames[k], &c, flow, 0x02, 1000);
       }
     }
     sent += (uint64_t)send_batch(fd, n);

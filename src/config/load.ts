@@ -92,7 +92,12 @@ export function formatConfig(cfg: Config): string {
     dataplane: cfg.dataplane,
     busy_poll: cfg.busy_poll,
     local_access: cfg.local_access,
-    connection_table: { size: cfg.connection_table.size },
+    connection_table: {
+      size: cfg.connection_table.size,
+      syn_flood_defense: cfg.connection_table.syn_flood_defense,
+      defense_threshold: cfg.connection_table.defense_threshold,
+      defense_syn_recv_timeout: cfg.connection_table.defense_syn_recv_timeout,
+    },
     timeouts: { tcp: cfg.timeouts.tcp, tcpfin: cfg.timeouts.tcpfin, udp: cfg.timeouts.udp },
     services: cfg.services.map((s) => ({
       name: s.name,

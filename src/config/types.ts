@@ -10,6 +10,9 @@ export type Protocol = (typeof PROTOCOLS)[number];
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const DATAPLANE_MODES = ['auto', 'native', 'ts'] as const;
+/** SYN-flood defense (dataplane/syn-flood.ts): auto while the table is over the threshold, on, off. */
+export const DEFENSE_MODES = ['auto', 'on', 'off'] as const;
+export type DefenseModeName = (typeof DEFENSE_MODES)[number];
 export type DataplaneMode = (typeof DATAPLANE_MODES)[number];
 
 export interface RealServerConfig {
@@ -118,7 +121,14 @@ export interface Config {
    * in epoll again (like net.core.busy_poll): lower latency at low load for CPU. 0 = off.
    */
   busy_poll: number;
-  connection_table: { size: number };
+  connection_table: {
+    size: number;
+    syn_flood_defense: DefenseModeName;
+    /** Percent of the table's capacity from which auto turns the defense on. */
+    defense_threshold: number;
+    /** Seconds a SYN_RECV entry lives while the defense is on. */
+    defense_syn_recv_timeout: number;
+  };
   /** Seconds, like `ipvsadm --set tcp tcpfin udp`. */
   timeouts: { tcp: number; tcpfin: number; udp: number };
   services: ServiceConfig[];
@@ -168,6 +178,9 @@ export const DEFAULTS = {
   logLevel: 'info' as LogLevel,
   dataplane: 'auto' as DataplaneMode,
   connTableSize: 1 << 20,
+  synFloodDefense: 'auto' as DefenseModeName,
+  defenseThreshold: 75,
+  defenseSynRecvTimeout: 5,
   timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
   scheduler: 'wlc',
   protocol: 'tcp' as Protocol,

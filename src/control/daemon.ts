@@ -13,6 +13,7 @@ import { serviceKey, type Config, type RealServerConfig, type ServiceConfig } fr
 import { LbdError } from '../errors';
 import { Forwarder } from '../dataplane/forwarder';
 import { CONN_REUSE_DEFAULT } from '../dataplane/contract';
+import type { DefenseConfig } from '../dataplane/syn-flood';
 import { HostGuard } from '../host/guard';
 import { HostKeeper } from '../host/host-keeper';
 import { instanceNames, stateFilePath, type InstanceNames } from '../host/instance';
@@ -280,6 +281,7 @@ export class Daemon {
       this.forwarder = new Forwarder({
         connTableSize: cfg.connection_table.size,
         timeouts: cfg.timeouts,
+        defense: defenseConfig(cfg.connection_table),
         captureMac: this.capture.mac,
         egressMac: this.egress.mac,
         egress: this.egress,
@@ -730,6 +732,7 @@ export class Daemon {
   tick(): void {
     const fw = this.forwarder;
     const nowMs = performance.now();
+    if (fw.updateDefense()) this.logDefense();
     this.opts.keepAlive?.(nowMs);
     const elapsedMs = nowMs - this.startedAt;
     fw.now = monotonicSeconds();
@@ -749,6 +752,21 @@ export class Daemon {
       } catch (e) {
         this.log.error({ code: (e as LbdError).code, err: (e as Error).message }, 'periodic control-plane work failed');
       }
+    }
+  }
+
+  /** One line when the SYN-flood defense turns on or off (never per frame). */
+  private logDefense(): void {
+    const fw = this.forwarder;
+    const d = fw.defense;
+    const table = { entries: fw.conns.size, capacity: fw.conns.capacity, evictions: d.evictions };
+    if (d.active) {
+      this.log.warn(
+        { ...table, mode: d.config.mode, thresholdPercent: d.config.thresholdPercent, synRecvTimeoutS: d.config.synRecvTimeout },
+        'SYN-flood defense on: half-open entries live shorter and give way to new connections',
+      );
+    } else {
+      this.log.info(table, 'SYN-flood defense off');
     }
   }
 
@@ -794,6 +812,9 @@ export class Daemon {
           break;
         case 'timeouts':
           this.forwarder.setTimeouts(a.timeouts);
+          break;
+        case 'defense':
+          this.forwarder.setDefense(defenseConfig(a.table));
           break;
         case 'busy-poll':
           if (this.capture instanceof NativePort) this.capture.setBusyPoll(a.busyPoll);
@@ -1138,4 +1159,9 @@ export class Daemon {
       'lbd stopped',
     );
   }
+}
+
+/** connection_table's defense keys as the data plane takes them (syn-flood.ts). */
+function defenseConfig(t: Config['connection_table']): DefenseConfig {
+  return { mode: t.syn_flood_defense, thresholdPercent: t.defense_threshold, synRecvTimeout: t.defense_syn_recv_timeout };
 }

@@ -10,6 +10,7 @@ export type Action =
   | { kind: 'restart-required'; field: string; from: unknown; to: unknown }
   | { kind: 'log-level'; level: Config['log']['level'] }
   | { kind: 'timeouts'; timeouts: Config['timeouts'] }
+  | { kind: 'defense'; table: Config['connection_table'] }
   | { kind: 'busy-poll'; busyPoll: number }
   | { kind: 'metrics-listen'; listen: string }
   | { kind: 'conn-reuse-mode'; mode: number }
@@ -59,6 +60,15 @@ export function plan(running: Config, desired: Config): Action[] {
   const t0 = running.timeouts;
   const t1 = desired.timeouts;
   if (t0.tcp !== t1.tcp || t0.tcpfin !== t1.tcpfin || t0.udp !== t1.udp) actions.push({ kind: 'timeouts', timeouts: t1 });
+  const d0 = running.connection_table;
+  const d1 = desired.connection_table;
+  if (
+    d0.syn_flood_defense !== d1.syn_flood_defense ||
+    d0.defense_threshold !== d1.defense_threshold ||
+    d0.defense_syn_recv_timeout !== d1.defense_syn_recv_timeout
+  ) {
+    actions.push({ kind: 'defense', table: d1 });
+  }
   if ((running.busy_poll ?? 0) !== (desired.busy_poll ?? 0)) actions.push({ kind: 'busy-poll', busyPoll: desired.busy_poll ?? 0 });
   if (running.metrics.listen !== desired.metrics.listen) actions.push({ kind: 'metrics-listen', listen: desired.metrics.listen });
   // The daemon sets every service's effective mode again (a service's own conn_reuse_mode wins).
@@ -127,6 +137,8 @@ export function describeAction(a: Action): string {
       return `log level → ${a.level}`;
     case 'timeouts':
       return `timeouts → tcp ${a.timeouts.tcp}s tcpfin ${a.timeouts.tcpfin}s udp ${a.timeouts.udp}s`;
+    case 'defense':
+      return `SYN-flood defense → ${a.table.syn_flood_defense}, threshold ${a.table.defense_threshold}%, SYN_RECV ${a.table.defense_syn_recv_timeout}s`;
     case 'busy-poll':
       return `busy_poll → ${Math.round(a.busyPoll * 1e6)}us`;
     case 'metrics-listen':

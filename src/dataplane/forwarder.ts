@@ -38,6 +38,7 @@ import {
 import { PARSED_ARP, PARSED_L4, ParsedFrame, macEquals, parse, rewriteMacs } from './packet';
 import { GSO_NONE, Segmenter, VNET_GSO_TYPE, completeChecksum, needsWork, segmentSize, validate } from './segment';
 import { DOWN_DROP, DOWN_KEEP, DestTable, RealServer, ServiceTable, VirtualService } from './services';
+import { type DefenseConfig, SynFloodDefense, unestablished } from './syn-flood';
 import { SharedState } from './state';
 import { nextTcpState, tcpTimeouts } from './tcpstate';
 import { DEST_F_DOWN, DEST_F_OVERLOAD, FlowInfo } from '../scheduler/index';
@@ -73,7 +74,12 @@ export interface ForwarderOptions {
   icmpClock?: () => number;
   /** The region to lay the state over (a state file's, state-file.ts); default one of its own. */
   state?: SharedState;
+  /** SYN-flood defense (syn-flood.ts); default auto at 75 %, SYN_RECV 5 s. */
+  defense?: DefenseConfig;
 }
+
+/** connection_table's defaults for the SYN-flood defense (config/types.ts DEFAULTS mirrors them). */
+export const DEFENSE_DEFAULT: DefenseConfig = { mode: 'auto', thresholdPercent: 75, synRecvTimeout: 5 };
 
 /**
  * The TypeScript data plane: parse → lookup → schedule (new flows only) → track → rewrite →
@@ -170,7 +176,34 @@ export class Forwarder {
     this.icmpForwardBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
     this.icmpSendBucket = new TokenBucket(undefined, undefined, opts.icmpClock);
     this.icmpSendHosts = new HostBuckets(undefined, undefined, undefined, opts.icmpClock);
+    this.defense = new SynFloodDefense(opts.defense ?? DEFENSE_DEFAULT);
     this.setTimeouts(opts.timeouts);
+  }
+
+  /** SYN-flood defense: its state, read by the control plane's tick and by metrics. */
+  readonly defense: SynFloodDefense;
+  /** SYN_RECV's timeout when the defense is off (IPVS's 60 s). */
+  private synRecvTimeout = 60;
+
+  /** A new defense config (a reload); the state follows at the next updateDefense(). */
+  setDefense(c: DefenseConfig): void {
+    this.defense.config = c;
+    this.applyDefenseTimeout();
+  }
+
+  /**
+   * The defense's state for the table's fill now (the control plane's tick); true when it
+   * changed. On, SYN_RECV's timeout is the defense's; the sweep shortens the entries there.
+   */
+  updateDefense(): boolean {
+    if (!this.defense.update(this.conns.size, this.conns.capacity)) return false;
+    this.applyDefenseTimeout();
+    return true;
+  }
+
+  private applyDefenseTimeout(): void {
+    const short = Math.max(1, Math.ceil(this.defense.config.synRecvTimeout));
+    this.timeouts[ConnState.SynRecv] = this.defense.active ? Math.min(short, this.synRecvTimeout) : this.synRecvTimeout;
   }
 
   /** The egress interface's MTU: larger frames with DF set are not forwarded (too_big); 0 = no check. */
@@ -193,6 +226,8 @@ export class Forwarder {
     // The clock ticks in whole seconds: round up so that no timeout becomes zero.
     this.timeouts.set(tcpTimeouts(Math.max(1, Math.ceil(t.tcp)), Math.max(1, Math.ceil(t.tcpfin))));
     this.timeouts[TIMEOUT_UDP] = Math.max(1, Math.ceil(t.udp));
+    this.synRecvTimeout = this.timeouts[ConnState.SynRecv];
+    if (this.defense) this.applyDefenseTimeout();
   }
 
   /**
@@ -466,7 +501,17 @@ export class Forwarder {
     }
     const state = f.proto === IPPROTO_TCP ? ConnState.None : ConnState.Udp;
     const flags = template >= 0 ? CONN_F_INACTIVE | CONN_F_PERSIST : CONN_F_INACTIVE;
-    const slot = this.conns.insert(f.srcAddr, connPort(svc.index, f.srcPort), dest.index, state, flags, this.now + 2);
+    const key = connPort(svc.index, f.srcPort);
+    let slot = this.conns.insert(f.srcAddr, key, dest.index, state, flags, this.now + 2);
+    if (slot < 0 && this.defense.evicts) {
+      // Full: an unestablished entry gives way (syn-flood.ts), never an established one.
+      const victim = this.defense.victim(this.conns);
+      if (victim >= 0) {
+        this.expire(victim);
+        this.defense.evictions++;
+        slot = this.conns.insert(f.srcAddr, key, dest.index, state, flags, this.now + 2);
+      }
+    }
     if (slot < 0) return ~Drop.TableFull;
     if (template >= 0) this.templates.refs[template]++;
     // IPVS counts a new connection as inactive until it reaches ESTABLISHED.
@@ -555,12 +600,15 @@ export class Forwarder {
     // The budget counts slots passed, not looks: a removal that shifts a later entry into this
     // slot is looked at again for free (each such look follows a removal, so it ends), and a
     // budget of `slots` is a whole pass.
+    // While the SYN-flood defense is on, half-open entries live no longer than its timeout.
+    const shortest = this.defense.active ? now + this.timeouts[ConnState.SynRecv] : 0;
     for (let n = 0; n < budget;) {
       if (conns.dest[i] !== SLOT_EMPTY && conns.expires[i] <= now) {
         this.expire(i);
         expired++;
         if (conns.dest[i] !== SLOT_EMPTY) continue;
       }
+      if (shortest > 0 && conns.dest[i] !== SLOT_EMPTY && conns.expires[i] > shortest && unestablished(conns.state[i])) conns.expires[i] = shortest;
       i = (i + 1) & conns.mask;
       n++;
     }

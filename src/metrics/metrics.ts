@@ -198,6 +198,20 @@ export function createRegistry(src: MetricsSource): Registry {
     },
   });
   new Gauge({
+    name: 'lbd_syn_flood_defense',
+    help: '1 while the SYN-flood defense is on (connection_table.syn_flood_defense): half-open entries live defense_syn_recv_timeout and give way to new connections.',
+    registers: [registry],
+    collect() {
+      this.set(f().defense.active ? 1 : 0);
+    },
+  });
+  scrapedCounter('lbd_syn_flood_defense_activations_total', 'Times the SYN-flood defense turned on.', () => f().defense.activations);
+  scrapedCounter(
+    'lbd_syn_flood_evictions_total',
+    'Unestablished (NONE, SYN_RECV) entries evicted from a full connection table for a new connection.',
+    () => f().defense.evictions,
+  );
+  new Gauge({
     name: 'lbd_conn_table_capacity',
     help: 'Capacity of the connection table (connection_table.size).',
     registers: [registry],

@@ -66,7 +66,7 @@ test('examples/lb.yaml (the lab topology) loads to the expected config', () => {
     dataplane: 'auto',
     busy_poll: 0,
     local_access: false,
-    connection_table: { size: 1048576 },
+    connection_table: { size: 1048576, syn_flood_defense: 'auto', defense_threshold: 75, defense_syn_recv_timeout: 5 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     services: [
       {
@@ -102,7 +102,7 @@ test('defaults are applied to a minimal config', () => {
     dataplane: 'auto',
     busy_poll: 0,
     local_access: false,
-    connection_table: { size: 1 << 20 },
+    connection_table: { size: 1 << 20, syn_flood_defense: 'auto', defense_threshold: 75, defense_syn_recv_timeout: 5 },
     timeouts: { tcp: 900, tcpfin: 120, udp: 300 },
     services: [
       {

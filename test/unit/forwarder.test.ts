@@ -376,7 +376,13 @@ test('no available real server and a full table are drops with their own reasons
   }
   const full = await testDaemon(BASE_CONFIG({ size: 1024 }));
   try {
-    for (let i = 0; i < 1030; i++) full.send(frame({ flags: SYN, src: `10.1.${i >> 8}.${i & 255}` }));
+    // A table full of established connections: nothing may give way (an unestablished entry
+    // would: the SYN-flood defense, syn-flood.test.ts).
+    for (let i = 0; i < 1024; i++) {
+      full.send(frame({ flags: SYN, src: `10.1.${i >> 8}.${i & 255}` }));
+      full.send(frame({ flags: ACK, src: `10.1.${i >> 8}.${i & 255}` }));
+    }
+    for (let i = 1024; i < 1030; i++) full.send(frame({ flags: SYN, src: `10.1.${i >> 8}.${i & 255}` }));
     assert.equal(full.daemon.forwarder.conns.size, 1024);
     assert.deepEqual(drops(full), { table_full: 6 });
   } finally {

@@ -61,7 +61,7 @@ metrics: { listen: 0.0.0.0:9469 }
 log: { level: debug }
 dataplane: ts
 busy_poll: 200us
-connection_table: { size: 4096 }
+connection_table: { size: 4096, syn_flood_defense: on, defense_threshold: 90, defense_syn_recv_timeout: 3s }
 timeouts: { tcp: 15m, tcpfin: 2m, udp: 300 }
 admin: { socket: /run/lbd/test.sock, group: 1000 }
 on_remove: drop

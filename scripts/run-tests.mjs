@@ -14,9 +14,12 @@ const { runSync } = await import(helper.href);
 
 // package: npm pack and an install of the tarball (slower, no namespaces: root or not; not part of
 // test:unit, which CI runs on every Node major)
+// fuzz: the fuzz targets built and run briefly, and every crash input kept as a fixture replayed
+// (a clang build and ~20 s of fuzzing: once, like package, not on every Node major)
 const groups = [
   ['unit', 'dist/test/unit'],
   ['package', 'dist/test/package'],
+  ['fuzz', 'dist/test/fuzz'],
 ];
 if (process.getuid?.() === 0) groups.push(['e2e', 'dist/test/e2e']);
 else console.error('run-tests: not root: skipping the end-to-end tests (they build network namespaces)');

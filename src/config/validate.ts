@@ -15,6 +15,8 @@ export type YNode = Scalar | YAMLMap | YAMLSeq;
 export type Entries = Map<string, { key: YNode; value: YNode | undefined }>;
 
 export function joinPath(path: string, key: string): string {
+  // A blank key (`"": 1`) is shown quoted, so that the path names it.
+  if (key.trim() === '') key = JSON.stringify(key);
   return path ? `${path}.${key}` : key;
 }
 

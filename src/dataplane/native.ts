@@ -46,8 +46,8 @@ export {
 /** upcallArgs[8] of a table miss; otherwise the slot of the hit (upcallArgs[9] = 1: a conn_reuse_mode reschedule, else its real server is down). */
 const MISS = 0xffffffff;
 
-/** nextTcpState() for every (state, FIN/SYN/RST/ACK) pair; 0xffff where it gives undefined. */
-function tcpNextTable(): Uint16Array {
+/** nextTcpState() for every (state, FIN/SYN/RST/ACK) pair; 0xffff where it gives undefined (also the native fuzz target's table: scripts/fuzz-native-gen.mjs). */
+export function tcpNextTable(): Uint16Array {
   const t = new Uint16Array(256 * 16);
   for (let s = 0; s < 256; s++) {
     for (let b = 0; b < 16; b++) {

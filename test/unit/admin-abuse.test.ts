@@ -15,6 +15,7 @@ import type { PingResult } from '../../src/control/admin/protocol';
 import { parseRequest } from '../../src/control/admin/schema';
 import { AdminLimits, AdminServer } from '../../src/control/admin/server';
 import { BASE_CONFIG, testDaemon } from '../helpers/daemon';
+import { adminUnderTest, checkServerLines, fuzzAdmin, readAdminFixtures } from '../fuzz/admin';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lbd-admin-abuse-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -220,4 +221,27 @@ test('20,000 pipelined requests never read: the output stays bounded, other clie
     await all;
     s.destroy();
   });
+});
+
+// ---- Property-based (test/fuzz/admin.ts; the long run: npm run fuzz -- --target admin) ----------
+
+test('fuzz (smoke, fixed seed): random values through the schema and random lines through the server, answered with a stable code naming the field', async () => {
+  const r = await fuzzAdmin({ seed: 0xad, inputs: 3000, runsPerRound: 40 });
+  assert.deepEqual(
+    r.failures.map((f) => `seed ${f.seed}: ${f.error}`),
+    [],
+  );
+});
+
+test('fuzz: every stored failing batch of request lines (test/fixtures/fuzz/admin) now passes', async () => {
+  const stored = readAdminFixtures(path.resolve(__dirname, '../../../test/fixtures/fuzz/admin'));
+  if (stored.length === 0) return;
+  const a = await adminUnderTest(tmp);
+  try {
+    for (const f of stored) {
+      await checkServerLines(a.sock, f.lines).catch((e: Error) => assert.fail(`${f.file}: ${e.message}`));
+    }
+  } finally {
+    await a.close();
+  }
 });

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { createLab, type Lab } from '../lab/lab';
 import { parseWrk } from '../lab/wrk';
 import { lbdConfig, startLbd } from '../test/helpers/lbd-process';
-import { buildGenerator, runInLab, sleep } from './measure';
+import { buildGenerator, genToVip, runInLab, sleep } from './measure';
 
 const TABLE = 16384;
 const WRK_S = 6;
@@ -56,17 +56,7 @@ async function cell(lab: Lab, flood: FloodCell['flood'], rate: number, defense: 
       gen = lab.spawn(
         lab.ns.client,
         [
-          'gen',
-          '--ifname',
-          lab.ifaces.client,
-          '--src-mac',
-          lab.macs.client,
-          '--dst-mac',
-          lab.macs.balancerCapture,
-          '--dst-ip',
-          lab.addr.vip,
-          '--dport',
-          String(lab.ports.http),
+          ...genToVip(lab),
           '--mode',
           'syn',
           ...(flood === 'cycle' ? ['--cycle', '64000'] : ['--random']),

@@ -206,6 +206,23 @@ export async function runWrk(lab: Lab, url: string, conns: number, seconds: numb
 export const GEN_SRC = path.resolve(REPO_ROOT, program('gen').built!);
 export const GEN_BIN = declaredPath('gen')!;
 
+/** The generator's first arguments: from the client's interface, in frames addressed to the balancer, to the VIP's HTTP port. */
+export function genToVip(lab: Lab): Command {
+  return [
+    'gen',
+    '--ifname',
+    lab.ifaces.client,
+    '--src-mac',
+    lab.macs.client,
+    '--dst-mac',
+    lab.macs.balancerCapture,
+    '--dst-ip',
+    lab.addr.vip,
+    '--dport',
+    String(lab.ports.http),
+  ];
+}
+
 /** Compile bench/gen/gen.c with gcc when the binary is missing or older than the source. */
 export function buildGenerator(): string {
   const stale = !fs.existsSync(GEN_BIN) || fs.statSync(GEN_BIN).mtimeMs < fs.statSync(GEN_SRC).mtimeMs;
@@ -257,17 +274,7 @@ export async function runGenerator(lab: Lab, a: GenArgs, before: () => void): Pr
     lab,
     lab.ns.client,
     [
-      'gen',
-      '--ifname',
-      lab.ifaces.client,
-      '--src-mac',
-      lab.macs.client,
-      '--dst-mac',
-      lab.macs.balancerCapture,
-      '--dst-ip',
-      lab.addr.vip,
-      '--dport',
-      String(lab.ports.http),
+      ...genToVip(lab),
       '--mode',
       a.mode,
       '--flows',

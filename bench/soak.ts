@@ -26,7 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLab, type Command, type Lab } from '../lab/lab';
 import { heldDownload, lbdConfig, LBD_BIN, startLbd, udpEchoService, type HeldDownload, type LbdProcess } from '../test/helpers/lbd-process';
-import { buildGenerator, GEN_BIN, GEN_SRC, runInLab, sleep } from './measure';
+import { buildGenerator, GEN_BIN, GEN_SRC, genToVip, runInLab, sleep } from './measure';
 
 // ───────────────────────────── options ─────────────────────────────
 
@@ -468,17 +468,7 @@ async function main(): Promise<number> {
         lab,
         lab.ns.client,
         [
-          'gen',
-          '--ifname',
-          lab.ifaces.client,
-          '--src-mac',
-          lab.macs.client,
-          '--dst-mac',
-          lab.macs.balancerCapture,
-          '--dst-ip',
-          lab.addr.vip,
-          '--dport',
-          String(lab.ports.http),
+          ...genToVip(lab),
           '--mode',
           'syn',
           '--flows',

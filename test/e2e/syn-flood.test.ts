@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLab, Lab } from '../../lab/lab';
 import { parseWrk, type WrkSummary } from '../../lab/wrk';
-import { buildGenerator } from '../../bench/measure';
+import { buildGenerator, genToVip } from '../../bench/measure';
 import type { ChildProcess } from '../../src/host/programs';
 import { lbdConfig, startLbd, type LbdProcess } from '../helpers/lbd-process';
 
@@ -30,17 +30,7 @@ function flood(kind: 'cycle' | 'random', seconds: number): { proc: ChildProcess;
   const proc = lab.spawn(
     lab.ns.client,
     [
-      'gen',
-      '--ifname',
-      lab.ifaces.client,
-      '--src-mac',
-      lab.macs.client,
-      '--dst-mac',
-      lab.macs.balancerCapture,
-      '--dst-ip',
-      lab.addr.vip,
-      '--dport',
-      String(lab.ports.http),
+      ...genToVip(lab),
       '--mode',
       'syn',
       ...(kind === 'cycle' ? ['--cycle', '64000'] : ['--random']),

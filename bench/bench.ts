@@ -26,12 +26,13 @@ import {
   type RuntimeSnapshot,
 } from './measure';
 import { svgChart } from './chart';
-import { mdReport, summarize, textReport, type HttpRun, type Machine, type PacketRun, type PacketTest, type Results } from './report';
+import { mdReport, summarize, textReport, type Machine, type PacketRun, type PacketTest, type Results } from './report';
 import { baseline, direct, haproxy, lbd, nftables, rsDrop, scrubBalancer, Unavailable, type Scenario } from './scenarios';
 import { runBulk, startSinks, type BulkRun, type Sinks } from './bulk';
 import { runRestartBench } from './restart';
 import { runMhBench } from './mh';
 import { runFloodBench } from './flood';
+import { runWorkload, WORKLOAD_IDS, WORKLOADS } from './workloads';
 
 interface Options {
   quick: boolean;
@@ -43,6 +44,8 @@ interface Options {
   flows: number;
   only: string[] | null;
   http: boolean;
+  /** the HTTP workloads (workloads.ts) run at 32 connections in every visit */
+  workloads: string[];
   packets: boolean;
   /** the bulk upload (client → target → real server sink) */
   bulk: boolean;
@@ -60,8 +63,12 @@ function usage(): never {
   process.stderr.write(
     `usage: npm run bench -- [--quick] [--reps N] [--wrk-seconds S] [--gen-seconds S] [--rate PPS]
                         [--only ${ALL.join(',')}] [--no-http] [--no-packets] [--no-bulk]
+                        [--workloads ${WORKLOAD_IDS.join(',')}] [--http-only]
                         [--bulk-mb N] [--bulk-only] [--restart-only] [--mh-only] [--flood-only] [--out DIR]
-  --quick         smoke run (~2 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
+  --quick         smoke run (~4 min): 3 rounds, wrk 2 s, generator 1 s, no warm-up
+  --workloads L   the HTTP workloads (default all): stock-ka (keep-alive as Apache ships it),
+                  close (Connection: close), ab-http10 (ApacheBench, HTTP/1.0), mixed, tuned-ka
+  --http-only     only the HTTP workloads (no packet tests, no bulk upload)
   --bulk-mb N     size of the bulk upload (default 256 MiB); --no-bulk skips it
   --bulk-only     only the bulk upload, for direct, lbd-native, lbd-ts and nftables (unless --only)
   --restart-only  only the restart gap: lbd ended (SIGTERM, SIGKILL) and started again under a
@@ -70,7 +77,7 @@ function usage(): never {
                   beside sh and wlc, table build time (bench/mh.ts)
   --flood-only    only SYN floods (one source cycling its ports, random sources; 100k/s and max)
                   against a 16384-entry table with wrk alongside, defense auto and off (bench/flood.ts)
-  --reps N        rounds (default 3); medians over rounds are reported
+  --reps N        rounds (default 5); medians over rounds are reported
   --rate PPS      the paced packet rate (default 80000)
 `,
   );
@@ -80,7 +87,7 @@ function usage(): never {
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     quick: false,
-    reps: 3,
+    reps: 5,
     wrkSeconds: 5,
     warmupSeconds: 1,
     genSeconds: 2,
@@ -88,12 +95,13 @@ function parseArgs(argv: string[]): Options {
     flows: 1024,
     only: null,
     http: true,
+    workloads: WORKLOAD_IDS,
     packets: true,
     bulk: true,
     bulkMB: 256,
     bulkMaxS: 60,
     outDir: path.resolve(__dirname, '../../bench/results'),
-    budgetS: 600,
+    budgetS: 3000,
   };
   const explicit = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
@@ -131,6 +139,17 @@ function parseArgs(argv: string[]): Options {
           .map((s) => s.trim())
           .filter(Boolean);
         for (const s of o.only) if (!ALL.includes(s)) usage();
+        break;
+      case '--workloads':
+        o.workloads = val()
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
+        for (const w of o.workloads) if (!WORKLOAD_IDS.includes(w)) usage();
+        break;
+      case '--http-only':
+        o.packets = false;
+        o.bulk = false;
         break;
       case '--no-http':
         o.http = false;
@@ -172,7 +191,7 @@ function parseArgs(argv: string[]): Options {
     if (!explicit.has('--wrk-seconds')) o.wrkSeconds = 2;
     if (!explicit.has('--gen-seconds')) o.genSeconds = 1;
     o.warmupSeconds = 0;
-    o.budgetS = 240;
+    o.budgetS = 420;
   }
   return o;
 }
@@ -360,6 +379,11 @@ async function main(): Promise<number> {
   const nsBefore = listNamespaces();
   const lab = createLab({ shape: 'one-nic' });
   mach.otherNamespacesAtStart = nsBefore.length;
+  // One client address makes every short connection from 28k ephemeral ports, and wrk closing
+  // first leaves thousands in TIME_WAIT for 60 s: past ~14k, connect() searches so long for a
+  // free port (2–5 ms of CPU a request, measured) that whichever scenario comes next loses
+  // three quarters of its rate. Real clients are many; a load generator reuses TIME_WAIT ports.
+  lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
   const results: Results & { bulk: BulkRun[] } = {
     version: 1,
     machine: mach,
@@ -403,14 +427,22 @@ async function main(): Promise<number> {
           if (doHttp) {
             phase = 'wrk';
             if (o.warmupSeconds > 0) await runWrk(lab, sc.url!, 32, o.warmupSeconds);
-            for (const c of [32, 1]) {
-              const w = await runWrk(lab, sc.url!, c, o.wrkSeconds);
-              const run: HttpRun = { scenario: sc.name, rep, conns: c, ...w };
-              results.http.push(run);
+            const host = new URL(sc.url!).hostname;
+            for (const wl of WORKLOADS.filter((x) => o.workloads.includes(x.id))) {
+              const d0 = sc.diag?.() ?? {};
+              const w = await runWorkload(lab, wl, host, 32, o.wrkSeconds);
+              const d1 = sc.diag?.() ?? {};
+              const diag: Record<string, number> = {};
+              for (const k of Object.keys(d1)) diag[k] = d1[k] - (d0[k] ?? 0);
+              results.http.push({ scenario: sc.name, rep, conns: 32, workload: wl.id, ...w, diag });
               log(
-                `  wrk c${c}: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`,
+                `  ${wl.id} c32: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`,
               );
             }
+            // latency: one connection, keep-alive to the tuned port
+            const w = await runWrk(lab, sc.url!, 1, o.wrkSeconds);
+            results.http.push({ scenario: sc.name, rep, conns: 1, workload: 'tuned-ka', ...w });
+            log(`  tuned-ka c1: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs`);
           }
           if (doBulk) {
             phase = 'bulk';

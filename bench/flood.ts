@@ -4,7 +4,8 @@
  * spoofed address cycling its 64000 ports, random spoofed sources; at 100k SYN/s and at the
  * generator's maximum — and each defense setting (auto, off), wrk runs twice: keep-alive (-c32,
  * connections made before the flood) and one connection per request (Connection: close, -c8),
- * which is what a full table refuses. The table's fill is sampled every 250 ms.
+ * which is what a full table refuses. The table's fill is sampled every 250 ms. In-kernel
+ * nftables DSR (scenarios.ts) meets the same floods, side by side: it keeps no table.
  *
  * Run by `npm run bench -- --flood-only`; results in bench/results/flood-latest.json and the
  * README's reliability table. Bounded: each cell floods for WRK_S + 3 s.
@@ -15,15 +16,18 @@ import { createLab, type Lab } from '../lab/lab';
 import { parseWrk } from '../lab/wrk';
 import { lbdConfig, startLbd } from '../test/helpers/lbd-process';
 import { buildGenerator, genToVip, runInLab, sleep } from './measure';
+import { nftables, scrubBalancer } from './scenarios';
 
 const TABLE = 16384;
 const WRK_S = 6;
 
 export interface FloodCell {
+  balancer: 'lbd' | 'nftables';
   flood: 'none' | 'cycle' | 'random';
   /** SYN/s asked of the generator; 0 = its maximum. */
   rate: number;
-  defense: 'auto' | 'off';
+  /** lbd's connection_table.syn_flood_defense ('n/a' for nftables) */
+  defense: 'auto' | 'off' | 'n/a';
   wrk: 'keepalive' | 'close';
   /** SYNs the generator sent per second, measured. */
   synPerS: number;
@@ -38,14 +42,16 @@ export interface FloodCell {
 }
 
 async function cell(lab: Lab, flood: FloodCell['flood'], rate: number, defense: FloodCell['defense'], wrkMode: FloodCell['wrk']): Promise<FloodCell> {
-  const lbd = await startLbd(lab, lbdConfig(lab, { top: `connection_table:\n  size: ${TABLE}\n  syn_flood_defense: ${defense}\n` }));
+  const nft = defense === 'n/a' ? nftables(lab) : null;
+  if (nft) await nft.setup();
+  const lbd = nft ? null : await startLbd(lab, lbdConfig(lab, { top: `connection_table:\n  size: ${TABLE}\n  syn_flood_defense: ${defense}\n` }));
   const fill: [number, number][] = [];
   let genOut = '';
   let gen: ReturnType<Lab['spawn']> | null = null;
   const t0 = Date.now();
   const sampler = setInterval(() => {
     try {
-      fill.push([Date.now() - t0, lbd.metric('lbd_conn_table_entries')]);
+      if (lbd) fill.push([Date.now() - t0, lbd.metric('lbd_conn_table_entries')]);
     } catch {
       /* a scrape that failed: no sample */
     }
@@ -89,6 +95,7 @@ async function cell(lab: Lab, flood: FloodCell['flood'], rate: number, defense: 
     const w = parseWrk(out);
     const g = /"sent":(\d+).*"elapsed_ns":(\d+)/.exec(genOut);
     return {
+      balancer: nft ? 'nftables' : 'lbd',
       flood,
       rate,
       defense,
@@ -99,13 +106,17 @@ async function cell(lab: Lab, flood: FloodCell['flood'], rate: number, defense: 
       socketErrors: w.socketErrors,
       non2xx: w.non2xx,
       fill,
-      evictions: lbd.metric('lbd_syn_flood_evictions_total'),
-      tableFullDrops: lbd.metric('lbd_dropped_packets_total', { reason: 'table_full' }),
+      evictions: lbd ? lbd.metric('lbd_syn_flood_evictions_total') : 0,
+      tableFullDrops: lbd ? lbd.metric('lbd_dropped_packets_total', { reason: 'table_full' }) : 0,
     };
   } finally {
     clearInterval(sampler);
     if (gen && gen.exitCode === null) lab.kill(gen);
-    await lbd.stopClean();
+    if (lbd) await lbd.stopClean();
+    if (nft) {
+      await nft.teardown();
+      scrubBalancer(lab);
+    }
   }
 }
 
@@ -122,15 +133,15 @@ export async function runFloodBench(outDir: string, log: (s: string) => void): P
       ['random', 0],
     ];
     for (const [flood, rate] of plan) {
-      for (const defense of ['auto', 'off'] as const) {
+      for (const defense of ['auto', 'off', 'n/a'] as const) {
         if (flood === 'none' && defense === 'off') continue;
         for (const wrk of ['keepalive', 'close'] as const) {
           const c = await cell(lab, flood, rate, defense, wrk);
           cells.push(c);
           const peak = Math.max(0, ...c.fill.map(([, n]) => n));
           log(
-            `flood ${flood}${flood === 'none' ? '' : ` ${rate ? `${rate / 1000}k/s` : 'max'} (${Math.round(c.synPerS / 1000)}k SYN/s)`}, defense ${defense}, wrk ${wrk}: ` +
-              `${c.rps.toFixed(0)} req/s, ${c.socketErrors} socket errors; table peak ${peak}/${TABLE}, evictions ${c.evictions}, table_full ${c.tableFullDrops}`,
+            `${c.balancer} flood ${flood}${flood === 'none' ? '' : ` ${rate ? `${rate / 1000}k/s` : 'max'} (${Math.round(c.synPerS / 1000)}k SYN/s)`}, defense ${defense}, wrk ${wrk}: ` +
+              `${c.rps.toFixed(0)} req/s, ${c.socketErrors} socket errors${c.balancer === 'lbd' ? `; table peak ${peak}/${TABLE}, evictions ${c.evictions}, table_full ${c.tableFullDrops}` : ''}`,
           );
         }
       }

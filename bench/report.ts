@@ -6,6 +6,7 @@
  */
 import type { BulkRun } from './bulk';
 import { median, spread, type WrkResult } from './measure';
+import { summarizeWorkloads, WORKLOADS, type WorkloadSummary } from './workloads';
 
 export interface Machine {
   date: string;
@@ -24,6 +25,10 @@ export interface HttpRun extends WrkResult {
   scenario: string;
   rep: number;
   conns: number;
+  /** workloads.ts's id (absent in results written before workloads: the tuned keep-alive) */
+  workload?: string;
+  /** the scenario's counters over the run (lbd's: forwarded, drops, the native loop's times) */
+  diag?: Record<string, number>;
 }
 
 export interface PacketRun {
@@ -140,6 +145,8 @@ export interface BulkSummary {
 }
 
 export interface Summary {
+  /** workload → scenario → figures (workloads.ts) */
+  workloads?: Record<string, Record<string, WorkloadSummary>>;
   http: Record<string, HttpSummary>;
   bulk?: Record<string, BulkSummary>;
   /** scenario → test id → figures */
@@ -153,8 +160,9 @@ export function summarize(r: Results): Summary {
   const names = r.scenarios.map((s) => s.name);
   const http: Record<string, HttpSummary> = {};
   for (const n of names) {
-    const c32 = r.http.filter((h) => h.scenario === n && h.conns > 1);
-    const c1 = r.http.filter((h) => h.scenario === n && h.conns === 1);
+    const tuned = r.http.filter((h) => h.scenario === n && (h.workload ?? 'tuned-ka') === 'tuned-ka');
+    const c32 = tuned.filter((h) => h.conns > 1);
+    const c1 = tuned.filter((h) => h.conns === 1);
     if (!c32.length && !c1.length) continue;
     http[n] = {
       rpsC32: median(c32.map((h) => h.rps)),
@@ -242,7 +250,7 @@ export function summarize(r: Results): Summary {
     b.mbpsVsNft = ratio(b.mbps, bulk.nftables?.mbps);
     b.cpuVsNft = ratio(b.tasksNsPerByte, bulk.nftables?.tasksNsPerByte);
   }
-  return { http, packets, baselineNsPerPkt, bulk };
+  return { workloads: summarizeWorkloads(r.http, names), http, packets, baselineNsPerPkt, bulk };
 }
 
 // ───────────────────────────── formatting ─────────────────────────────
@@ -262,11 +270,62 @@ export function tables(r: Results): { title: string; table: Table; note?: string
   const out: { title: string; table: Table; note?: string }[] = [];
   const names = r.scenarios.map((x) => x.name).filter((n) => n !== 'baseline');
 
+  // the workloads users run, first
+  const wt: Table = {
+    head: ['workload', 'scenario', 'req/s (min–max)', '× nft', '× haproxy', 'p99 ms', 'errors', 'rounds in order', 'last ÷ first'],
+    rows: [],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'l', 'r'],
+  };
+  for (const wl of WORKLOADS) {
+    const byScenario = s.workloads?.[wl.id];
+    if (!byScenario) continue;
+    for (const n of names) {
+      const w = byScenario[n];
+      if (!w) continue;
+      wt.rows.push([
+        wl.id,
+        n,
+        `${fmtInt(w.rps)} (${fmtInt(w.rpsSpread.min)}–${fmtInt(w.rpsSpread.max)})`,
+        fmtX(w.vsNft),
+        fmtX(w.vsHaproxy),
+        fmt1(w.p99us / 1000),
+        String(w.errors),
+        w.rounds.map((x) => fmtInt(x)).join(' → '),
+        fmt2(w.trend),
+      ]);
+    }
+  }
+  if (wt.rows.length)
+    out.push({
+      title: 'HTTP workloads (32 connections, index.html; medians over rounds)',
+      table: wt,
+      note: WORKLOADS.map((w) => `${w.id}: ${w.label}`).join('; ') + '. errors = socket errors + non-2xx (ab: failed requests).',
+    });
+
+  const lt: Table = {
+    head: ['workload', 'scenario', 'ring wait µs/frame', 'frames/wake-up', 'upcall µs', 'upcalls/request', 'process ns/frame', 'sendmmsg µs/frame'],
+    rows: [],
+    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
+  };
+  for (const wl of WORKLOADS) {
+    for (const n of names) {
+      const l = s.workloads?.[wl.id]?.[n]?.loop;
+      if (!l) continue;
+      lt.rows.push([wl.id, n, fmt1(l.ringWaitUs), fmt1(l.framesPerWakeup), fmt2(l.upcallUs), fmt2(l.upcallsPerRequest), fmtInt(l.processNs), fmt1(l.sendUs)]);
+    }
+  }
+  if (lt.rows.length)
+    out.push({
+      title: "Where the native path's time goes (lbd_native_* counters over each run, medians)",
+      table: lt,
+      note: "ring wait = from the kernel's receive time to the wake-up that took the frame (lbd's scheduling latency); sendmmsg's time includes the kernel's delivery, which in the lab runs the real server's TCP inside lbd's call and wakes its Apache, which may take the CPU from lbd before the batch is out.",
+    });
+
   // headline
   const head: Table = {
     head: [
       'scenario',
-      'req/s c32',
+      'req/s tuned-ka c32',
       '× nft',
       '× haproxy',
       'p50/p99 c1 µs',
@@ -339,7 +398,7 @@ export function tables(r: Results): { title: string; table: Table; note?: string
       String(h.reps),
     ]);
   }
-  if (ht.rows.length) out.push({ title: 'HTTP (wrk -t1, keep-alive, index.html)', table: ht });
+  if (ht.rows.length) out.push({ title: 'HTTP, tuned keep-alive (wrk -t1, index.html)', table: ht });
 
   // packets detail
   const pt: Table = {

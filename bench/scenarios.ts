@@ -127,6 +127,18 @@ const DROP_REASONS = [
   'unsupported',
 ];
 
+/** The stock Apache's port (workloads.ts) as a service of its own, for lbdConfig's extraServices. */
+function stockService(lab: Lab): string {
+  return `
+  - name: stock
+    vip: ${lab.addr.vip}
+    port: ${lab.ports.httpStock}
+    protocol: tcp
+    scheduler: rr
+    real_servers:
+${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+}
+
 /** lbd on one data-plane path; `busyPoll` (e.g. '200us') names the busy_poll variant lbd-native-bp. */
 export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenario {
   let p: LbdProcess | null = null;
@@ -140,7 +152,7 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
     bulk: busyPoll ? null : lab.addr.vip,
     async setup() {
       assertBalancerClean(lab);
-      const yaml = `${lbdConfig(lab, { scheduler: 'rr', extraServices: bulkService(lab) })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
+      const yaml = `${lbdConfig(lab, { scheduler: 'rr', extraServices: stockService(lab) + bulkService(lab) })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
       try {
         p = await startLbd(lab, yaml, { timeoutMs: 15000 });
       } catch (e) {
@@ -182,7 +194,17 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
         out[`lbd_dropped_${r}`] = m ? Number(m[1]) : 0;
       }
       // The native path's batching: frames per wake-up and per sendmmsg are these ÷ forwarded.
-      for (const c of ['wakeups', 'send_syscalls', 'upcalls', 'capture_dropped_packets']) {
+      for (const c of [
+        'wakeups',
+        'send_syscalls',
+        'upcalls',
+        'capture_dropped_packets',
+        'upcall_seconds',
+        'send_seconds',
+        'busy_seconds',
+        'ring_wait_seconds',
+        'ring_wait_frames',
+      ]) {
         const m = new RegExp(`^lbd_native_${c}_total (\\S+)$`, 'm').exec(text);
         if (m) out[`lbd_native_${c}`] = Number(m[1]);
       }
@@ -230,7 +252,9 @@ export function nftables(lab: Lab): Scenario {
     // one rule per line (nft 1.0.6); source MAC rewritten too, or the bridge learns the client
     // on the balancer's port
     `    ip daddr ${lab.addr.vip} tcp dport ${lab.ports.http} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
-    // the bulk upload's port: a rule of its own after port 80's, which the packet tests never reach
+    // the stock Apache's port (workloads.ts) and the bulk upload's: rules of their own after
+    // port 80's, which the packet tests never reach
+    `    ip daddr ${lab.addr.vip} tcp dport ${lab.ports.httpStock} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
     `    ip daddr ${lab.addr.vip} tcp dport ${BULK_PORT} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
     `  }`,
     `}`,
@@ -286,6 +310,12 @@ export function haproxy(lab: Lab): Scenario {
           'backend rs',
           '  balance roundrobin',
           ...lab.addr.rs.map((a, i) => `  server ${lab.names[i]} ${a}:${lab.ports.http}`),
+          'frontend stock',
+          `  bind ${lab.addr.vip}:${lab.ports.httpStock}`,
+          '  default_backend rs_stock',
+          'backend rs_stock',
+          '  balance roundrobin',
+          ...lab.addr.rs.map((a, i) => `  server ${lab.names[i]} ${a}:${lab.ports.httpStock}`),
           '',
         ].join('\n'),
       );

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { killPids, listNamespaces, namespacePids, run } from './lab';
+import { killPids, labMemDir, listNamespaces, namespacePids, run } from './lab';
 
 export interface CleanupReport {
   prefix: string;
@@ -45,6 +45,8 @@ export function cleanupPrefix(prefix: string): CleanupReport {
     fs.rmSync(dir, { recursive: true, force: true });
     report.dirRemoved = dir;
   }
+  const mem = labMemDir(prefix);
+  if (mem !== null && fs.existsSync(mem)) fs.rmSync(mem, { recursive: true, force: true });
   return report;
 }
 

@@ -163,7 +163,7 @@ export interface LabDescription {
   ifaces: Lab['ifaces'];
   macs: Lab['macs'];
   names: string[];
-  ports: { http: number; udp: number };
+  ports: { http: number; httpStock: number; udp: number };
   pids: { apache: (number | null)[]; udpEcho: (number | null)[] };
   bigFile: { path: string; bytes: number };
 }
@@ -173,6 +173,12 @@ export interface Lab {
   readonly shape: LabShape;
   /** os.tmpdir()/<prefix>: per-RS Apache config/htdocs/logs in rs<octet>/, process logs in logs/ */
   readonly dir: string;
+  /**
+   * A directory in memory (/dev/shm/<prefix>; \`dir\` where /dev/shm is no tmpfs) for what lbd
+   * keeps on a balancer's /run: its state file. A disk-backed one is slower to write (writeback
+   * makes written pages fault again), which is not what a balancer runs with.
+   */
+  readonly memDir: string;
   /** router: the routed shape's router namespace (else undefined) */
   readonly ns: {
     client: string;
@@ -202,7 +208,7 @@ export interface Lab {
   readonly macs: { client: string; balancerCapture: string; balancerEgress: string; rs: string[] };
   /** what each real server's index.html says, without the newline: 'server40', 'server111' */
   readonly names: string[];
-  readonly ports: { http: number; udp: number };
+  readonly ports: { http: number; httpStock: number; udp: number };
   readonly alive: boolean;
   /** LabOptions.bgp: the BIRDs and the router's route to the VIP (lab/bgp.ts) */
   readonly bgp?: BgpLab;
@@ -449,6 +455,7 @@ class LabImpl implements Lab {
   readonly prefix: string;
   readonly shape: LabShape;
   readonly dir: string;
+  readonly memDir: string;
   readonly ns: Lab['ns'];
   readonly addr: Lab['addr'];
   readonly ifaces: Lab['ifaces'];
@@ -473,6 +480,7 @@ class LabImpl implements Lab {
     this.shape = opts.shape ?? 'one-nic';
     this.log = opts.log ?? defaultLog();
     this.dir = path.join(os.tmpdir(), prefix);
+    this.memDir = labMemDir(prefix) ?? this.dir;
     const octets = opts.rsOctets ?? [40, 111];
     const two = this.shape === 'two-nic';
     if (opts.routedVip && !two) throw new Error("routedVip: only with shape 'two-nic'");
@@ -497,7 +505,7 @@ class LabImpl implements Lab {
     this.ifaces = { client: 'eth0', balancerCapture: 'eth0', balancerEgress: two ? 'eth1' : 'eth0', rs: 'eth0' };
     this.macs = { client: '', balancerCapture: '', balancerEgress: '', rs: [] };
     this.names = octets.map((o) => `server${o}`);
-    this.ports = { http: 80, udp: opts.udpPort ?? 5353 };
+    this.ports = { http: 80, httpStock: 8080, udp: opts.udpPort ?? 5353 };
     this.bigFileBytes = Math.round((opts.bigFileMB ?? 20) * 1024 * 1024);
     this.servers = octets.map((o, i) => {
       const d = path.join(this.dir, `rs${o}`);
@@ -541,6 +549,7 @@ class LabImpl implements Lab {
     if (new Set(extraLbs).size !== extraLbs.length) throw new Error('extraBalancers: duplicates');
 
     fs.mkdirSync(path.join(this.dir, 'logs'), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(this.memDir, { recursive: true, mode: 0o755 });
     fs.chmodSync(this.dir, 0o755);
 
     // hosts and their interfaces
@@ -808,6 +817,15 @@ class LabImpl implements Lab {
       '  Require all granted',
       '</Directory>',
       'DirectoryIndex index.html',
+      // Port 8080 keeps connections as Apache ships (Debian's apache2.conf): at most 100 requests
+      // per connection, 5 s idle. The benchmark's "stock" workloads use it, so that every
+      // hundredth request is a new flow, as a real client meets it.
+      `Listen ${this.ports.httpStock}`,
+      `<VirtualHost *:${this.ports.httpStock}>`,
+      '  KeepAlive On',
+      '  MaxKeepAliveRequests 100',
+      '  KeepAliveTimeout 5',
+      '</VirtualHost>',
       '',
     ].join('\n');
     fs.writeFileSync(s.conf, conf, { mode: 0o644 });
@@ -1082,8 +1100,9 @@ class LabImpl implements Lab {
     if (!(this.opts.keepFiles || process.env.LAB_KEEP_FILES)) {
       try {
         fs.rmSync(this.dir, { recursive: true, force: true });
+        if (this.memDir !== this.dir) fs.rmSync(this.memDir, { recursive: true, force: true });
       } catch (e) {
-        problems.push(`rm ${this.dir}: ${(e as Error).message}`);
+        problems.push(`rm ${this.dir} ${this.memDir}: ${(e as Error).message}`);
       }
     }
     liveLabs.delete(this);
@@ -1186,4 +1205,14 @@ export function bigFileSha256(mb: number): string {
   const h = createHash('sha256');
   for (let i = 0; i < mb; i++) h.update(chunk);
   return h.digest('hex');
+}
+
+/** /dev/shm/<prefix> when /dev/shm is a tmpfs (Debian mounts one), else null. Not created here. */
+export function labMemDir(prefix: string): string | null {
+  try {
+    // statfs f_type of tmpfs
+    return fs.statfsSync('/dev/shm').type === 0x01021994 ? path.join('/dev/shm', prefix) : null;
+  } catch {
+    return null;
+  }
 }

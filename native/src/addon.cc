@@ -266,6 +266,11 @@ Napi::Value Dataplane::Stats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("frames", fp_.stats.frames);
   o.Set("upcalls", fp_.stats.upcalls);
+  o.Set("upcallNs", fp_.stats.upcallNs);
+  o.Set("sendNs", fp_.stats.sendNs);
+  o.Set("busyNs", busyNs_);
+  o.Set("ringWaitNs", ringWaitNs_);
+  o.Set("ringWaitFrames", ringWaitFrames_);
   o.Set("slowPath", fp_.stats.slowPath);
   o.Set("csumFixed", fp_.stats.csumFixed);
   o.Set("flushes", fp_.stats.flushes);

@@ -112,6 +112,9 @@ class Dataplane : public Napi::ObjectWrap<Dataplane>, RingPoll::Client {
 
   double wakeups_ = 0;
   double liveFrames_ = 0;
+  double busyNs_ = 0;          // wake-ups' work: process + upcalls + sends (+ busy-poll spins)
+  double ringWaitNs_ = 0;      // frames' time in the ring before their wake-up, summed
+  double ringWaitFrames_ = 0;  // the frames in that sum (those with a plausible timestamp)
   // Busy-poll catches: the ring had run dry in this wake-up and the spin caught its next frame,
   // where without busy_poll the loop would have slept in epoll and been woken again.
   double busyPollCatches_ = 0;

@@ -138,6 +138,8 @@ class Host {
 struct FastPathStats {
   double frames = 0;     // frames given to process()
   double upcalls = 0;    // schedule() calls into JavaScript
+  double upcallNs = 0;   // time in those calls (CLOCK_MONOTONIC)
+  double sendNs = 0;     // time in the sink's send (sendmmsg, with the kernel's delivery behind it)
   double slowPath = 0;   // frames handed to the TypeScript path
   double csumFixed = 0;  // partial checksums completed
   double flushes = 0;    // batches handed to the sink
@@ -178,9 +180,13 @@ class FastPath {
     return kDrop;
   }
   int handOff(const uint8_t* p, uint32_t len, const uint8_t* vnet, int verdict);
-  int32_t find(uint32_t addr, uint32_t port) const;
+  /** The slot holding the key, or -1 with *empty = the empty slot the probe stopped at. */
+  int32_t find(uint32_t addr, uint32_t port, uint32_t* empty) const;
   void track(uint32_t slot, uint8_t proto, uint8_t tcpFlags);
 };
+
+/** CLOCK_MONOTONIC in nanoseconds (vDSO: tens of ns; read per upcall and per batch, never per frame). */
+uint64_t monotonicNs();
 
 /** JavaScript's ToUint32 (what storing a number into a Uint32Array does). */
 uint32_t toUint32Slow(double v);

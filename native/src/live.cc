@@ -25,11 +25,15 @@ constexpr uint32_t kWakeBudget = 4096;  // frames per uv_poll wake-up before yie
 constexpr uint64_t kMaxBusyWakeNs = 1000000;
 constexpr uint64_t kMaxBusyPollNs = kMaxBusyWakeNs;  // a longer spin could not happen
 
-uint64_t monotonicNs() {
+uint64_t realtimeNs() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_REALTIME, &ts);
   return uint64_t(ts.tv_sec) * 1000000000u + uint64_t(ts.tv_nsec);
 }
+
+// A ring timestamp further from the wake-up than this is not a receive time (a clock step, a
+// sender's delivery time carried by the skb): such a frame is left out of the wait's sum.
+constexpr uint64_t kMaxPlausibleWaitNs = 10ull * 1000000000ull;
 
 inline void cpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -47,6 +51,10 @@ void Dataplane::onReadable() {
   rp_.inLive = true;
   rp_.pendingError = nullptr;
   wakeups_ += 1;
+  // Where a frame's time goes: how long it sat in the ring before this wake-up (the kernel's
+  // receive time, CLOCK_REALTIME, against the wake-up's), and how long the wake-up works.
+  const uint64_t wakeNs = monotonicNs();
+  const uint64_t wakeRealNs = realtimeNs();
   tpacket2_hdr* pending[kBatch];
   uint32_t np = 0;
   const uint32_t hdrLen = TPACKET_ALIGN(sizeof(tpacket2_hdr));
@@ -103,6 +111,11 @@ void Dataplane::onReadable() {
     }
     if (sll->sll_pkttype != PACKET_OUTGOING) {
       liveFrames_ += 1;
+      const uint64_t rxNs = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;
+      if (rxNs <= wakeRealNs && wakeRealNs - rxNs < kMaxPlausibleWaitNs) {
+        ringWaitNs_ += double(wakeRealNs - rxNs);
+        ringWaitFrames_ += 1;
+      }
       // A frame cut short (by the ring's frame size with no whole copy: the socket's receive
       // buffer was full) is as truncated as one cut by libpcap's buffer on the TypeScript path:
       // length 0, counted truncated, never forwarded (and without a header: a failed read's is stale).
@@ -129,6 +142,7 @@ void Dataplane::onReadable() {
   copyUsed_ = 0;
   for (uint32_t i = 0; i < np; i++) __atomic_store_n(&pending[i]->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
   leaveJs();
+  busyNs_ += double(monotonicNs() - wakeNs);
   if (rp_.closeRequested) teardown();
 }
 

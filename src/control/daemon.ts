@@ -40,7 +40,7 @@ import { VERSION } from '../version';
 import { SingleFlight } from '../single-flight';
 import { ADOPT_REJECTS, type AdoptReject, PreviousTables } from '../dataplane/adopt';
 import { type PreviousState, type Previous, StateFile, type StateFileIo, monotonicSeconds } from '../dataplane/state-file';
-import { requireBinding } from '../dataplane/binding';
+import { requireBinding, type NativeStats } from '../dataplane/binding';
 import { effectiveCheck } from '../health/manager';
 import { DEST_HEALTH_DOWN, DEST_HEALTH_UP } from '../dataplane/contract';
 
@@ -206,7 +206,18 @@ export class Daemon {
   /** VIP routes for a routing daemon to announce (config announce); null without. */
   private readonly announcer: Announcer | null;
   private localPort: Port | null = null;
-  private readonly retiredNative: NativeCounters = { ringDrops: 0, wakeups: 0, sendSyscalls: 0, upcalls: 0, busyPollCatches: 0 };
+  private readonly retiredNative: NativeCounters = {
+    ringDrops: 0,
+    wakeups: 0,
+    sendSyscalls: 0,
+    upcalls: 0,
+    busyPollCatches: 0,
+    upcallSeconds: 0,
+    sendSeconds: 0,
+    busySeconds: 0,
+    ringWaitSeconds: 0,
+    ringWaitFrames: 0,
+  };
   /** The capture and egress links and the captures' poll errors (link-watch.ts), looked at every second. */
   private readonly links: LinkMonitor;
   private failed = false;
@@ -1062,25 +1073,17 @@ export class Daemon {
   /** The native capture's counters over the daemon's life (a reload reopens the capture). */
   nativeStats(): NativeCounters | null {
     if (!(this.capture instanceof NativePort)) return null;
-    const now = this.capture.stats();
+    const now = nativeCounters(this.capture.stats());
     const r = this.retiredNative;
-    return {
-      ringDrops: r.ringDrops + now.ringDrops,
-      wakeups: r.wakeups + now.wakeups,
-      sendSyscalls: r.sendSyscalls + now.sendSyscalls,
-      upcalls: r.upcalls + now.upcalls,
-      busyPollCatches: r.busyPollCatches + now.busyPollCatches,
-    };
+    const out = { ...r };
+    for (const k of Object.keys(r) as (keyof NativeCounters)[]) out[k] = r[k] + now[k];
+    return out;
   }
 
   private retireNativeStats(port: Port): void {
     if (!(port instanceof NativePort)) return;
-    const s = port.stats();
-    this.retiredNative.ringDrops += s.ringDrops;
-    this.retiredNative.wakeups += s.wakeups;
-    this.retiredNative.sendSyscalls += s.sendSyscalls;
-    this.retiredNative.upcalls += s.upcalls;
-    this.retiredNative.busyPollCatches += s.busyPollCatches;
+    const s = nativeCounters(port.stats());
+    for (const k of Object.keys(s) as (keyof NativeCounters)[]) this.retiredNative[k] += s[k];
   }
 
   private closeMetrics(): Promise<void> {
@@ -1164,4 +1167,20 @@ export class Daemon {
 /** connection_table's defense keys as the data plane takes them (syn-flood.ts). */
 function defenseConfig(t: Config['connection_table']): DefenseConfig {
   return { mode: t.syn_flood_defense, thresholdPercent: t.defense_threshold, synRecvTimeout: t.defense_syn_recv_timeout };
+}
+
+/** The addon's stats as the metrics' native counters (times in seconds). */
+function nativeCounters(s: NativeStats): NativeCounters {
+  return {
+    ringDrops: s.ringDrops,
+    wakeups: s.wakeups,
+    sendSyscalls: s.sendSyscalls,
+    upcalls: s.upcalls,
+    busyPollCatches: s.busyPollCatches,
+    upcallSeconds: s.upcallNs / 1e9,
+    sendSeconds: s.sendNs / 1e9,
+    busySeconds: s.busyNs / 1e9,
+    ringWaitSeconds: s.ringWaitNs / 1e9,
+    ringWaitFrames: s.ringWaitFrames,
+  };
 }

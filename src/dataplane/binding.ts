@@ -72,6 +72,15 @@ export interface ProcessOptions {
 export interface NativeStats {
   frames: number;
   upcalls: number;
+  /** Nanoseconds in the upcalls (CLOCK_MONOTONIC). */
+  upcallNs: number;
+  /** Nanoseconds in sendmmsg (with the kernel's delivery it runs). */
+  sendNs: number;
+  /** Nanoseconds the live loop's wake-ups worked (process + upcalls + sends, and busy-poll spins). */
+  busyNs: number;
+  /** Nanoseconds frames sat in the ring before the wake-up that took them, summed over ringWaitFrames frames. */
+  ringWaitNs: number;
+  ringWaitFrames: number;
   slowPath: number;
   csumFixed: number;
   flushes: number;

@@ -72,7 +72,18 @@ export class SharedState implements RegionSizes {
     this.connSlots = s.connSlots;
     this.templateCapacity = s.templateCapacity;
     this.templateSlots = s.templateSlots;
-    this.region = backing?.buffer ?? new ArrayBuffer(regionBytes(s));
+    this.region = backing?.buffer ?? prefaulted(new ArrayBuffer(regionBytes(s)));
     this.arrays = regionViews(this.region, backing?.offset ?? 0, s);
   }
+}
+
+/**
+ * The buffer with one byte of every page written (zero over zero): the pages' faults are taken
+ * now, at start, not one by one by the first flows that land on them, inside upcalls and lookups
+ * (a state file's mapping is prefaulted the same way by the addon).
+ */
+function prefaulted(buffer: ArrayBuffer): ArrayBuffer {
+  const bytes = new Uint8Array(buffer);
+  for (let i = 0; i < bytes.length; i += 4096) bytes[i] = 0;
+  return buffer;
 }

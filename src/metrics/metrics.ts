@@ -37,6 +37,11 @@ export interface NativeCounters {
   sendSyscalls: number;
   upcalls: number;
   busyPollCatches: number;
+  upcallSeconds: number;
+  sendSeconds: number;
+  busySeconds: number;
+  ringWaitSeconds: number;
+  ringWaitFrames: number;
 }
 
 /** Native-path counters, exported only while the native path runs. */
@@ -45,6 +50,19 @@ const NATIVE_COUNTERS: [keyof NativeCounters, string, string][] = [
   ['wakeups', 'lbd_native_wakeups_total', 'Wake-ups of the native capture loop (frames per wake-up = received / wakeups).'],
   ['sendSyscalls', 'lbd_native_send_syscalls_total', 'sendmmsg system calls of the native path (frames per call = forwarded / calls).'],
   ['upcalls', 'lbd_native_upcalls_total', 'Calls from the native path up into TypeScript (new flows, flows of down servers).'],
+  ['upcallSeconds', 'lbd_native_upcall_seconds_total', 'Time in those calls (seconds per upcall = this / lbd_native_upcalls_total).'],
+  ['sendSeconds', 'lbd_native_send_seconds_total', "Time in the native path's sendmmsg calls, with the kernel's delivery of the frames that runs inside them."],
+  [
+    'busySeconds',
+    'lbd_native_busy_seconds_total',
+    "Time the native loop's wake-ups worked: parsing, lookups and rewrites, upcalls and sends (and busy_poll's spinning).",
+  ],
+  [
+    'ringWaitSeconds',
+    'lbd_native_ring_wait_seconds_total',
+    'Time received frames waited in the capture ring until the wake-up that took them, summed (the mean = this / lbd_native_ring_wait_frames_total): how long lbd took to be scheduled.',
+  ],
+  ['ringWaitFrames', 'lbd_native_ring_wait_frames_total', 'Frames in lbd_native_ring_wait_seconds_total (those with a plausible kernel receive time).'],
   [
     'busyPollCatches',
     'lbd_native_busy_poll_catches_total',

@@ -41,6 +41,7 @@ test("dataplane: native forwards live traffic with the client's tx offload on", 
   assert.match(offload, /tx-checksum-ip-generic: on/, 'the client checksums in "hardware" (partial checksums on veth)');
   const udp = udpEchoService(lab);
   const errorsBefore = csumErrors();
+  const startedAt = Date.now();
   const lbd = await startLbd(lab, lbdConfig(lab, { top: top(), scheduler: 'rr', extraServices: udp }));
   try {
     const started = lbd.logs().find((l) => l.msg === 'lbd started');
@@ -103,6 +104,18 @@ test("dataplane: native forwards live traffic with the client's tx offload on", 
     assert.ok(wakeups > 0 && sends > 0 && sends <= forwarded, `wakeups ${wakeups}, sendmmsg ${sends}, forwarded ${forwarded}`);
     assert.ok(lbd.metric('lbd_native_upcalls_total') >= 10 + 2 + 8, 'one upcall per new flow at least');
     assert.equal(lbd.metric('lbd_native_capture_dropped_packets_total'), 0);
+    // Where the time went: every received frame's wait in the ring is timed (a veth frame's
+    // kernel receive time is plausible), and the loop's work splits into upcalls, sends and the rest.
+    const waited = lbd.metric('lbd_native_ring_wait_frames_total');
+    const waitS = lbd.metric('lbd_native_ring_wait_seconds_total');
+    const busy = lbd.metric('lbd_native_busy_seconds_total');
+    const upcallS = lbd.metric('lbd_native_upcall_seconds_total');
+    const sendS = lbd.metric('lbd_native_send_seconds_total');
+    assert.ok(waited >= forwarded * 0.99 && waitS > 0 && waitS / waited < 1, `ring wait ${waitS} s over ${waited} frames, forwarded ${forwarded}`);
+    assert.ok(
+      upcallS > 0 && sendS > 0 && busy >= upcallS + sendS && busy <= (Date.now() - startedAt) / 1000,
+      `busy ${busy} s, upcalls ${upcallS} s, sends ${sendS} s`,
+    );
 
     // The capture interface goes down and up again (the socket reports ENETDOWN): the capture
     // carries on.

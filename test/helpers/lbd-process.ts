@@ -57,7 +57,7 @@ export async function startLbd(
   if (!/^admin:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}admin:\n  socket: ${socket}\n`;
   // And its own state file (the default /run/lbd/lbd_<capture>.state is shared by every namespace),
   // unless the test sets one: a restart test gives the same one to both lbds.
-  const stateFile = /^state_file:\s*(\S+)/m.exec(yaml)?.[1] ?? path.join(lab.dir, `lbd-${process.pid}-${seq}.state`);
+  const stateFile = /^state_file:\s*(\S+)/m.exec(yaml)?.[1] ?? path.join(lab.memDir, `lbd-${process.pid}-${seq}.state`);
   if (!/^state_file:/m.test(yaml)) yaml = `${yaml.replace(/\n*$/, '\n')}state_file: ${stateFile}\n`;
   writeFileSync(configFile, yaml);
   const cmd: Command = ['node', opts.bin ?? LBD_BIN, '--config', configFile, ...(opts.args ?? [])];

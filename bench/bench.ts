@@ -379,11 +379,6 @@ async function main(): Promise<number> {
   const nsBefore = listNamespaces();
   const lab = createLab({ shape: 'one-nic' });
   mach.otherNamespacesAtStart = nsBefore.length;
-  // One client address makes every short connection from 28k ephemeral ports, and wrk closing
-  // first leaves thousands in TIME_WAIT for 60 s: past ~14k, connect() searches so long for a
-  // free port (2–5 ms of CPU a request, measured) that whichever scenario comes next loses
-  // three quarters of its rate. Real clients are many; a load generator reuses TIME_WAIT ports.
-  lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
   const results: Results & { bulk: BulkRun[] } = {
     version: 1,
     machine: mach,
@@ -400,6 +395,11 @@ async function main(): Promise<number> {
   };
   let exitCode = 0;
   try {
+    // One client address makes every short connection from 28k ephemeral ports, and wrk closing
+    // first leaves thousands in TIME_WAIT for 60 s: past ~14k, connect() searches so long for a
+    // free port (2–5 ms of CPU a request, measured) that whichever scenario comes next loses
+    // three quarters of its rate. Real clients are many; a load generator reuses TIME_WAIT ports.
+    lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_tw_reuse=1']);
     const all: Scenario[] = [direct(lab), lbd(lab, 'native'), lbd(lab, 'native', '200us'), lbd(lab, 'ts'), nftables(lab), haproxy(lab), baseline(lab)];
     const scenarios = all.filter((s) => !o.only || o.only.includes(s.name));
     results.scenarios = scenarios.map((s) => ({ name: s.name, what: s.what }));

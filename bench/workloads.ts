@@ -94,7 +94,7 @@ export async function runWorkload(lab: Lab, w: Workload, host: string, conns: nu
   let cmd: ['wrk' | 'ab', ...string[]];
   if (w.tool === 'ab') {
     // -t before -n: -t alone caps the run at 50,000 requests. -r: a reset is counted, not fatal.
-    cmd = ['ab', '-q', '-r', '-s', '2', '-c', String(conns), '-t', String(seconds), '-n', '100000000', url];
+    cmd = ['ab', '-q', '-r', '-s', '2', '-c', String(conns), '-t', String(seconds), '-n', String(seconds * 200_000), url];
   } else {
     cmd = ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency'];
     if (w.header) cmd.push('-H', w.header);

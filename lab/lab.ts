@@ -549,7 +549,8 @@ class LabImpl implements Lab {
     if (new Set(extraLbs).size !== extraLbs.length) throw new Error('extraBalancers: duplicates');
 
     fs.mkdirSync(path.join(this.dir, 'logs'), { recursive: true, mode: 0o755 });
-    fs.mkdirSync(this.memDir, { recursive: true, mode: 0o755 });
+    // Not recursive: /dev/shm is everyone's, and a directory (or link) someone made there first is not ours.
+    if (this.memDir !== this.dir) fs.mkdirSync(this.memDir, { mode: 0o755 });
     fs.chmodSync(this.dir, 0o755);
 
     // hosts and their interfaces
@@ -1100,9 +1101,13 @@ class LabImpl implements Lab {
     if (!(this.opts.keepFiles || process.env.LAB_KEEP_FILES)) {
       try {
         fs.rmSync(this.dir, { recursive: true, force: true });
+      } catch (e) {
+        problems.push(`rm ${this.dir}: ${(e as Error).message}`);
+      }
+      try {
         if (this.memDir !== this.dir) fs.rmSync(this.memDir, { recursive: true, force: true });
       } catch (e) {
-        problems.push(`rm ${this.dir} ${this.memDir}: ${(e as Error).message}`);
+        problems.push(`rm ${this.memDir}: ${(e as Error).message}`);
       }
     }
     liveLabs.delete(this);
@@ -1154,8 +1159,8 @@ export function createLab(opts: LabOptions = {}): Lab {
   if (listNamespaces().some((n) => n.startsWith(`${prefix}-`))) {
     throw new Error(`namespaces with prefix ${prefix}- already exist (leftovers? node dist/lab/cli.js down ${prefix})`);
   }
-  if (fs.existsSync(path.join(os.tmpdir(), prefix))) {
-    throw new Error(`${path.join(os.tmpdir(), prefix)} already exists (leftovers? node dist/lab/cli.js down ${prefix})`);
+  for (const dir of [path.join(os.tmpdir(), prefix), labMemDir(prefix)]) {
+    if (dir !== null && fs.existsSync(dir)) throw new Error(`${dir} already exists (leftovers? node dist/lab/cli.js down ${prefix})`);
   }
   const lab = new LabImpl(prefix, opts);
   lab.register();

@@ -366,7 +366,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   initTap(env, exports);
   initNotify(env, exports);
   initStateFile(env, exports);
-  exports.Set("abiVersion", 9);  // binding.ts ABI_VERSION
+  exports.Set("abiVersion", 10);  // binding.ts ABI_VERSION
   return exports;
 }
 

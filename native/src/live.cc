@@ -51,10 +51,11 @@ void Dataplane::onReadable() {
   rp_.inLive = true;
   rp_.pendingError = nullptr;
   wakeups_ += 1;
-  // Where a frame's time goes: how long it sat in the ring before this wake-up (the kernel's
-  // receive time, CLOCK_REALTIME, against the wake-up's), and how long the wake-up works.
+  // Where a frame's time goes: how long it sat in the ring until taken (the kernel's receive
+  // time, CLOCK_REALTIME, against the wake-up's start, or a later reading for a frame that came
+  // in meanwhile), and how long the wake-up works.
   const uint64_t wakeNs = monotonicNs();
-  const uint64_t wakeRealNs = realtimeNs();
+  uint64_t takeRealNs = realtimeNs();
   tpacket2_hdr* pending[kBatch];
   uint32_t np = 0;
   const uint32_t hdrLen = TPACKET_ALIGN(sizeof(tpacket2_hdr));
@@ -111,9 +112,12 @@ void Dataplane::onReadable() {
     }
     if (sll->sll_pkttype != PACKET_OUTGOING) {
       liveFrames_ += 1;
+      // A frame that came in while this wake-up worked is later than its start: its wait ends
+      // when it is taken (the clock read again only for such frames).
       const uint64_t rxNs = uint64_t(h->tp_sec) * 1000000000u + h->tp_nsec;
-      if (rxNs <= wakeRealNs && wakeRealNs - rxNs < kMaxPlausibleWaitNs) {
-        ringWaitNs_ += double(wakeRealNs - rxNs);
+      if (rxNs > takeRealNs) takeRealNs = realtimeNs();
+      if (rxNs <= takeRealNs && takeRealNs - rxNs < kMaxPlausibleWaitNs) {
+        ringWaitNs_ += double(takeRealNs - rxNs);
         ringWaitFrames_ += 1;
       }
       // A frame cut short (by the ring's frame size with no whole copy: the socket's receive

@@ -29,8 +29,8 @@ import {
   reuseReschedules,
 } from './contract';
 
-/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(), 8 svcFlags (on_miss) and openTap's multiQueue, 9 sdNotify() and its test listener. */
-const ABI_VERSION = 9;
+/** The addon's API version (addon.cc abiVersion): 2 added Capture and libpcap(), 4 openTap()/closeTap(), 5 virtio-net headers (super-frames), 6 mapStateFile()/lockFile(), 7 mapExistingFile(), 8 svcFlags (on_miss) and openTap's multiQueue, 9 sdNotify() and its test listener, 10 the live loop's timings in stats(). */
+const ABI_VERSION = 10;
 
 /** Bytes of a virtio-net header (struct virtio_net_hdr, PACKET_VNET_HDR) as the addon takes and gives them. */
 export const VNET_HDR_LEN = 10;

@@ -111,7 +111,7 @@ test("dataplane: native forwards live traffic with the client's tx offload on", 
     const busy = lbd.metric('lbd_native_busy_seconds_total');
     const upcallS = lbd.metric('lbd_native_upcall_seconds_total');
     const sendS = lbd.metric('lbd_native_send_seconds_total');
-    assert.ok(waited >= forwarded * 0.99 && waitS > 0 && waitS / waited < 1, `ring wait ${waitS} s over ${waited} frames, forwarded ${forwarded}`);
+    assert.ok(waited >= forwarded * 0.99 && waitS > 0, `ring wait ${waitS} s over ${waited} frames, forwarded ${forwarded}`);
     assert.ok(
       upcallS > 0 && sendS > 0 && busy >= upcallS + sendS && busy <= (Date.now() - startedAt) / 1000,
       `busy ${busy} s, upcalls ${upcallS} s, sends ${sendS} s`,

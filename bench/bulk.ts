@@ -19,6 +19,7 @@
 import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
 import type { ChildProcess } from '../src/host/programs';
+import { labService } from '../test/helpers/lbd-process';
 import { clientRetrans, ksoftirqdPids, machineCpu, processRuntimeNs, runInLab, runtimeSnapshot, sleep } from './measure';
 import type { Scenario } from './scenarios';
 
@@ -62,14 +63,7 @@ export interface Sinks {
 
 /** The bulk service on the VIP for lbd's config (lbdConfig's extraServices). */
 export function bulkService(lab: Lab): string {
-  return `
-  - name: bulk
-    vip: ${lab.addr.vip}
-    port: ${BULK_PORT}
-    protocol: tcp
-    scheduler: rr
-    real_servers:
-${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+  return labService(lab, 'bulk', BULK_PORT);
 }
 
 /** Start a sink on every real server; returns when every one listens. */

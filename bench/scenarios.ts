@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
 import type { ChildProcess } from '../src/host/programs';
-import { lbdConfig, startLbd, type LbdProcess } from '../test/helpers/lbd-process';
+import { labService, lbdConfig, startLbd, type LbdProcess } from '../test/helpers/lbd-process';
 import { BULK_PORT, bulkService } from './bulk';
 import { runInLab, sleep } from './measure';
 
@@ -127,18 +127,6 @@ const DROP_REASONS = [
   'unsupported',
 ];
 
-/** The stock Apache's port (workloads.ts) as a service of its own, for lbdConfig's extraServices. */
-function stockService(lab: Lab): string {
-  return `
-  - name: stock
-    vip: ${lab.addr.vip}
-    port: ${lab.ports.httpStock}
-    protocol: tcp
-    scheduler: rr
-    real_servers:
-${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
-}
-
 /** lbd on one data-plane path; `busyPoll` (e.g. '200us') names the busy_poll variant lbd-native-bp. */
 export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenario {
   let p: LbdProcess | null = null;
@@ -152,7 +140,7 @@ export function lbd(lab: Lab, mode: 'native' | 'ts', busyPoll?: string): Scenari
     bulk: busyPoll ? null : lab.addr.vip,
     async setup() {
       assertBalancerClean(lab);
-      const yaml = `${lbdConfig(lab, { scheduler: 'rr', extraServices: stockService(lab) + bulkService(lab) })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
+      const yaml = `${lbdConfig(lab, { scheduler: 'rr', extraServices: labService(lab, 'stock', lab.ports.httpStock) + bulkService(lab) })}\ndataplane: ${mode}\n${busyPoll ? `busy_poll: ${busyPoll}\n` : ''}`;
       try {
         p = await startLbd(lab, yaml, { timeoutMs: 15000 });
       } catch (e) {

@@ -259,14 +259,19 @@ ${reals.map((i, j) => `      - address: ${lab.addr.rs[i]}\n        weight: ${o.w
 ${o.extraServices ?? ''}`;
 }
 
-/** A UDP service "echo" on the VIP over every real server's UDP echo (for lbdConfig's extraServices). */
-export function udpEchoService(lab: Lab): string {
+/** A service `name` on the VIP's `port`, rr over every real server (for lbdConfig's extraServices). */
+export function labService(lab: Lab, name: string, port: number, protocol: 'tcp' | 'udp' = 'tcp'): string {
   return `
-  - name: echo
+  - name: ${name}
     vip: ${lab.addr.vip}
-    port: ${lab.ports.udp}
-    protocol: udp
+    port: ${port}
+    protocol: ${protocol}
     scheduler: rr
     real_servers:
 ${lab.addr.rs.map((a) => `      - ${a}`).join('\n')}`;
+}
+
+/** A UDP service "echo" on the VIP over every real server's UDP echo (for lbdConfig's extraServices). */
+export function udpEchoService(lab: Lab): string {
+  return labService(lab, 'echo', lab.ports.udp, 'udp');
 }

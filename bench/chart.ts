@@ -14,6 +14,19 @@ function xml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+export interface TextStyle {
+  size?: number;
+  anchor?: string;
+  weight?: string;
+  fill?: string;
+}
+
+/** One <text> element (its text escaped; a coordinate with a fraction to one decimal). */
+export function svgText(x: number, y: number, t: string, o: TextStyle = {}): string {
+  const n = (v: number): string => (Number.isInteger(v) ? String(v) : v.toFixed(1));
+  return `<text x="${n(x)}" y="${n(y)}" font-size="${o.size ?? 12}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`;
+}
+
 /** Two horizontal bar panels: req/s at c32, and added CPU ns per forwarded packet (steady max, SYN max). */
 export function svgChart(r: Results): string {
   const s = r.summary ?? summarize(r);
@@ -24,10 +37,7 @@ export function svgChart(r: Results): string {
   const rowH = 22;
   const out: string[] = [];
   let y = 0;
-  const text = (x: number, yy: number, t: string, o: { size?: number; anchor?: string; weight?: string; fill?: string } = {}) =>
-    out.push(
-      `<text x="${x}" y="${yy}" font-size="${o.size ?? 12}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`,
-    );
+  const text = (x: number, yy: number, t: string, o: TextStyle = {}) => out.push(svgText(x, yy, t, o));
   y += 22;
   text(10, y, `lbd bench — ${r.machine.nproc} × ${r.machine.cpuModel}, Linux ${r.machine.kernel}, ${r.machine.date.slice(0, 10)}`, {
     size: 14,
@@ -87,10 +97,15 @@ export function svgChart(r: Results): string {
   text(10, y, 'generator at its max rate; added = (generator + balancer + ksoftirqd run time) ÷ forwarded − baseline', { size: 10, fill: '#666' });
   y += 10;
   const H = y + 10;
+  return svgDocument(W, H, out);
+}
+
+/** A standalone SVG of W × H on white around the given elements (this chart and the soak's plot). */
+export function svgDocument(W: number, H: number, elements: readonly string[]): string {
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    ...out,
+    ...elements,
     '</svg>',
     '',
   ].join('\n');

@@ -26,6 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLab, type Command, type Lab } from '../lab/lab';
 import { heldDownload, lbdConfig, LBD_BIN, startLbd, udpEchoService, type HeldDownload, type LbdProcess } from '../test/helpers/lbd-process';
+import { svgDocument, svgText, type TextStyle } from './chart';
 import { buildGenerator, GEN_BIN, GEN_SRC, genToVip, runInLab, sleep } from './measure';
 
 // ───────────────────────────── options ─────────────────────────────
@@ -810,10 +811,6 @@ async function main(): Promise<number> {
 
 // ───────────────────────────── the plot ─────────────────────────────
 
-function xml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
-
 /** Two panels over time: lbd's RSS (MB) and the connection table's entries; warm-up, flaps and floods marked. */
 export function plot(samples: Sample[], events: Event[], warmupS: number, title: string): string {
   const W = 760;
@@ -823,10 +820,7 @@ export function plot(samples: Sample[], events: Event[], warmupS: number, title:
   const out: string[] = [];
   const tMax = Math.max(60, ...samples.map((s) => s.t), ...events.map((e) => (Number.isFinite(e.end) ? e.end : e.start)));
   const x = (t: number): number => L + (t / tMax) * (W - L - R);
-  const text = (xx: number, yy: number, t: string, o: { size?: number; anchor?: string; weight?: string; fill?: string } = {}) =>
-    out.push(
-      `<text x="${xx.toFixed(1)}" y="${yy.toFixed(1)}" font-size="${o.size ?? 11}" text-anchor="${o.anchor ?? 'start'}"${o.weight ? ` font-weight="${o.weight}"` : ''} fill="${o.fill ?? '#222'}">${xml(t)}</text>`,
-    );
+  const text = (xx: number, yy: number, t: string, o: TextStyle = {}) => out.push(svgText(xx, yy, t, { size: 11, ...o }));
   text(10, 20, title, { size: 14, weight: 'bold' });
   const panel = (top: number, label: string, vals: number[], color: string, fmt: (v: number) => string): void => {
     const fin = vals.filter(Number.isFinite);
@@ -879,13 +873,7 @@ export function plot(samples: Sample[], events: Event[], warmupS: number, title:
   out.push(`<line x1="${L + 320}" y1="${ly - 4}" x2="${L + 340}" y2="${ly - 4}" stroke="#555" stroke-dasharray="4 3"/>`);
   text(L + 344, ly, `end of warm-up (${Math.round(warmupS)} s)`, { size: 10 });
   const H = ly + 12;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    ...out,
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(W, H, out);
 }
 
 if (require.main === module) {

@@ -1,11 +1,7 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { bigFileSha256, createLab, Lab } from '../../lab/lab';
-import type { ChildProcess } from '../../src/host/programs';
-import { lbdConfig, LbdProcess, sampleValue, startLbd } from '../helpers/lbd-process';
+import { heldDownload, HeldDownload, lbdConfig, LbdProcess, sampleValue, startLbd } from '../helpers/lbd-process';
 
 // Scale-out: two balancers with the same config on one segment, the client's next hop for the
 // VIP moved from the first to the second in the middle of long downloads (what an ECMP re-hash
@@ -26,24 +22,21 @@ import { lbdConfig, LbdProcess, sampleValue, startLbd } from '../helpers/lbd-pro
 // balancers' kernels answer; the real servers hold the VIP on lo with arp_ignore/arp_announce. The
 // test checks that the client never learned a MAC for the VIP.
 //
-// Each download is curl --limit-rate from the client with a small receive buffer (as in
-// restart.test.ts), so every one is under way when the next hop moves. curl gives up on a
-// download that moves less than 1 KiB/s for STALL_S seconds (exit 28): that bounds the broken
-// case. Measured in the lab (2 cores): a download takes ~4.3 s (8 MiB at 2 MB/s); with on_miss:
-// hash the last one ends ~2.9 s after the move, what the remaining bytes take at that rate (the
-// move costs no visible pause). A case runs ~7 s with on_miss: hash and ~14 s with on_miss: drop
-// (curl averages its speed over ~5 s before STALL_S starts counting); the file ~46 s.
+// Each download is a held download (lab/held-download.ts): it reads the first bytes and stops,
+// so its connection stays ESTABLISHED with the server blocked on a full window however fast the
+// machine is, and reads on when released. (curl --limit-rate was not that: curl 7.88 sometimes
+// let a download through at full speed, and it had finished before the move.) The client's
+// receive buffer is small, so almost all of the file flows after the move, every ACK of it
+// through the second balancer. A download that gets no byte further ends at HELD_BOUND_MS after
+// its release (exit 2): that bounds the broken case. Measured in the lab (2 cores): with
+// on_miss: hash all 8 downloads end within ~0.4 s of their release; a case runs ~2.6 s with
+// on_miss: hash and ~10.3 s with on_miss: drop (the bound); the file ~29 s.
 
 const MIB = 1024 * 1024;
 const FILE_MB = 8;
-const RATE = '2M';
 const DOWNLOADS = 8;
-/** curl aborts a download slower than 1 KiB/s for this long. */
-const STALL_S = 3;
-/** curl's bound for a whole download (~4.3 s measured). */
-const DOWNLOAD_BOUND_S = 30;
-/** when the next hop moves, after the downloads started: a quarter of the way in */
-const MOVE_AFTER_MS = 1200;
+/** A held download gives up this long after its release (and, before it, this long after its start). */
+const HELD_BOUND_MS = 8000;
 
 const SECOND = 31;
 
@@ -52,52 +45,15 @@ let expectedSha: string;
 before(() => {
   lab = createLab({ shape: 'one-nic', rsOctets: [40, 111, 140], extraBalancers: [SECOND], bigFileMB: FILE_MB, udpEcho: false });
   // A receive buffer of 256 KiB at most on the client: the server cannot push the rest of the file
-  // into it ahead of curl's rate; every ACK until the end must reach the server through a balancer.
+  // into it while the download is held; every ACK until the end must reach the server through a balancer.
   lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_rmem=4096 131072 262144']);
   expectedSha = bigFileSha256(FILE_MB);
 });
 after(() => lab?.teardown());
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
-const sizeOf = (file: string) => (existsSync(file) ? statSync(file).size : 0);
-let seq = 0;
-
 /** The client's next hop for the VIP: one of the balancers' own addresses. */
 function routeVia(addr: string): void {
   lab.exec(lab.ns.client, ['ip', 'route', 'replace', `${lab.addr.vip}/32`, 'via', addr]);
-}
-
-interface Download {
-  proc: ChildProcess;
-  file: string;
-  /** curl's exit code once it ends. */
-  done: Promise<number | null>;
-}
-
-function download(): Download {
-  const file = path.join(lab.dir, `scale-out-${process.pid}-${++seq}.bin`);
-  const proc = lab.spawn(
-    lab.ns.client,
-    [
-      'curl',
-      '-sS',
-      '--limit-rate',
-      RATE,
-      '--speed-limit',
-      '1024',
-      '--speed-time',
-      String(STALL_S),
-      '--max-time',
-      String(DOWNLOAD_BOUND_S),
-      '-o',
-      file,
-      `http://${lab.addr.vip}/big.bin`,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'], ref: true },
-  );
-  const done = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  return { proc, file, done };
 }
 
 /** One sample of lbd's /metrics, 0 when absent. */
@@ -109,18 +65,19 @@ function connsByServer(text: string): Record<string, number> {
 }
 
 interface Outcome {
-  codes: (number | null)[];
+  /** each download's last line: `done STATUS BYTES SHA256` or `error ...` */
+  ends: string[];
   complete: number;
   identical: number;
-  /** ms from the move of the next hop to the end of the last download */
+  /** ms from the release of the downloads (just after the move) to the end of the last one */
   lastEndMs: number;
   first: string;
   second: string;
 }
 
 /**
- * Both lbds with the same config; DOWNLOADS downloads through the first; the next hop moves to
- * the second; returns how they ended and both lbds' metrics.
+ * Both lbds with the same config; DOWNLOADS held downloads through the first; the next hop moves
+ * to the second and the downloads are released; returns how they ended and both lbds' metrics.
  */
 async function scaleOut(t: TestContext, dataplane: 'native' | 'ts', onMiss: 'drop' | 'hash'): Promise<Outcome> {
   const yaml = lbdConfig(lab, {
@@ -131,49 +88,40 @@ async function scaleOut(t: TestContext, dataplane: 'native' | 'ts', onMiss: 'dro
   });
   const second = lab.ns.extraBalancers![0];
   const started: LbdProcess[] = [];
-  const dls: Download[] = [];
+  const dls: HeldDownload[] = [];
   try {
     started.push(await startLbd(lab, yaml));
     started.push(await startLbd(lab, yaml, { ns: second }));
     const [lb1, lb2] = started;
     routeVia(lab.addr.balancer);
-    const t0 = Date.now();
-    for (let i = 0; i < DOWNLOADS; i++) dls.push(download());
-    // Every download under way (bytes arrived) and none finished when the next hop moves.
-    for (const deadline = Date.now() + 10000; !dls.every((d) => sizeOf(d.file) > 0);) {
-      assert.ok(Date.now() < deadline, `every download started within 10 s: ${dls.map((d) => sizeOf(d.file)).join(' ')}`);
-      await sleep(50);
-    }
-    await sleep(Math.max(0, t0 + MOVE_AFTER_MS - Date.now()));
-    const sizes = dls.map((d) => sizeOf(d.file));
-    assert.ok(
-      sizes.every((s) => s > 0 && s < FILE_MB * MIB),
-      `every download under way at the move: ${sizes.join(' ')}`,
-    );
+    for (let i = 0; i < DOWNLOADS; i++) dls.push(heldDownload(lab, lab.addr.vip, '/big.bin', 80, { sha256: true, maxMs: HELD_BOUND_MS }));
+    // Every download under way (its first bytes arrived) and held when the next hop moves.
+    const statuses = await Promise.all(dls.map((d) => d.started));
+    assert.deepEqual(statuses, Array(DOWNLOADS).fill(200), 'every download started with 200 through the first balancer');
     const before1 = lb1.metrics();
     assert.equal(value(before1, 'lbd_service_connections_total', { service: 'web' }), DOWNLOADS, 'the first balancer scheduled the downloads');
     routeVia(lab.addr.extraBalancers![0]);
-    const moved = Date.now();
-    const codes = await Promise.all(dls.map((d) => d.done));
-    const lastEndMs = Date.now() - moved;
-    const complete = dls.filter((d, i) => codes[i] === 0 && sizeOf(d.file) === FILE_MB * MIB).length;
-    const identical = dls.filter((d, i) => codes[i] === 0 && sha(d.file) === expectedSha).length;
+    const released = Date.now();
+    for (const d of dls) d.release();
+    const ends = await Promise.all(dls.map((d) => d.done));
+    const lastEndMs = Date.now() - released;
+    const complete = ends.filter((e) => e.startsWith(`done 200 ${FILE_MB * MIB} `)).length;
+    const identical = ends.filter((e) => e === `done 200 ${FILE_MB * MIB} ${expectedSha}`).length;
     // The client reached the VIP only through the balancers' own addresses: no balancer's ARP
     // answer for the VIP ever mattered.
     const neigh = lab.exec(lab.ns.client, ['ip', 'neigh', 'show', 'to', lab.addr.vip]).trim();
     assert.equal(neigh, '', `the client never resolved the VIP: ${neigh}`);
-    const out: Outcome = { codes, complete, identical, lastEndMs, first: lb1.metrics(), second: lb2.metrics() };
+    const out: Outcome = { ends, complete, identical, lastEndMs, first: lb1.metrics(), second: lb2.metrics() };
     t.diagnostic(
-      `${dataplane} on_miss: ${onMiss}: ${complete}/${DOWNLOADS} complete (${identical} byte-identical), curl exits ${codes.join(' ')}, ` +
-        `last ended ${lastEndMs} ms after the move; flows per real server: first ${JSON.stringify(connsByServer(before1))}, ` +
+      `${dataplane} on_miss: ${onMiss}: ${complete}/${DOWNLOADS} complete (${identical} byte-identical), ` +
+        `last ended ${lastEndMs} ms after the release; flows per real server: first ${JSON.stringify(connsByServer(before1))}, ` +
         `second ${JSON.stringify(connsByServer(out.second))}; second: no_connection drops ${value(out.second, 'lbd_dropped_packets_total', { reason: 'no_connection' })}, ` +
         `forwarded ${value(out.second, 'lbd_forwarded_packets_total')}`,
     );
     return out;
   } finally {
-    for (const d of dls) if (d.proc.exitCode === null && d.proc.signalCode === null) lab.kill(d.proc);
+    for (const d of dls) if (d.running()) lab.kill(d.proc);
     for (const p of started.reverse()) await p.stop();
-    for (const d of dls) rmSync(d.file, { force: true });
   }
 }
 
@@ -184,7 +132,7 @@ async function scaleOut(t: TestContext, dataplane: 'native' | 'ts', onMiss: 'dro
 for (const dataplane of ['native', 'ts'] as const) {
   test(`${dataplane}: mh with on_miss: hash: ${DOWNLOADS} downloads started through one balancer complete byte-identical after the next hop moves to the other, which picks each flow up on the server the first chose`, async (t) => {
     const o = await scaleOut(t, dataplane, 'hash');
-    assert.equal(o.complete, DOWNLOADS, `every download completes: curl exits ${o.codes.join(' ')}`);
+    assert.equal(o.complete, DOWNLOADS, `every download completes:\n${o.ends.join('\n')}`);
     assert.equal(o.identical, DOWNLOADS, 'byte-identical');
     assert.equal(value(o.second, 'lbd_service_on_miss_scheduled_total', { service: 'web' }), DOWNLOADS, 'the second balancer picked up each flow once');
     assert.equal(value(o.second, 'lbd_dropped_packets_total', { reason: 'no_connection' }), 0, 'and dropped none of their segments');
@@ -197,10 +145,10 @@ for (const dataplane of ['native', 'ts'] as const) {
 for (const dataplane of ['native', 'ts'] as const) {
   test(`${dataplane}: mh without on_miss (the default, drop): ${DOWNLOADS} downloads started through one balancer die when the next hop moves to the other, which drops their segments as no_connection`, async (t) => {
     const o = await scaleOut(t, dataplane, 'drop');
-    assert.equal(o.complete, 0, `no download completes: curl exits ${o.codes.join(' ')}`);
+    assert.equal(o.complete, 0, `no download completes:\n${o.ends.join('\n')}`);
     assert.ok(
-      o.codes.every((c) => c !== 0),
-      `every curl fails (28: stalled for ${STALL_S} s): ${o.codes.join(' ')}`,
+      o.ends.every((e) => e.startsWith('error download not finished in time')),
+      `every download stalls until its bound (${HELD_BOUND_MS} ms after its release):\n${o.ends.join('\n')}`,
     );
     assert.ok(value(o.second, 'lbd_dropped_packets_total', { reason: 'no_connection' }) >= DOWNLOADS, 'the second balancer dropped them as no_connection');
     assert.equal(value(o.second, 'lbd_forwarded_packets_total'), 0, 'and forwarded nothing');

@@ -13,6 +13,7 @@ import { spawnProgram, type ChildProcess } from '../../src/host/programs';
 
 const LAB_JS = path.join(__dirname, '..', '..', 'lab', 'lab.js');
 const UDP_ECHO_JS = path.join(__dirname, '..', '..', 'lab', 'udp-echo.js');
+const HELD_DOWNLOAD_JS = path.join(__dirname, '..', '..', 'lab', 'held-download.js');
 
 function rootLinks(): string[] {
   return (JSON.parse(run('ip', ['-j', 'link', 'show']).stdout) as { ifname: string }[]).map((l) => l.ifname).sort();
@@ -161,12 +162,12 @@ test('one-nic lab: topology, Apache, UDP echo, no ARP for the VIP, stop/start, t
     commonChecks(lab);
     apacheStopStart(lab);
 
-    // a slow download keeps going (drain tests need one), and spawn()/kill() handle it
-    const dl = lab.spawn(lab.ns.client, ['curl', '-s', '--limit-rate', '200k', '-o', '/dev/null', `http://${lab.addr.rs[1]}/big.bin`]);
+    // a held download keeps its connection open (drain tests need one), and spawn()/kill() handle it
+    const dl = lab.spawn(lab.ns.client, ['node', HELD_DOWNLOAD_JS, '--host', lab.addr.rs[1], '--path', '/big.bin', '--max-ms', '20000']);
     const dlStart = procStat(dl.pid!)!.start;
     const t0 = Date.now();
     while (Date.now() - t0 < 1000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-    assert.ok(isLive(dl.pid!, dlStart), 'slow download still running after 1 s');
+    assert.ok(isLive(dl.pid!, dlStart), 'held download still running after 1 s');
     const est = lab.exec(lab.ns.client, ['ss', '-Htn', 'state', 'established', 'dst', lab.addr.rs[1]]);
     assert.match(est, /:80\b/);
     lab.kill(dl);

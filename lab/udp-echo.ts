@@ -13,8 +13,9 @@
  *       timeout.
  *
  *   node dist/lab/udp-echo.js stream --host 10.0.10.100 --port 5353 [--rate 1000] [--seconds 5]
- *       Sends one numbered datagram every 1/rate s for the given time (bounded: at most 60 s),
- *       waits 500 ms for late replies, then prints one JSON line {"sentAt":[ms…],"answeredAt":[ms|null…]}
+ *       Sends one numbered datagram every 1/rate s for the given time (bounded: at most 60 s; a
+ *       SIGINT or SIGTERM ends it early), waits 500 ms for late replies, then prints one JSON line
+ *       {"sentAt":[ms…],"answeredAt":[ms|null…]}
  *       (epoch milliseconds, sub-millisecond): which datagrams came back and when. The restart
  *       benchmark measures lbd's forwarding gap with it.
  *
@@ -129,20 +130,30 @@ function stream(opts: Map<string, string>): void {
     const seq = msg.readUInt32BE(at + 1);
     if (seq < total && answeredAt[seq] === null) answeredAt[seq] = now();
   });
+  // The number to send: all of them, or those sent so far once told to stop (the caller ends the
+  // stream when what it measures is over).
+  let end = total;
+  const stop = (): void => {
+    end = Math.min(end, sentAt.length);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   const t0 = now();
   const tick = (): void => {
     // Catch up on the schedule (timers are coarse): every datagram due by now goes out.
-    while (sentAt.length < total && now() - t0 >= (sentAt.length * 1000) / rate) {
+    while (sentAt.length < end && now() - t0 >= (sentAt.length * 1000) / rate) {
       const payload = Buffer.alloc(4); // its own: send() may still hold the last one
       payload.writeUInt32BE(sentAt.length, 0);
       sentAt.push(now());
       sock.send(payload, p, host);
     }
-    if (sentAt.length < total) setTimeout(tick, 1);
+    if (sentAt.length < end) setTimeout(tick, 1);
     else
       setTimeout(() => {
-        process.stdout.write(`${JSON.stringify({ sentAt, answeredAt })}\n`);
+        process.stdout.write(`${JSON.stringify({ sentAt, answeredAt: answeredAt.slice(0, sentAt.length) })}\n`);
         sock.close();
+        process.removeListener('SIGINT', stop);
+        process.removeListener('SIGTERM', stop);
       }, 500);
   };
   tick();

@@ -100,8 +100,10 @@ test('wlc spreads a wrk load over both real servers with zero errors', async () 
     // wrk opens one probe connection, then its 8 load connections.
     assert.equal(a + b, 9, 'one probe + 8 concurrent connections');
     // Where a SYN lands depends on whether the previous flows' handshake ACKs (which make them
-    // ESTABLISHED, overhead 256 each) arrived before it: 5/4 to 7/2 are all what IPVS does.
-    assert.ok(a >= 2 && b >= 2, `wlc uses both servers: ${a} / ${b}`);
+    // ESTABLISHED, overhead 256 each) arrived before it: 5/4 to 7/2 were seen, and 8/1 is what
+    // IPVS does if wrk's load SYNs all arrive before any handshake completes. The packet counts
+    // below show the load spread.
+    assert.ok(a >= 1 && b >= 1, `wlc uses both servers: ${a} / ${b}`);
     assert.ok(lbd.metric('lbd_real_server_packets_total', { real: `${lab.addr.rs[0]}:80` }) > 50);
     assert.ok(lbd.metric('lbd_real_server_packets_total', { real: `${lab.addr.rs[1]}:80` }) > 50);
   } finally {

@@ -131,7 +131,9 @@ test('lbd list: the numbers match the traffic sent (ActiveConn, InActConn, Conns
     // At most ~10 a second (the loop sleeps 100 ms between curls); how many fewer depends on
     // how fast this machine runs curl, so only "some, per second not per interval" is asserted.
     assert.ok(rate.cps >= 1 && rate.cps <= 15, JSON.stringify(rate));
-    assert.ok(rate.inpps >= 5 * rate.cps, JSON.stringify(rate));
+    // A curl is ~6 segments in (SYN, ACK, request, ACKs, FIN); each rate is rounded and a
+    // connection may straddle the interval's edge, so 3 per connection at least.
+    assert.ok(rate.inpps >= 3 * rate.cps, JSON.stringify(rate));
     assert.ok(rate.inbps > 0 && rate.outpps === 0, JSON.stringify(rate));
     assert.match(cliOk(['list', '--rate', '--socket', lbd.socket]), /CPS {4}InPPS {3}OutPPS {4}InBPS {3}OutBPS/);
     const stopStream = setTimeout(() => lab.kill(stream!.proc), 30000);

@@ -802,7 +802,7 @@ class LabImpl implements Lab {
       'KeepAlive On',
       'MaxKeepAliveRequests 0',
       'KeepAliveTimeout 15',
-      // a held or slow reader (lab/held-download.ts, curl --limit-rate) may keep /big.bin open for minutes
+      // a held or slow reader (lab/held-download.ts) may keep /big.bin open for minutes
       'Timeout 600',
       'ListenBacklog 1024',
       'EnableSendfile On',

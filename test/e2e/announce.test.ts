@@ -11,7 +11,7 @@ import { curl, lbdConfig, startLbd, type LbdProcess } from '../helpers/lbd-proce
 // namespace (BIRD and the routers are bgp.test.ts's). Measured here (2 cores, 3 runs): the route
 // is gone 24–69 ms after a SIGKILL, 0.97–1.04 s after a SIGSTOP (hang_timeout 1s) and back
 // 1.1–1.3 s after SIGCONT; across a restart with hold_on_restart it is never missing (polled
-// every 25 ms). Bounds are ≥ 5× those.
+// every 10 ms then; the test polls every 25 ms). Bounds are ≥ 5× those.
 
 let lab: Lab;
 before(() => {

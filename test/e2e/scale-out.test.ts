@@ -44,8 +44,8 @@ let lab: Lab;
 let expectedSha: string;
 before(() => {
   lab = createLab({ shape: 'one-nic', rsOctets: [40, 111, 140], extraBalancers: [SECOND], bigFileMB: FILE_MB, udpEcho: false });
-  // A receive buffer of 256 KiB at most on the client: the server cannot push the rest of the file
-  // into it while the download is held; every ACK until the end must reach the server through a balancer.
+  // A receive buffer of 256 KiB at most on the client: once released, the downloads' windows stay
+  // small, and every ACK until the end must reach the server through a balancer.
   lab.exec(lab.ns.client, ['sysctl', '-qw', 'net.ipv4.tcp_rmem=4096 131072 262144']);
   expectedSha = bigFileSha256(FILE_MB);
 });
@@ -126,7 +126,7 @@ async function scaleOut(t: TestContext, dataplane: 'native' | 'ts', onMiss: 'dro
 }
 
 // The on_miss: hash cases first: their downloads end cleanly. A broken download leaves the
-// client's FIN and the server's data retransmitting for minutes, segments without SYN that the
+// client's FIN and the server's zero-window probes going on for minutes, segments without SYN that the
 // next case's balancers would see; under on_miss: drop they are only dropped, which the drop
 // cases' assertions allow, while under on_miss: hash they would be picked up as connections.
 for (const dataplane of ['native', 'ts'] as const) {

@@ -26,6 +26,8 @@ const MIB = 1024 * 1024;
 const FILE_MB = 16;
 /** A held download gives up this long after its release (and, before it, this long after its start). */
 const DOWNLOAD_BOUND_MS = 20_000;
+/** the same for the download meant to stall (the --fresh control): ~0.3 s would have done it */
+const FRESH_BOUND_MS = 5_000;
 /** at most this many seconds of load across the restarts and hand-overs (the UDP stream's own limit is 60) */
 const LOAD_BOUND_S = 60;
 
@@ -317,3 +319,28 @@ for (const dataplane of ['native', 'ts'] as const) {
     }
   });
 }
+
+// Last in the file: the download it kills leaves the real server probing a closed client for
+// minutes, and the client's RSTs would count as no_connection in any later lbd here.
+test("the control: started with --fresh (the table not adopted), the new lbd drops the same download's ACKs as no_connection and it dies", async () => {
+  const stateFile = path.join(lab.dir, 'restart-fresh.state');
+  const yaml = config('native', stateFile);
+  const first = await startLbd(lab, yaml);
+  let second: LbdProcess | undefined;
+  // A shorter bound: this download is meant to stall.
+  const dl = heldDownload(lab, lab.addr.vip, '/big.bin', 80, { sha256: true, maxMs: FRESH_BOUND_MS });
+  try {
+    assert.equal(await dl.started, 200, 'the download is under way');
+    await end(first, 'SIGTERM');
+    second = await startLbd(lab, yaml, { args: ['--fresh'] });
+    dl.release();
+    const last = await dl.done;
+    assert.match(last, /^error download not finished in time/, `the download stalls: ${last}`);
+    assert.ok(second.metric('lbd_dropped_packets_total', { reason: 'no_connection' }) > 0, 'its ACKs dropped as no_connection');
+    assert.equal(second.metric('lbd_state_adopted_entries', { kind: 'connection' }) || 0, 0, 'nothing adopted');
+  } finally {
+    if (dl.running()) lab.kill(dl.proc);
+    await second?.stop();
+    await first.stop();
+  }
+});

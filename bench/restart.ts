@@ -11,6 +11,9 @@
  *   lost  datagrams that never came back (TCP would retransmit them; UDP shows every one)
  *   start how long the new lbd took from spawn to its "lbd started" line
  *
+ * The state files are on tmpfs (the lab's memory directory), as /run is on a host: on a disk
+ * every page of a new table is a block to write.
+ *
  * Run by `npm run bench -- --restart-only`; results go to bench/results/restart-latest.json and the
  * README's table. Bounded: each round streams 5 s; rounds × 2 paths × 3 ways (SIGTERM, SIGKILL,
  * and a hand-over: lbd --take-over started while the old one runs).
@@ -148,7 +151,7 @@ export async function runRestartBench(reps: number, outDir: string, log: (s: str
     for (let rep = 0; rep < reps; rep++) {
       for (const dataplane of ['native', 'ts'] as const) {
         for (const signal of ['SIGTERM', 'SIGKILL', 'handover'] as const) {
-          const r = await round(lab, dataplane, signal, path.join(lab.dir, `restart-${dataplane}-${signal}-${rep}.state`));
+          const r = await round(lab, dataplane, signal, path.join(lab.memDir, `restart-${dataplane}-${signal}-${rep}.state`));
           log(
             `restart ${rep + 1}/${reps} ${dataplane} ${signal}: gap ${r.gapMs.toFixed(0)} ms (dark ${r.darkMs.toFixed(0)} ms), ${r.lost} datagrams lost (longest delay ${r.maxDelayMs.toFixed(0)} ms) in ${JSON.stringify(r.lossWindows)}, start ${r.startMs} ms, ${r.adopted} flows adopted; new lbd's drops: ${r.newLbdDrops.join(', ') || 'none'}`,
           );

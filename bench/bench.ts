@@ -15,6 +15,7 @@ import { createLab, listNamespaces, type Lab } from '../lab/lab';
 import { runSync, type ProgramName } from '../src/host/programs';
 import {
   buildGenerator,
+  diagDelta,
   ifaceCounters,
   ksoftirqdPids,
   machineCpu,
@@ -303,8 +304,7 @@ async function packetRun(lab: Lab, sc: Scenario, t: PacketTest, rep: number, o: 
   const windowNs = Number(process.hrtime.bigint() - w0);
   const lb1 = ifaceCounters(lab, lab.ns.balancer, lab.ifaces.balancerCapture).rx;
   const d1 = sc.diag?.() ?? {};
-  const diag: Record<string, number> = {};
-  for (const k of Object.keys(d1)) diag[k] = d1[k] - (d0[k] ?? 0);
+  const diag = diagDelta(d0, d1);
   const forwarded = last - rs0;
   const secs = g.elapsed_ns / 1e9;
   const procCpuNs = rt1.procs - rt0.procs;
@@ -432,8 +432,7 @@ async function main(): Promise<number> {
               const d0 = sc.diag?.() ?? {};
               const w = await runWorkload(lab, wl, host, 32, o.wrkSeconds);
               const d1 = sc.diag?.() ?? {};
-              const diag: Record<string, number> = {};
-              for (const k of Object.keys(d1)) diag[k] = d1[k] - (d0[k] ?? 0);
+              const diag = diagDelta(d0, d1);
               results.http.push({ scenario: sc.name, rep, conns: 32, workload: wl.id, ...w, diag });
               log(
                 `  ${wl.id} c32: ${Math.round(w.rps)} req/s, p50 ${Math.round(w.p50us)} µs, p99 ${Math.round(w.p99us)} µs${w.clientRetrans ? `, ${w.clientRetrans} client retransmissions` : ''}${w.socketErrors + w.non2xx ? `, ${w.socketErrors} socket errors, ${w.non2xx} non-2xx` : ''}`,

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
 import type { ChildProcess } from '../src/host/programs';
 import { labService } from '../test/helpers/lbd-process';
-import { clientRetrans, ksoftirqdPids, machineCpu, processRuntimeNs, runInLab, runtimeSnapshot, sleep } from './measure';
+import { clientRetrans, diagDelta, ksoftirqdPids, machineCpu, processRuntimeNs, runInLab, runtimeSnapshot, sleep } from './measure';
 import type { Scenario } from './scenarios';
 
 export const BULK_PORT = 9000;
@@ -169,8 +169,7 @@ export async function runBulk(
     }
   }
   const d1 = sc.diag?.() ?? {};
-  const diag: Record<string, number> = {};
-  for (const k of Object.keys(d1)) diag[k] = d1[k] - (d0[k] ?? 0);
+  const diag = diagDelta(d0, d1);
   // the sender reports its own CPU; the rest from the snapshots
   const senderCpuNs = (res.cpuUs ?? NaN) * 1000;
   const sinkCpuNs = after.sinks - before.sinks;

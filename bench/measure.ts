@@ -188,16 +188,23 @@ export function clientRetrans(lab: Lab): number {
   return Number(vals[keys.indexOf('RetransSegs')]);
 }
 
-export async function runWrk(lab: Lab, url: string, conns: number, seconds: number): Promise<WrkResult> {
+/**
+ * A load tool's run of about `seconds` from the lab's client (wrk, ab): its figures by `parse`,
+ * with the client's TCP retransmissions meanwhile; throws when the tool fails or says nothing.
+ */
+export async function runLoad(lab: Lab, cmd: Command, what: string, seconds: number, parse: (out: string) => WrkSummary): Promise<WrkResult> {
   const re0 = clientRetrans(lab);
-  const r = await runInLab(lab, lab.ns.client, ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency', url], {
-    timeoutMs: (seconds + 15) * 1000,
-    name: 'wrk',
-  });
-  if (r.timedOut || r.code !== 0) throw new Error(`wrk ${url} c${conns}: ${r.timedOut ? 'timed out' : `exit ${r.code}`}\n${r.stderr}${r.stdout}`);
-  const w: WrkResult = { ...parseWrk(r.stdout), clientRetrans: clientRetrans(lab) - re0 };
-  if (!Number.isFinite(w.rps)) throw new Error(`wrk output not understood:\n${r.stdout}`);
+  const r = await runInLab(lab, lab.ns.client, cmd, { timeoutMs: (seconds + 20) * 1000, name: cmd[0] });
+  if (r.timedOut || r.code !== 0) throw new Error(`${what}: ${r.timedOut ? 'timed out' : `exit ${r.code}`}\n${r.stderr}${r.stdout}`);
+  const w: WrkResult = { ...parse(r.stdout), clientRetrans: clientRetrans(lab) - re0 };
+  if (!Number.isFinite(w.rps)) throw new Error(`${what}: output not understood:\n${r.stdout}`);
   return w;
+}
+
+/** wrk from the lab's client, one thread, `extra` options (e.g. -H, -s) before the URL. */
+export function runWrk(lab: Lab, url: string, conns: number, seconds: number, extra: string[] = []): Promise<WrkResult> {
+  const cmd: Command = ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency', ...extra, url];
+  return runLoad(lab, cmd, `wrk ${url} c${conns}`, seconds, parseWrk);
 }
 
 // ───────────────────────────── packet generator ─────────────────────────────
@@ -325,6 +332,16 @@ export function median(xs: number[]): number {
 export function spread(xs: number[]): { min: number; max: number } {
   const v = xs.filter((x) => Number.isFinite(x));
   return v.length ? { min: Math.min(...v), max: Math.max(...v) } : { min: NaN, max: NaN };
+}
+
+/** a ÷ b, NaN when either is missing or b is 0 */
+export const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
+
+/** A scenario's counters over a run: each of the later snapshot less the earlier one. */
+export function diagDelta(d0: Record<string, number>, d1: Record<string, number>): Record<string, number> {
+  const diag: Record<string, number> = {};
+  for (const k of Object.keys(d1)) diag[k] = d1[k] - (d0[k] ?? 0);
+  return diag;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,7 @@
  * must stay in step with one another.
  */
 import type { BulkRun } from './bulk';
-import { median, spread, type WrkResult } from './measure';
+import { median, ratio, spread, type WrkResult } from './measure';
 import { summarizeWorkloads, WORKLOADS, type WorkloadSummary } from './workloads';
 
 export interface Machine {
@@ -153,8 +153,6 @@ export interface Summary {
   packets: Record<string, Record<string, PacketSummary>>;
   baselineNsPerPkt: Record<string, number>;
 }
-
-const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
 
 export function summarize(r: Results): Summary {
   const names = r.scenarios.map((s) => s.name);

@@ -239,11 +239,12 @@ export function nftables(lab: Lab): Scenario {
     `    type filter hook ingress device "${dev}" priority 0; policy accept;`,
     // one rule per line (nft 1.0.6); source MAC rewritten too, or the bridge learns the client
     // on the balancer's port
-    `    ip daddr ${lab.addr.vip} tcp dport ${lab.ports.http} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
-    // the stock Apache's port (workloads.ts) and the bulk upload's: rules of their own after
-    // port 80's, which the packet tests never reach
-    `    ip daddr ${lab.addr.vip} tcp dport ${lab.ports.httpStock} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
-    `    ip daddr ${lab.addr.vip} tcp dport ${BULK_PORT} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
+    // port 80 first; the stock Apache's port (workloads.ts) and the bulk upload's after it, rules
+    // of their own that the packet tests never reach
+    ...[lab.ports.http, lab.ports.httpStock, BULK_PORT].map(
+      (port) =>
+        `    ip daddr ${lab.addr.vip} tcp dport ${port} ether saddr set ${lab.macs.balancerEgress} ether daddr set jhash ip saddr . tcp sport mod ${lab.macs.rs.length} map { ${map} } fwd to "${lab.ifaces.balancerEgress}"`,
+    ),
     `  }`,
     `}`,
     '',

@@ -21,8 +21,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Lab } from '../lab/lab';
-import { parseWrk } from '../lab/wrk';
-import { clientRetrans, median, runInLab, spread, type WrkResult } from './measure';
+import type { WrkSummary } from '../lab/wrk';
+import { median, ratio, runLoad, runWrk, spread, type WrkResult } from './measure';
+import type { HttpRun } from './report';
 
 export interface Workload {
   id: string;
@@ -60,12 +61,12 @@ export const WORKLOADS: Workload[] = [
 export const WORKLOAD_IDS = WORKLOADS.map((w) => w.id);
 
 /** http://host:port/ for a workload against a scenario's target host */
-export function workloadUrl(lab: Lab, w: Workload, host: string): string {
+function workloadUrl(lab: Lab, w: Workload, host: string): string {
   return `http://${host}:${w.stock ? lab.ports.httpStock : lab.ports.http}/`;
 }
 
 /** ab's report, in wrk's terms (its percentiles are whole milliseconds) */
-export function parseAb(out: string): WrkResult {
+function parseAb(out: string): WrkSummary {
   const num = (re: RegExp): number => Number(re.exec(out)?.[1] ?? NaN);
   const pct = (p: number): number => num(new RegExp(`^\\s+${p}%\\s+(\\d+)`, 'm')) * 1000;
   return {
@@ -78,7 +79,6 @@ export function parseAb(out: string): WrkResult {
     // is every other real server's (their pages name them); only connect, receive and exceptions count.
     socketErrors: failures(out),
     non2xx: Number(/^Non-2xx responses:\s+(\d+)/m.exec(out)?.[1] ?? 0),
-    clientRetrans: NaN,
   };
 }
 
@@ -91,36 +91,18 @@ function failures(out: string): number {
 /** One run of a workload from the lab's client; throws when the tool fails or says nothing. */
 export async function runWorkload(lab: Lab, w: Workload, host: string, conns: number, seconds: number): Promise<WrkResult> {
   const url = workloadUrl(lab, w, host);
-  let cmd: ['wrk' | 'ab', ...string[]];
   if (w.tool === 'ab') {
     // -t before -n: -t alone caps the run at 50,000 requests. -r: a reset is counted, not fatal.
-    cmd = ['ab', '-q', '-r', '-s', '2', '-c', String(conns), '-t', String(seconds), '-n', String(seconds * 200_000), url];
-  } else {
-    cmd = ['wrk', '-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '2s', '--latency'];
-    if (w.header) cmd.push('-H', w.header);
-    if (w.lua) {
-      const file = path.join(lab.dir, `wrk-${w.id}.lua`);
-      if (!fs.existsSync(file)) fs.writeFileSync(file, w.lua, { mode: 0o644 });
-      cmd.push('-s', file);
-    }
-    cmd.push(url);
+    const cmd: ['ab', ...string[]] = ['ab', '-q', '-r', '-s', '2', '-c', String(conns), '-t', String(seconds), '-n', String(seconds * 200_000), url];
+    return runLoad(lab, cmd, `ab ${url} (${w.id})`, seconds, parseAb);
   }
-  const re0 = clientRetrans(lab);
-  const r = await runInLab(lab, lab.ns.client, cmd, { timeoutMs: (seconds + 20) * 1000, name: w.tool });
-  if (r.timedOut || r.code !== 0) throw new Error(`${w.tool} ${url} (${w.id}): ${r.timedOut ? 'timed out' : `exit ${r.code}`}\n${r.stderr}${r.stdout}`);
-  const res = w.tool === 'ab' ? parseAb(r.stdout) : { ...parseWrk(r.stdout), clientRetrans: NaN };
-  res.clientRetrans = clientRetrans(lab) - re0;
-  if (!Number.isFinite(res.rps)) throw new Error(`${w.tool} output not understood (${w.id}):\n${r.stdout}`);
-  return res;
-}
-
-/** What summarizeWorkloads() reads of an HttpRun (report.ts) */
-export interface WorkloadRun extends WrkResult {
-  scenario: string;
-  rep: number;
-  conns: number;
-  workload?: string;
-  diag?: Record<string, number>;
+  const extra: string[] = w.header ? ['-H', w.header] : [];
+  if (w.lua) {
+    const file = path.join(lab.dir, `wrk-${w.id}.lua`);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, w.lua, { mode: 0o644 });
+    extra.push('-s', file);
+  }
+  return runWrk(lab, url, conns, seconds, extra);
 }
 
 /**
@@ -139,7 +121,7 @@ export interface LoopTimes {
   upcallsPerRequest: number;
 }
 
-function loopTimes(rs: WorkloadRun[]): LoopTimes | undefined {
+function loopTimes(rs: HttpRun[]): LoopTimes | undefined {
   const per = rs.map((h) => h.diag ?? {}).filter((d) => (d.lbd_native_wakeups ?? 0) > 0 && (d.lbd_forwarded ?? 0) > 0);
   if (!per.length) return undefined;
   const m = (f: (d: Record<string, number>) => number): number => median(per.map(f));
@@ -168,10 +150,8 @@ export interface WorkloadSummary {
   loop?: LoopTimes;
 }
 
-const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
-
 /** workload → scenario → figures (32-connection runs) */
-export function summarizeWorkloads(runs: WorkloadRun[], scenarios: string[]): Record<string, Record<string, WorkloadSummary>> {
+export function summarizeWorkloads(runs: HttpRun[], scenarios: string[]): Record<string, Record<string, WorkloadSummary>> {
   const out: Record<string, Record<string, WorkloadSummary>> = {};
   for (const w of WORKLOAD_IDS) {
     for (const n of scenarios) {
